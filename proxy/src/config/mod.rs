@@ -1,0 +1,221 @@
+//! Configuration: the file's schema, its validation into a typed runtime form, YAML parsing with
+//! line and column errors, and hot reload.
+//!
+//! Flow: `yaml::parse` (text -> `schema::File`) -> `validate::validate` (-> `Config`) -> `reload`
+//! swaps the result into the running proxy. The hot path only ever sees `Config`.
+
+pub mod duration;
+pub mod reload;
+pub mod schema;
+pub mod validate;
+pub mod yaml;
+
+use std::{net::SocketAddr, path::Path, str::FromStr, sync::Arc, time::Duration};
+
+use crate::http::route::RouteMatcher;
+pub use schema::{LbPolicy, MtlsMode, Protocol};
+
+/// A validated config, ready to serve.
+#[derive(Debug)]
+pub struct Config {
+    /// The workload, if named.
+    pub workload: Option<schema::Workload>,
+    /// PEM file paths for mTLS.
+    pub tls: Option<schema::Tls>,
+    /// Admin listener address.
+    pub admin_bind: SocketAddr,
+    /// Inbound listener.
+    pub inbound: InboundConfig,
+    /// Outbound listeners.
+    pub outbound: OutboundConfig,
+    /// Services, indexed by routes and listeners.
+    pub services: Vec<ServiceConfig>,
+    /// Routes in match order.
+    pub routes: Vec<RouteConfig>,
+    /// The file as given, for `/config`.
+    pub file: schema::File,
+}
+
+/// Inbound listener settings.
+#[derive(Debug)]
+pub struct InboundConfig {
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// Local app address for traffic with no known original destination.
+    pub app: Option<SocketAddr>,
+    /// Client protection limits.
+    pub limits: ListenerLimits,
+}
+
+/// Outbound listener settings.
+#[derive(Debug)]
+pub struct OutboundConfig {
+    /// Transparent listener address.
+    pub bind: SocketAddr,
+    /// Explicit listeners.
+    pub listeners: Vec<ListenerConfig>,
+    /// Client protection limits.
+    pub limits: ListenerLimits,
+}
+
+/// An explicit outbound listener.
+#[derive(Debug)]
+pub struct ListenerConfig {
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// Index into `Config::services`.
+    pub service: usize,
+}
+
+/// Limits applied to a listener's clients, defaults filled in.
+#[derive(Debug, Clone)]
+pub struct ListenerLimits {
+    /// Time allowed to receive request headers.
+    pub header_read_timeout: Duration,
+    /// Idle time before a client connection is closed.
+    pub idle_timeout: Duration,
+    /// Largest request head in bytes.
+    pub max_header_bytes: usize,
+    /// Most header fields per request.
+    pub max_headers: usize,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Most open connections.
+    pub max_connections: usize,
+}
+
+impl ListenerLimits {
+    fn from_schema(l: Option<&schema::ListenerLimits>) -> Self {
+        let d = |v: Option<duration::HumanDuration>, def: u64| {
+            v.map_or(Duration::from_secs(def), |d| d.0)
+        };
+        Self {
+            header_read_timeout: d(l.and_then(|l| l.header_read_timeout), 10),
+            idle_timeout: d(l.and_then(|l| l.idle_timeout), 300),
+            max_header_bytes: l
+                .and_then(|l| l.max_header_bytes)
+                .unwrap_or(64 * 1024)
+                .max(8192),
+            max_headers: l.and_then(|l| l.max_headers).unwrap_or(100),
+            max_concurrent_streams: l.and_then(|l| l.max_concurrent_streams).unwrap_or(256),
+            max_connections: l.and_then(|l| l.max_connections).unwrap_or(16 * 1024),
+        }
+    }
+}
+
+/// An upstream service.
+#[derive(Debug)]
+pub struct ServiceConfig {
+    /// Unique name.
+    pub name: Arc<str>,
+    /// Addresses clients use for it, lowercased.
+    pub addresses: Vec<String>,
+    /// Upstream protocol.
+    pub protocol: Protocol,
+    /// Balancing algorithm.
+    pub lb: LbPolicy,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Passive health checking.
+    pub outlier: OutlierConfig,
+    /// Circuit breaking.
+    pub limits: ServiceLimits,
+    /// Endpoints.
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// Outlier detection, defaults filled in.
+#[derive(Debug, Clone)]
+pub struct OutlierConfig {
+    /// Consecutive failures that eject.
+    pub consecutive_failures: u32,
+    /// Base ejection time.
+    pub ejection: Duration,
+    /// Cap on ejected endpoints, percent.
+    pub max_ejected_percent: u32,
+}
+
+/// Circuit-breaking limits, defaults filled in.
+#[derive(Debug, Clone)]
+pub struct ServiceLimits {
+    /// Most upstream connections.
+    pub max_connections: usize,
+    /// Most requests in flight or waiting.
+    pub max_pending: usize,
+}
+
+/// One endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// Address.
+    pub addr: SocketAddr,
+    /// Expected SPIFFE identity (mTLS when set).
+    pub identity: Option<String>,
+    /// Relative weight, at least 1.
+    pub weight: u32,
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct RouteConfig {
+    /// Name, used in metrics.
+    pub name: Arc<str>,
+    /// Request conditions.
+    pub matcher: RouteMatcher,
+    /// `(service index, weight)` pairs.
+    pub backends: Vec<(usize, u32)>,
+    /// Response-headers timeout.
+    pub timeout: Option<Duration>,
+    /// Retry policy.
+    pub retry: Option<RetryPolicy>,
+}
+
+/// A route's retry policy.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Retries after the first try.
+    pub attempts: u32,
+    /// When to retry.
+    pub on: Vec<RetryOn>,
+    /// Time allowed per try.
+    pub per_try_timeout: Option<Duration>,
+    /// Retries allowed as a percentage of recent requests.
+    pub budget_percent: u32,
+}
+
+/// A retry condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOn {
+    /// The upstream connection could not be made.
+    ConnectFailure,
+    /// The upstream reset or closed the connection before answering.
+    Reset,
+    /// This exact status.
+    Status(u16),
+    /// Any 5xx status.
+    Status5xx,
+}
+
+impl FromStr for RetryOn {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "connect-failure" => Ok(Self::ConnectFailure),
+            "reset" => Ok(Self::Reset),
+            "5xx" => Ok(Self::Status5xx),
+            _ => match s.parse::<u16>() {
+                Ok(code) if (100..600).contains(&code) => Ok(Self::Status(code)),
+                _ => Err(format!(
+                    "unknown retry condition {s:?} (use connect-failure, reset, 5xx or a status code)"
+                )),
+            },
+        }
+    }
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Config, yaml::FileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| yaml::FileError::io(path, e))?;
+    yaml::load_str(path, &text)
+}

@@ -1,0 +1,138 @@
+//! Hot reload: a new config (from the file, on SIGHUP or when it changes, or from the control
+//! plane) is validated, built and swapped in whole. Requests in flight keep the config they
+//! started with; a bad update is rejected, counted and logged, and the old config keeps serving.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::{signal::unix::SignalKind, sync::mpsc};
+
+use super::Config;
+use crate::runtime::{Runtime, Shared};
+
+/// Where an update came from (the `source` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The config file.
+    File,
+    /// pillion-control.
+    Control,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Control => "control",
+        }
+    }
+}
+
+/// Swaps in a validated config and returns its version.
+pub fn apply(shared: &Shared, config: Config, source: Source) -> u64 {
+    let prev = shared.runtime.load_full();
+    warn_on_restart_only_changes(&prev.config, &config);
+    let version = prev.version + 1;
+    shared
+        .runtime
+        .store(Arc::new(Runtime::build(config, version, Some(&prev))));
+    shared.metrics.config_version.set(version as i64);
+    shared
+        .metrics
+        .config_updates
+        .with_label_values(&["applied", source.as_str()])
+        .inc();
+    shared.publish_endpoints();
+    tracing::info!(version, source = source.as_str(), "config applied");
+    version
+}
+
+/// Counts and logs an update that failed validation; nothing else changes.
+pub fn reject(shared: &Shared, error: &dyn fmt::Display, source: Source) {
+    shared
+        .metrics
+        .config_updates
+        .with_label_values(&["rejected", source.as_str()])
+        .inc();
+    tracing::error!(
+        source = source.as_str(),
+        "config rejected, keeping the last good one:\n{error}"
+    );
+}
+
+/// Listener addresses are bound once; say so rather than silently ignoring a change.
+fn warn_on_restart_only_changes(old: &Config, new: &Config) {
+    let binds = |c: &Config| {
+        let mut v = vec![c.admin_bind, c.inbound.bind, c.outbound.bind];
+        v.extend(c.outbound.listeners.iter().map(|l| l.bind));
+        v
+    };
+    if binds(old) != binds(new) {
+        tracing::warn!("listener addresses changed; they take effect at the next restart");
+    }
+}
+
+/// Reloads `path` on SIGHUP and whenever it changes, until the process exits.
+pub async fn watch_file(path: PathBuf, shared: Arc<Shared>) {
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    // Watch the directory, not the file: editors and Kubernetes ConfigMaps replace files by
+    // rename, which a watch on the old inode would miss.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.try_send(());
+        }
+    })
+    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch config directory; reload with SIGHUP");
+            None
+        }
+    };
+    let mut hup = match tokio::signal::unix::signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP");
+            return;
+        }
+    };
+    let mut last = std::fs::read_to_string(&path).unwrap_or_default();
+    loop {
+        let forced = tokio::select! {
+            _ = hup.recv() => true,
+            Some(()) = rx.recv() => false,
+        };
+        // Let a burst of events (write, rename, chmod) settle into one reload.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while rx.try_recv().is_ok() {}
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !forced && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                reject(&shared, &super::yaml::FileError::io(&path, e), Source::File);
+                continue;
+            }
+        };
+        if !forced && text == last {
+            continue;
+        }
+        match super::yaml::load_str(&path, &text) {
+            Ok(config) => {
+                apply(&shared, config, Source::File);
+            }
+            Err(e) => reject(&shared, &e, Source::File),
+        }
+        last = text;
+    }
+}

@@ -1,0 +1,88 @@
+//! Sending a request to the endpoint the balancer chose, over HTTP/1.1 or HTTP/2 as the service
+//! wants, whatever the client spoke.
+
+use http::{Request, Response, Uri, Version, header, request::Parts, uri::Scheme};
+use hyper::body::Incoming;
+
+use super::{body::Body, reply::LocalError};
+use crate::{config::Protocol, upstream::Endpoint};
+
+/// The HTTP version to speak upstream: the service's, or the client's when the service says
+/// `auto`. Upgrades need HTTP/1.1.
+pub fn upstream_version(service: Protocol, client: Version, upgrade: bool) -> Version {
+    match service {
+        _ if upgrade => Version::HTTP_11,
+        Protocol::Http2 => Version::HTTP_2,
+        Protocol::Http1 => Version::HTTP_11,
+        Protocol::Auto | Protocol::Tcp => {
+            if client == Version::HTTP_2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            }
+        }
+    }
+}
+
+/// Rewrites the request for the upstream and sends it on the endpoint's pool.
+pub async fn send(
+    endpoint: &Endpoint,
+    mut parts: Parts,
+    body: Body,
+    version: Version,
+) -> Result<Response<Incoming>, LocalError> {
+    parts.uri = upstream_uri(&parts, endpoint);
+    parts.version = version;
+    let client = if version == Version::HTTP_2 {
+        // HTTP/2 carries the authority in `:authority`; a second copy in Host could disagree.
+        parts.headers.remove(header::HOST);
+        &endpoint.conn.h2
+    } else {
+        &endpoint.conn.h1
+    };
+    client.request(Request::from_parts(parts, body)).await.map_err(|e| {
+        if e.is_connect() {
+            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(&e), "upstream connect failed");
+            LocalError::ConnectFailed
+        } else {
+            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(&e), "upstream request failed");
+            LocalError::UpstreamReset
+        }
+    })
+}
+
+/// Absolute URI with the request's own authority: each endpoint has its own pool, so the
+/// authority only names the virtual host, never where to connect.
+fn upstream_uri(parts: &Parts, endpoint: &Endpoint) -> Uri {
+    let authority = parts
+        .uri
+        .authority()
+        .cloned()
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.as_bytes().try_into().ok())
+        })
+        .or_else(|| endpoint.addr.to_string().try_into().ok());
+    let mut b = Uri::builder().scheme(Scheme::HTTP);
+    if let Some(a) = authority {
+        b = b.authority(a);
+    }
+    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    b.path_and_query(pq)
+        .build()
+        .unwrap_or_else(|_| parts.uri.clone())
+}
+
+/// An error and its causes on one line, for logs.
+pub fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

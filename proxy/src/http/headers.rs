@@ -1,0 +1,147 @@
+//! Header hygiene at the proxy's edges: hop-by-hop headers (RFC 9110 section 7.6.1), request IDs,
+//! and headers that only the proxy may set.
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+/// Request ID header, added when the client sent none.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The verified client identity, set only by the inbound proxy.
+pub static CLIENT_ID: HeaderName = HeaderName::from_static("x-pillion-client-id");
+/// Names the cause of a local reply.
+pub static ERROR: HeaderName = HeaderName::from_static("x-pillion-error");
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes hop-by-hop headers and any header that `Connection` names. With `upgrade`, the
+/// `Connection: upgrade` and `Upgrade` pair survives so that the upgrade can be forwarded.
+/// `TE: trailers` is end-to-end in practice (gRPC needs it) and is kept.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .filter(|n| !(upgrade && n == header::UPGRADE))
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+        if !upgrade {
+            headers.remove(header::CONNECTION);
+        }
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(header::TRANSFER_ENCODING);
+    if !upgrade {
+        headers.remove(header::UPGRADE);
+    }
+    let te_trailers = headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !te_trailers {
+        headers.remove(header::TE);
+    }
+}
+
+/// Whether an HTTP/1.1 request asks to switch protocols (e.g. WebSocket).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Adds `x-request-id` when missing and returns it.
+pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&REQUEST_ID) {
+        return v.clone();
+    }
+    let v = new_request_id();
+    headers.insert(REQUEST_ID.clone(), v.clone());
+    v
+}
+
+/// A random UUIDv4 as a header value.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u128(..);
+    n = (n & !(0xf << 76)) | (0x4 << 76); // version 4
+    n = (n & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
+    let mut out = [0u8; 36];
+    let mut pos = 0;
+    for (i, nibble) in (0..32).rev().enumerate() {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            out[pos] = b'-';
+            pos += 1;
+        }
+        out[pos] = HEX[((n >> (nibble * 4)) & 0xf) as usize];
+        pos += 1;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(n, v)| {
+                (
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strips_standard_and_named_hop_by_hop_headers() {
+        let mut h = map(&[
+            ("connection", "close, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "gzip"),
+            ("upgrade", "websocket"),
+            ("x-app", "kept"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-app"], "kept");
+    }
+
+    #[test]
+    fn keeps_te_trailers_and_upgrade_pairs() {
+        let mut h = map(&[
+            ("te", "trailers"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "Upgrade");
+    }
+
+    #[test]
+    fn request_ids_are_kept_or_made() {
+        let mut h = map(&[("x-request-id", "abc")]);
+        assert_eq!(ensure_request_id(&mut h), "abc");
+        let mut h = HeaderMap::new();
+        let id = ensure_request_id(&mut h);
+        let s = id.to_str().unwrap();
+        assert_eq!(s.len(), 36);
+        assert_eq!(&s[14..15], "4");
+        assert_ne!(ensure_request_id(&mut HeaderMap::new()), id);
+    }
+}

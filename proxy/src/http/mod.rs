@@ -1,0 +1,218 @@
+//! The life of one HTTP request through the proxy, phase by phase, in one place:
+//! request filter -> route -> upstream peer -> upstream request -> response filter -> log.
+
+pub mod body;
+pub mod forward;
+pub mod headers;
+pub mod reply;
+pub mod route;
+pub mod upgrade;
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::{
+    balance::Balancer,
+    config::Protocol,
+    metrics::{Direction, tls_label},
+    runtime::{Runtime, Shared},
+};
+use body::Body;
+use reply::LocalError;
+
+/// What a connection's requests share: where they came in and from whom.
+#[derive(Debug)]
+pub struct Conn {
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// For explicit outbound listeners, the index of the listener in the config.
+    pub listener: Option<usize>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether the client connection is mutual TLS.
+    pub tls: bool,
+    /// The client's verified identity, for inbound mTLS.
+    pub client_id: Option<HeaderValue>,
+}
+
+/// Where routing sent a request.
+struct Target<'a> {
+    service: &'a str,
+    route: &'a str,
+    protocol: Protocol,
+    balancer: &'a Balancer,
+    timeout: Option<std::time::Duration>,
+}
+
+/// Serves one request. Never fails: every problem becomes a local reply.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    // The one config load of this request; it keeps its config until it is done.
+    let rt = shared.runtime.load_full();
+
+    // Request filter.
+    let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if conn.direction == Direction::Inbound {
+        parts.headers.remove(&headers::CLIENT_ID);
+        if let Some(id) = &conn.client_id {
+            parts.headers.insert(headers::CLIENT_ID.clone(), id.clone());
+        }
+    }
+    let request_id = headers::ensure_request_id(&mut parts.headers);
+    let log = LogParts {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        request_id,
+    };
+
+    // Route.
+    let target = match route_request(&rt, &conn, &parts) {
+        Ok(t) => t,
+        Err(e) => return Ok(log.finish(&shared, &conn, start, None, e.response())),
+    };
+
+    // Upstream peer.
+    let Some(endpoint) = target.balancer.pick() else {
+        return Ok(log.finish(
+            &shared,
+            &conn,
+            start,
+            Some(&target),
+            LocalError::NoEndpoint.response(),
+        ));
+    };
+
+    // Upstream request.
+    let version = forward::upstream_version(target.protocol, parts.version, upgrade);
+    let in_flight = endpoint.conn.load.start();
+    let sent = forward::send(endpoint, parts, Body::from(body), version);
+    let result = match target.timeout {
+        Some(t) => tokio::time::timeout(t, sent)
+            .await
+            .unwrap_or(Err(LocalError::Timeout)),
+        None => sent.await,
+    };
+
+    // Response filter.
+    let resp = match result {
+        Ok(mut resp) => {
+            in_flight.finish();
+            let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+            if let (true, Some(client)) = (switching, client_upgrade) {
+                let upstream = hyper::upgrade::on(&mut resp);
+                upgrade::tunnel(client, upstream, shared.drain.subscribe());
+            }
+            headers::strip_hop_by_hop(resp.headers_mut(), switching);
+            *resp.version_mut() = Version::default();
+            resp.map(Body::from)
+        }
+        Err(e) => {
+            tracing::debug!(endpoint = %endpoint.addr, service = target.service, error = ?e, "local reply");
+            e.response()
+        }
+    };
+    Ok(log.finish(&shared, &conn, start, Some(&target), resp))
+}
+
+fn route_request<'a>(
+    rt: &'a Runtime,
+    conn: &Conn,
+    parts: &http::request::Parts,
+) -> Result<Target<'a>, LocalError> {
+    let cfg = &rt.config;
+    if conn.direction == Direction::Inbound {
+        let balancer = rt.inbound_app.as_ref().ok_or(LocalError::NoApp)?;
+        let service = cfg
+            .file
+            .workload
+            .as_ref()
+            .map_or("inbound", |w| w.name.as_str());
+        return Ok(Target {
+            service,
+            route: "inbound",
+            protocol: Protocol::Auto,
+            balancer,
+            timeout: None,
+        });
+    }
+    let listener_service = conn
+        .listener
+        .and_then(|i| cfg.outbound.listeners.get(i))
+        .map(|l| l.service);
+    let logical = listener_service.map(|s| &*cfg.services[s].name);
+    let host = route::request_host(parts);
+    let (service, route) = match route::find(&cfg.routes, parts, &host, logical) {
+        Some(r) => (route::pick_backend(&r.backends), Some(r)),
+        None => (listener_service.ok_or(LocalError::NoRoute)?, None),
+    };
+    let svc = &cfg.services[service];
+    Ok(Target {
+        service: &svc.name,
+        route: route.map_or("default", |r| &r.name),
+        protocol: svc.protocol,
+        balancer: &rt.services[service],
+        timeout: route.and_then(|r| r.timeout),
+    })
+}
+
+/// What metrics and the access log need of a request once its parts went upstream.
+struct LogParts {
+    method: http::Method,
+    uri: http::Uri,
+    request_id: HeaderValue,
+}
+
+impl LogParts {
+    /// Records metrics and the access log line, for every request however it ended.
+    fn finish(
+        self,
+        shared: &Shared,
+        conn: &Conn,
+        start: Instant,
+        target: Option<&Target<'_>>,
+        resp: Response<Body>,
+    ) -> Response<Body> {
+        let elapsed = start.elapsed();
+        let (service, route) = target.map_or(("unknown", "none"), |t| (t.service, t.route));
+        let dir = conn.direction.as_str();
+        let m = &shared.metrics;
+        m.requests
+            .with_label_values(&[
+                dir,
+                service,
+                route,
+                resp.status().as_str(),
+                tls_label(conn.tls),
+            ])
+            .inc();
+        m.request_duration
+            .with_label_values(&[dir, service, route])
+            .observe(elapsed.as_secs_f64());
+        if shared.access_log {
+            tracing::info!(
+                target: "pillion::access",
+                direction = dir,
+                client = %conn.peer,
+                method = %self.method,
+                path = self.uri.path(),
+                status = resp.status().as_u16(),
+                service,
+                route,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                request_id = self.request_id.to_str().unwrap_or("-"),
+                error = resp.headers().get(&headers::ERROR).and_then(|v| v.to_str().ok()).unwrap_or(""),
+            );
+        }
+        resp
+    }
+}

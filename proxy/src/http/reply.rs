@@ -1,0 +1,74 @@
+//! Local replies: every way a request can fail inside the proxy maps to one status and one
+//! `x-pillion-error` code, here and nowhere else.
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use super::{body::Body, headers};
+
+/// Why the proxy answered a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalError {
+    /// The service has no endpoint to send to.
+    NoEndpoint,
+    /// No upstream connection could be made.
+    ConnectFailed,
+    /// The upstream reset, closed, or spoke broken HTTP.
+    UpstreamReset,
+    /// The route's timeout passed before the upstream answered.
+    Timeout,
+    /// The service's limits are reached.
+    Overloaded,
+    /// The client's identity is not allowed on this port.
+    Unauthorized,
+    /// An explicit listener had no route and no service.
+    NoRoute,
+    /// The request cannot be forwarded as it is.
+    BadRequest,
+    /// No inbound application address is known for this connection.
+    NoApp,
+}
+
+impl LocalError {
+    /// Status and `x-pillion-error` code.
+    pub fn status_and_code(self) -> (StatusCode, &'static str) {
+        match self {
+            Self::NoEndpoint => (StatusCode::SERVICE_UNAVAILABLE, "no-healthy-endpoint"),
+            Self::ConnectFailed => (StatusCode::SERVICE_UNAVAILABLE, "connect-failed"),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::UpstreamReset => (StatusCode::BAD_GATEWAY, "upstream-reset"),
+            Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "route-timeout"),
+            Self::Unauthorized => (StatusCode::FORBIDDEN, "unauthorized"),
+            Self::NoRoute => (StatusCode::NOT_FOUND, "no-route"),
+            Self::BadRequest => (StatusCode::BAD_REQUEST, "bad-request"),
+            Self::NoApp => (StatusCode::BAD_GATEWAY, "no-inbound-app"),
+        }
+    }
+
+    /// The reply sent to the client.
+    pub fn response(self) -> Response<Body> {
+        let (status, code) = self.status_and_code();
+        let mut resp = Response::new(Body::full(format!("pillion: {code}\n")));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(headers::ERROR.clone(), HeaderValue::from_static(code));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_carry_status_and_cause() {
+        let r = LocalError::Timeout.response();
+        assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(r.headers()["x-pillion-error"], "route-timeout");
+        assert_eq!(LocalError::NoEndpoint.status_and_code().0, 503);
+        assert_eq!(LocalError::UpstreamReset.status_and_code().0, 502);
+    }
+}

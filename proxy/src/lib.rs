@@ -1,0 +1,147 @@
+//! Pillion, a lightweight L7 sidecar proxy.
+//!
+//! Where things happen: `serve` accepts connections; `http` runs each request's life (route,
+//! balance, forward, reply); `balance` picks endpoints; `upstream` holds their pools; `config`
+//! parses, validates and hot-reloads; `admin` and `metrics` are what an operator sees.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod balance;
+pub mod config;
+pub mod http;
+pub mod metered;
+pub mod metrics;
+pub mod runtime;
+pub mod serve;
+pub mod tcp;
+pub mod upstream;
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::{net::TcpListener, signal::unix::SignalKind};
+
+use crate::{
+    metrics::{Direction, Metrics},
+    runtime::{Runtime, Shared},
+    serve::ListenerSpec,
+};
+
+/// How `pillion run` was asked to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The config file.
+    pub config: PathBuf,
+    /// Longest wait for in-flight work after SIGTERM.
+    pub drain_timeout: Duration,
+    /// Log every request.
+    pub access_log: bool,
+}
+
+/// Runs the proxy until SIGTERM or SIGINT, then drains and returns.
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let config = config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let shared = Shared::new(
+        Runtime::build(config, 1, None),
+        Metrics::new(),
+        opts.access_log,
+    );
+    shared
+        .metrics
+        .config_updates
+        .with_label_values(&["applied", "file"])
+        .inc();
+
+    let rt = shared.runtime.load_full();
+    let cfg = &rt.config;
+    let admin = bind(cfg.admin_bind, "admin").await?;
+    let inbound = bind(cfg.inbound.bind, "inbound").await?;
+    let mut outbound = Vec::new();
+    for (i, l) in cfg.outbound.listeners.iter().enumerate() {
+        outbound.push((i, bind(l.bind, &format!("outbound.listeners[{i}]")).await?));
+    }
+
+    tokio::spawn(admin::serve(admin, Arc::clone(&shared)));
+    let mut loops = Vec::new();
+    let spec = ListenerSpec {
+        direction: Direction::Inbound,
+        listener: None,
+    };
+    loops.push(tokio::spawn(serve::accept_loop(
+        inbound,
+        spec,
+        cfg.inbound.limits.clone(),
+        Arc::clone(&shared),
+    )));
+    for (i, tcp) in outbound {
+        let spec = ListenerSpec {
+            direction: Direction::Outbound,
+            listener: Some(i),
+        };
+        let limits = cfg.outbound.limits.clone();
+        loops.push(tokio::spawn(serve::accept_loop(
+            tcp,
+            spec,
+            limits,
+            Arc::clone(&shared),
+        )));
+    }
+    tokio::spawn(config::reload::watch_file(
+        opts.config.clone(),
+        Arc::clone(&shared),
+    ));
+    drop(rt);
+
+    shared
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(version = 1, "pillion ready");
+
+    wait_for_stop_signal().await?;
+    tracing::info!(deadline = ?opts.drain_timeout, "draining");
+    shared.drain.send_replace(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    // Every connection holds a drain receiver; when the last one goes, we are drained.
+    if tokio::time::timeout(opts.drain_timeout, shared.drain.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = shared.drain.receiver_count(),
+            "drain deadline passed; closing what is left"
+        );
+    } else {
+        tracing::info!("drained");
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    let tcp = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind the {what} listener on {addr}"))?;
+    tracing::info!(listener = what, %addr, "listening");
+    Ok(tcp)
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let mut int =
+        tokio::signal::unix::signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+#[allow(non_snake_case)]
+pub(crate) fn TMP_ID(s: &str) -> Result<(), String> {
+    if s.starts_with("spiffe://") {
+        Ok(())
+    } else {
+        Err("bad id".into())
+    }
+}

@@ -1,0 +1,110 @@
+//! The `pillion` command: `run` the proxy, `check` a config file.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use pillion_proxy::{RunOptions, config};
+use tracing_subscriber::EnvFilter;
+
+/// Pillion: a lightweight sidecar proxy.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "PILLION_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run {
+        /// Config file (YAML).
+        #[arg(long, env = "PILLION_CONFIG")]
+        config: PathBuf,
+        /// Longest wait for in-flight requests after SIGTERM, e.g. `30s`.
+        #[arg(long, env = "PILLION_DRAIN_TIMEOUT", default_value = "30s")]
+        drain_timeout: config::duration::HumanDuration,
+        /// Log one line per request (target `pillion::access`).
+        #[arg(long, env = "PILLION_ACCESS_LOG")]
+        access_log: bool,
+    },
+    /// Check a config file; print `FILE:LINE:COL: message` for each problem.
+    Check {
+        /// Config file (YAML).
+        #[arg(long, env = "PILLION_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run {
+            config,
+            drain_timeout,
+            access_log,
+        } => {
+            let opts = RunOptions {
+                config,
+                drain_timeout: Duration::from(drain_timeout.0),
+                access_log,
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("pillion: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(pillion_proxy::run(opts)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("pillion: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("PILLION_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

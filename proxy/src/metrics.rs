@@ -1,0 +1,202 @@
+//! Every Prometheus metric the proxy exports, registered once. Label sets are typed (`Direction`,
+//! `Tls`) so that every call site spells them the same way.
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Which side of the pod traffic is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Into the pod, towards the app.
+    Inbound,
+    /// From the app, out of the pod.
+    Outbound,
+}
+
+impl Direction {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+/// The `tls` label value.
+pub fn tls_label(tls: bool) -> &'static str {
+    if tls { "true" } else { "false" }
+}
+
+/// Latency buckets in seconds, from half a millisecond to a minute.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// The proxy's metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by direction, service, route, status code and TLS.
+    pub requests: IntCounterVec,
+    /// Seconds until the response headers, by direction, service and route.
+    pub request_duration: HistogramVec,
+    /// Connections accepted, by direction, TLS and protocol.
+    pub tcp_connections: IntCounterVec,
+    /// Connections open now, by direction, TLS and protocol.
+    pub tcp_open: IntGaugeVec,
+    /// Bytes read from clients, by direction.
+    pub tcp_read_bytes: IntCounterVec,
+    /// Bytes written to clients, by direction.
+    pub tcp_write_bytes: IntCounterVec,
+    /// Endpoints by service and state.
+    pub endpoints: IntGaugeVec,
+    /// Retries sent, by service.
+    pub retries: IntCounterVec,
+    /// Requests refused by a service's limits, by service.
+    pub overloaded: IntCounterVec,
+    /// Connections or requests denied by authorization, by direction.
+    pub authz_denied: IntCounterVec,
+    /// Failed TLS handshakes, by direction.
+    pub tls_handshake_errors: IntCounterVec,
+    /// Expiry of the workload certificate, unix seconds.
+    pub cert_expiry: Gauge,
+    /// Version of the config in force.
+    pub config_version: IntGauge,
+    /// Config updates by result and source.
+    pub config_updates: IntCounterVec,
+    /// Connections not accepted because a listener was at its limit, by direction.
+    pub connections_refused: IntCounterVec,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let requests = counter(
+            "pillion_requests_total",
+            "HTTP requests answered.",
+            &["direction", "service", "route", "code", "tls"],
+        );
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "pillion_request_duration_seconds",
+                "Time from request received to response headers sent.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["direction", "service", "route"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(request_duration.clone()))
+            .expect("unique metric");
+        let cert_expiry = Gauge::new(
+            "pillion_identity_cert_expiry_timestamp_seconds",
+            "Expiry of the workload certificate in use, unix seconds.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(cert_expiry.clone()))
+            .expect("unique metric");
+        let config_version =
+            IntGauge::new("pillion_config_version", "Version of the config in force.")
+                .expect("valid metric");
+        registry
+            .register(Box::new(config_version.clone()))
+            .expect("unique metric");
+        let conn_labels = &["direction", "tls", "protocol"];
+        Self {
+            requests,
+            request_duration,
+            tcp_connections: counter(
+                "pillion_tcp_connections_total",
+                "Client connections accepted.",
+                conn_labels,
+            ),
+            tcp_open: gauge(
+                "pillion_tcp_connections_open",
+                "Client connections open now.",
+                conn_labels,
+            ),
+            tcp_read_bytes: counter(
+                "pillion_tcp_read_bytes_total",
+                "Bytes read from clients.",
+                &["direction"],
+            ),
+            tcp_write_bytes: counter(
+                "pillion_tcp_write_bytes_total",
+                "Bytes written to clients.",
+                &["direction"],
+            ),
+            endpoints: gauge(
+                "pillion_endpoints",
+                "Endpoints by state.",
+                &["service", "state"],
+            ),
+            retries: counter(
+                "pillion_retries_total",
+                "Retries sent upstream.",
+                &["service"],
+            ),
+            overloaded: counter(
+                "pillion_overloaded_total",
+                "Requests refused because a service was at its limits.",
+                &["service"],
+            ),
+            authz_denied: counter(
+                "pillion_authz_denied_total",
+                "Denied by authorization policy.",
+                &["direction"],
+            ),
+            tls_handshake_errors: counter(
+                "pillion_tls_handshake_errors_total",
+                "Failed TLS handshakes.",
+                &["direction"],
+            ),
+            cert_expiry,
+            config_version,
+            config_updates: counter(
+                "pillion_config_updates_total",
+                "Config updates, applied or rejected.",
+                &["result", "source"],
+            ),
+            connections_refused: counter(
+                "pillion_listener_connections_refused_total",
+                "Connections left unaccepted because a listener was at max_connections.",
+                &["direction"],
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail on I/O; a broken metric is skipped rather than fatal.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
