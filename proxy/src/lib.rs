@@ -137,11 +137,3 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     }
     Ok(())
 }
-#[allow(non_snake_case)]
-pub(crate) fn TMP_ID(s: &str) -> Result<(), String> {
-    if s.starts_with("spiffe://") {
-        Ok(())
-    } else {
-        Err("bad id".into())
-    }
-}

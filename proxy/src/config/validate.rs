@@ -46,7 +46,7 @@ impl Checker {
     }
 
     fn identity(&mut self, path: String, value: &str) {
-        if let Err(e) = crate::TMP_ID(value) {
+        if let Err(e) = pillion_certs::SpiffeId::parse(value) {
             self.report(path, e.to_string());
         }
     }
@@ -159,7 +159,7 @@ fn inbound(c: &mut Checker, file: &schema::File) -> Option<InboundConfig> {
             );
         }
         for (k, id) in p.allow.iter().enumerate() {
-            if let Err(e) = crate::TMP_ID(id) {
+            if let Err(e) = pillion_certs::IdentityPattern::parse(id) {
                 c.report(format!("inbound.ports[{n}].allow[{k}]"), e.to_string());
             }
         }

@@ -1,0 +1,190 @@
+//! A test upstream: a small hyper server (HTTP/1.1 and h2c on one port) whose paths exercise the
+//! proxy. Runs as its own process (`pillion-e2e-backend`) so tests can kill it.
+//!
+//! Paths: `/` names the backend (`x-backend` header, body `backend NAME`); `/headers` echoes the
+//! request head as JSON; `/upload` answers `SHA256HEX LEN` of the body; `/download?bytes=N`
+//! streams N pattern bytes; `/delay?ms=N`; `/status?code=N`; `/trailers` sends trailers;
+//! `/ws` is a WebSocket echo; `/fixed` returns 1 KiB.
+
+use std::{convert::Infallible, net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// The byte at offset `i` of every `/download` body, so a client can check what it got.
+pub fn pattern_byte(i: u64) -> u8 {
+    (i.wrapping_mul(31).wrapping_add(i >> 13) % 251) as u8
+}
+
+/// Serves forever on `listener`.
+pub async fn serve(listener: TcpListener, name: String, delay: Duration) {
+    let name: &'static str = Box::leak(name.into_boxed_str());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| handle(req, name, delay));
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+async fn handle(
+    mut req: Request<Incoming>,
+    name: &'static str,
+    delay: Duration,
+) -> Result<Response<Body>, Infallible> {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut resp = match req.uri().path() {
+        "/headers" => {
+            let mut heads: Vec<(String, String)> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            heads.push((":version".into(), format!("{:?}", req.version())));
+            heads.push((":method".into(), req.method().to_string()));
+            Response::new(full(serde_json::to_vec(&heads).unwrap_or_default()))
+        }
+        "/upload" => {
+            let mut hasher = Sha256::new();
+            let mut len = 0u64;
+            let mut body = req.into_body();
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => {
+                        if let Some(d) = f.data_ref() {
+                            hasher.update(d);
+                            len += d.len() as u64;
+                        }
+                    }
+                    Err(_) => return Ok(status(StatusCode::BAD_REQUEST)),
+                }
+            }
+            Response::new(full(format!("{} {len}", hex(&hasher.finalize()))))
+        }
+        "/download" => {
+            let total = query(&req, "bytes").unwrap_or(1024);
+            let chunks = futures_util::stream::unfold(0u64, move |off| async move {
+                if off >= total {
+                    return None;
+                }
+                let n = (total - off).min(64 * 1024);
+                let chunk: Vec<u8> = (off..off + n).map(pattern_byte).collect();
+                Some((Ok(Frame::data(Bytes::from(chunk))), off + n))
+            });
+            let mut r = Response::new(BodyExt::boxed(StreamBody::new(chunks)));
+            r.headers_mut()
+                .insert("content-length", HeaderValue::from(total));
+            r
+        }
+        "/delay" => {
+            tokio::time::sleep(Duration::from_millis(query(&req, "ms").unwrap_or(1000))).await;
+            Response::new(full(format!("backend {name} delayed\n")))
+        }
+        "/status" => {
+            let code = query(&req, "code").and_then(|c| StatusCode::from_u16(c as u16).ok());
+            status(code.unwrap_or(StatusCode::OK))
+        }
+        "/trailers" => {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x-checksum", HeaderValue::from_static("abc123"));
+            let frames = futures_util::stream::iter([
+                Ok(Frame::data(Bytes::from_static(b"with trailers\n"))),
+                Ok(Frame::trailers(trailers)),
+            ]);
+            Response::new(BodyExt::boxed(StreamBody::new(frames)))
+        }
+        "/fixed" => Response::new(full(Bytes::from_static(&[b'x'; 1024]))),
+        "/ws" => return Ok(websocket(&mut req)),
+        _ => Response::new(full(format!("backend {name}\n"))),
+    };
+    resp.headers_mut()
+        .insert("x-backend", HeaderValue::from_static(name));
+    Ok(resp)
+}
+
+fn status(code: StatusCode) -> Response<Body> {
+    let mut r = Response::new(full(format!("status {}\n", code.as_u16())));
+    *r.status_mut() = code;
+    r
+}
+
+/// Accepts a WebSocket upgrade and echoes every message back.
+fn websocket(req: &mut Request<Incoming>) -> Response<Body> {
+    use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role};
+    let Some(key) = req.headers().get("sec-websocket-key") else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(msg)) = ws.next().await {
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut r = status(StatusCode::SWITCHING_PROTOCOLS);
+    let h = r.headers_mut();
+    h.insert("connection", HeaderValue::from_static("upgrade"));
+    h.insert("upgrade", HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    r
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Binds `addr` and serves there; for the binary.
+pub async fn run(addr: SocketAddr, name: String, delay: Duration) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    serve(listener, name, delay).await;
+    Ok(())
+}
