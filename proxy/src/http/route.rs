@@ -61,8 +61,20 @@ impl RouteMatcher {
         } else if let Some(p) = &m.path_prefix {
             Some(PathMatch::Prefix(check_path("path_prefix", p)?))
         } else if let Some(r) = &m.path_regex {
-            let re = Regex::new(&format!("^(?:{r})$"))
-                .map_err(|e| ("path_regex", format!("invalid regular expression: {e}")))?;
+            let re = Regex::new(&format!("^(?:{r})$")).map_err(|e| {
+                // regex's syntax errors draw a caret over several lines; keep the cause.
+                let text = e.to_string();
+                let cause = text
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_start_matches("error: ");
+                (
+                    "path_regex",
+                    format!("invalid regular expression {r:?}: {cause}"),
+                )
+            })?;
             Some(PathMatch::Regex(re))
         } else {
             None

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Pillion's tests drive: curl, promtool (prometheus), h2load
+# (nghttp2-client), openssl, iptables, iproute2, testssl.sh and Python's h2. Installs only what is
+# missing; needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+# command -> Debian package
+declare -A NEED=(
+  [curl]=curl
+  [promtool]=prometheus
+  [h2load]=nghttp2-client
+  [openssl]=openssl
+  [iptables]=iptables
+  [ip]=iproute2
+  [testssl]=testssl.sh
+  [ps]=procps
+)
+missing=()
+for cmd in "${!NEED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+done
+python3 -c 'import h2' >/dev/null 2>&1 || missing+=(python3-h2)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all test packages present"
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "setup: need root to install: ${missing[*]} (apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# The prometheus package would start a server; we only want promtool. policy-rc.d keeps
+# package scripts from starting services.
+if [ ! -e /usr/sbin/policy-rc.d ] && [ -z "$SUDO" ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"

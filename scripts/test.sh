@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests and end-to-end tests against the real binaries.
+# Tests that need root (network namespaces, iptables) say SKIPPED loudly when not run as root;
+# under CI=true a skipped test fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+skipped="$(mktemp)"
+trap 'rm -f "$skipped"' EXIT
+export PILLION_SKIPPED_FILE="$skipped"
+
+cargo build --workspace --bins
+cargo test --workspace --no-fail-fast
+
+if [ -s "$skipped" ]; then
+  echo "SKIPPED tests (need root or packages):"
+  sed 's/^/  /' "$skipped"
+  if [ "${CI:-}" = "true" ]; then
+    echo "CI=true: skipped tests are failures here" >&2
+    exit 1
+  fi
+fi
