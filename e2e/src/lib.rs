@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod pki;
 pub mod process;
 
 pub use process::{Backend, Proxy, free_port, workspace_bin};

@@ -50,10 +50,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         "/ready" if shared.is_ready() => text(StatusCode::OK, "ready\n"),
         "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/config" => config(&shared),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found; try /metrics, /ready, /live, /config\n",
-        ),
+        _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /ready, /live, /config\n"),
     })
 }
 
@@ -63,25 +60,16 @@ fn config(shared: &Shared) -> Response<Body> {
     match serde_json::to_vec_pretty(&doc) {
         Ok(body) => {
             let mut r = Response::new(Body::full(body));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
-        Err(e) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("cannot encode config: {e}\n"),
-        ),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot encode config: {e}\n")),
     }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {
     let mut r = Response::new(Body::full(body.to_owned()));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }

@@ -8,12 +8,14 @@
 pub mod admin;
 pub mod balance;
 pub mod config;
+pub mod detect;
 pub mod http;
 pub mod metered;
 pub mod metrics;
 pub mod runtime;
 pub mod serve;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -41,16 +43,16 @@ pub struct RunOptions {
 /// Runs the proxy until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let config = config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let shared = Shared::new(
-        Runtime::build(config, 1, None),
-        Metrics::new(),
-        opts.access_log,
-    );
-    shared
-        .metrics
-        .config_updates
-        .with_label_values(&["applied", "file"])
-        .inc();
+    let metrics = Metrics::new();
+    let tls = match &config.tls {
+        Some(paths) => {
+            Some(tls::Tls::start(paths, &metrics).context("cannot load the workload certificate")?)
+        }
+        None => None,
+    };
+    let runtime = Runtime::build(config, 1, None, tls.as_deref()).context("cannot set up upstream TLS")?;
+    let shared = Shared::new(runtime, metrics, opts.access_log, tls);
+    shared.metrics.config_updates.with_label_values(&["applied", "file"]).inc();
 
     let rt = shared.runtime.load_full();
     let cfg = &rt.config;
@@ -63,10 +65,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     tokio::spawn(admin::serve(admin, Arc::clone(&shared)));
     let mut loops = Vec::new();
-    let spec = ListenerSpec {
-        direction: Direction::Inbound,
-        listener: None,
-    };
+    let spec = ListenerSpec { direction: Direction::Inbound, listener: None };
     loops.push(tokio::spawn(serve::accept_loop(
         inbound,
         spec,
@@ -74,27 +73,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Arc::clone(&shared),
     )));
     for (i, tcp) in outbound {
-        let spec = ListenerSpec {
-            direction: Direction::Outbound,
-            listener: Some(i),
-        };
+        let spec = ListenerSpec { direction: Direction::Outbound, listener: Some(i) };
         let limits = cfg.outbound.limits.clone();
-        loops.push(tokio::spawn(serve::accept_loop(
-            tcp,
-            spec,
-            limits,
-            Arc::clone(&shared),
-        )));
+        loops.push(tokio::spawn(serve::accept_loop(tcp, spec, limits, Arc::clone(&shared))));
     }
-    tokio::spawn(config::reload::watch_file(
-        opts.config.clone(),
-        Arc::clone(&shared),
-    ));
+    tokio::spawn(config::reload::watch_file(opts.config.clone(), Arc::clone(&shared)));
     drop(rt);
 
-    shared
-        .ready
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(version = 1, "pillion ready");
 
     wait_for_stop_signal().await?;
@@ -104,10 +90,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let _ = l.await;
     }
     // Every connection holds a drain receiver; when the last one goes, we are drained.
-    if tokio::time::timeout(opts.drain_timeout, shared.drain.closed())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(opts.drain_timeout, shared.drain.closed()).await.is_err() {
         tracing::warn!(
             remaining = shared.drain.receiver_count(),
             "drain deadline passed; closing what is left"
@@ -127,10 +110,9 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 async fn wait_for_stop_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    let mut int =
-        tokio::signal::unix::signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut term =
+        tokio::signal::unix::signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = tokio::signal::unix::signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

@@ -2,8 +2,8 @@
 //! `Tls`) so that every call site spells them the same way.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Which side of the pod traffic is on.
@@ -31,10 +31,8 @@ pub fn tls_label(tls: bool) -> &'static str {
 }
 
 /// Latency buckets in seconds, from half a millisecond to a minute.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0,
-];
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 /// The proxy's metrics.
 #[derive(Debug, Clone)]
@@ -78,16 +76,12 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
             c
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
             g
         };
         let requests = counter(
@@ -104,23 +98,16 @@ impl Metrics {
             &["direction", "service", "route"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(request_duration.clone()))
-            .expect("unique metric");
+        registry.register(Box::new(request_duration.clone())).expect("unique metric");
         let cert_expiry = Gauge::new(
             "pillion_identity_cert_expiry_timestamp_seconds",
             "Expiry of the workload certificate in use, unix seconds.",
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(cert_expiry.clone()))
-            .expect("unique metric");
+        registry.register(Box::new(cert_expiry.clone())).expect("unique metric");
         let config_version =
-            IntGauge::new("pillion_config_version", "Version of the config in force.")
-                .expect("valid metric");
-        registry
-            .register(Box::new(config_version.clone()))
-            .expect("unique metric");
+            IntGauge::new("pillion_config_version", "Version of the config in force.").expect("valid metric");
+        registry.register(Box::new(config_version.clone())).expect("unique metric");
         let conn_labels = &["direction", "tls", "protocol"];
         Self {
             requests,
@@ -130,11 +117,7 @@ impl Metrics {
                 "Client connections accepted.",
                 conn_labels,
             ),
-            tcp_open: gauge(
-                "pillion_tcp_connections_open",
-                "Client connections open now.",
-                conn_labels,
-            ),
+            tcp_open: gauge("pillion_tcp_connections_open", "Client connections open now.", conn_labels),
             tcp_read_bytes: counter(
                 "pillion_tcp_read_bytes_total",
                 "Bytes read from clients.",
@@ -145,16 +128,8 @@ impl Metrics {
                 "Bytes written to clients.",
                 &["direction"],
             ),
-            endpoints: gauge(
-                "pillion_endpoints",
-                "Endpoints by state.",
-                &["service", "state"],
-            ),
-            retries: counter(
-                "pillion_retries_total",
-                "Retries sent upstream.",
-                &["service"],
-            ),
+            endpoints: gauge("pillion_endpoints", "Endpoints by state.", &["service", "state"]),
+            retries: counter("pillion_retries_total", "Retries sent upstream.", &["service"]),
             overloaded: counter(
                 "pillion_overloaded_total",
                 "Requests refused because a service was at its limits.",

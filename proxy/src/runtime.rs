@@ -18,6 +18,7 @@ use crate::{
     balance::Balancer,
     config::{Config, LbPolicy},
     metrics::Metrics,
+    tls::Tls,
     upstream::{Endpoint, EndpointConn},
 };
 
@@ -39,8 +40,13 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the runtime for `config`, keeping the pools and load of endpoints that `previous`
-    /// already had (same service, address and connect timeout).
-    pub fn build(config: Config, version: u64, previous: Option<&Runtime>) -> Self {
+    /// already had (same service, address, identity and connect timeout).
+    pub fn build(
+        config: Config,
+        version: u64,
+        previous: Option<&Runtime>,
+        tls: Option<&Tls>,
+    ) -> Result<Self, pillion_certs::Error> {
         let mut old: HashMap<(&str, SocketAddr), &Arc<EndpointConn>> = HashMap::new();
         if let Some(prev) = previous {
             for (svc, bal) in prev.config.services.iter().zip(&prev.services) {
@@ -49,54 +55,40 @@ impl Runtime {
                 }
             }
         }
-        let services = config
-            .services
-            .iter()
-            .map(|svc| {
-                let endpoints = svc
-                    .endpoints
-                    .iter()
-                    .map(|e| {
-                        let conn = old
-                            .get(&(&*svc.name, e.addr))
-                            .filter(|c| c.connect_timeout == svc.connect_timeout)
-                            .map(|c| Arc::clone(c))
-                            .unwrap_or_else(|| {
-                                Arc::new(EndpointConn::new(e.addr, svc.connect_timeout))
-                            });
-                        Arc::new(Endpoint {
-                            addr: e.addr,
-                            weight: e.weight,
-                            conn,
-                        })
-                    })
-                    .collect();
-                Balancer::new(svc.lb, endpoints)
-            })
-            .collect();
-        let inbound_app = config.inbound.app.map(|addr| {
-            let conn = previous
-                .and_then(|p| p.inbound_app.as_ref())
-                .and_then(|b| b.endpoints().first())
-                .filter(|e| e.addr == addr)
-                .map(|e| Arc::clone(&e.conn))
-                .unwrap_or_else(|| Arc::new(EndpointConn::new(addr, APP_CONNECT_TIMEOUT)));
-            Balancer::new(
-                LbPolicy::RoundRobin,
-                vec![Arc::new(Endpoint {
-                    addr,
-                    weight: 1,
-                    conn,
-                })],
-            )
-        });
-        drop(old);
-        Self {
-            version,
-            config,
-            services,
-            inbound_app,
+        let mut services = Vec::with_capacity(config.services.len());
+        for svc in &config.services {
+            let mut endpoints = Vec::with_capacity(svc.endpoints.len());
+            for e in &svc.endpoints {
+                let kept = old
+                    .get(&(&*svc.name, e.addr))
+                    .filter(|c| c.connect_timeout == svc.connect_timeout && c.identity == e.identity);
+                let conn = match kept {
+                    Some(c) => Arc::clone(c),
+                    None => {
+                        Arc::new(EndpointConn::new(e.addr, svc.connect_timeout, e.identity.clone(), tls)?)
+                    }
+                };
+                endpoints.push(Arc::new(Endpoint { addr: e.addr, weight: e.weight, conn }));
+            }
+            services.push(Balancer::new(svc.lb, endpoints));
         }
+        let inbound_app = match config.inbound.app {
+            Some(addr) => {
+                let kept = previous
+                    .and_then(|p| p.inbound_app.as_ref())
+                    .and_then(|b| b.endpoints().first())
+                    .filter(|e| e.addr == addr)
+                    .map(|e| Arc::clone(&e.conn));
+                let conn = match kept {
+                    Some(c) => c,
+                    None => Arc::new(EndpointConn::new(addr, APP_CONNECT_TIMEOUT, None, None)?),
+                };
+                Some(Balancer::new(LbPolicy::RoundRobin, vec![Arc::new(Endpoint { addr, weight: 1, conn })]))
+            }
+            None => None,
+        };
+        drop(old);
+        Ok(Self { version, config, services, inbound_app })
     }
 }
 
@@ -113,11 +105,13 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Tells connections to finish; each holds a receiver, so `closed()` means drained.
     pub drain: watch::Sender<bool>,
+    /// The workload's mTLS material, when `tls` is configured.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Shared {
     /// Shared state around a first runtime.
-    pub fn new(runtime: Runtime, metrics: Metrics, access_log: bool) -> Arc<Self> {
+    pub fn new(runtime: Runtime, metrics: Metrics, access_log: bool, tls: Option<Arc<Tls>>) -> Arc<Self> {
         let (drain, _) = watch::channel(false);
         metrics.config_version.set(runtime.version as i64);
         let shared = Arc::new(Self {
@@ -126,6 +120,7 @@ impl Shared {
             access_log,
             ready: AtomicBool::new(false),
             drain,
+            tls,
         });
         shared.publish_endpoints();
         shared
@@ -145,10 +140,7 @@ impl Shared {
                 .endpoints
                 .with_label_values(&[&*svc.name, "healthy"])
                 .set(bal.endpoints().len() as i64);
-            self.metrics
-                .endpoints
-                .with_label_values(&[&*svc.name, "ejected"])
-                .set(0);
+            self.metrics.endpoints.with_label_values(&[&*svc.name, "ejected"]).set(0);
         }
     }
 }

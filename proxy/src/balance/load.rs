@@ -45,10 +45,7 @@ impl Load {
     /// Marks a request as started; the guard ends it.
     pub fn start(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Relaxed);
-        InFlight {
-            load: self,
-            started: Instant::now(),
-        }
+        InFlight { load: self, started: Instant::now() }
     }
 
     fn now(&self) -> u64 {
@@ -68,11 +65,7 @@ impl Load {
         let rtt = rtt.as_nanos() as f64;
         let ewma = self.ewma_now(now);
         // Peak-sensitive: a slow response counts at once, fast ones pull the average down slowly.
-        let next = if rtt > ewma {
-            rtt
-        } else {
-            ewma + (rtt - ewma) * 0.25
-        };
+        let next = if rtt > ewma { rtt } else { ewma + (rtt - ewma) * 0.25 };
         self.ewma.store(next.to_bits(), Relaxed);
         self.stamp.store(now, Relaxed);
     }

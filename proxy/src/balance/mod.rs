@@ -36,18 +36,8 @@ impl Balancer {
                 total
             })
             .collect();
-        let schedule = if policy == LbPolicy::RoundRobin {
-            schedule(&endpoints)
-        } else {
-            Vec::new()
-        };
-        Self {
-            policy,
-            endpoints,
-            cumulative,
-            schedule,
-            cursor: AtomicUsize::new(fastrand::usize(..1024)),
-        }
+        let schedule = if policy == LbPolicy::RoundRobin { schedule(&endpoints) } else { Vec::new() };
+        Self { policy, endpoints, cumulative, schedule, cursor: AtomicUsize::new(fastrand::usize(..1024)) }
     }
 
     /// The endpoints, in config order.
@@ -98,10 +88,7 @@ impl Balancer {
 fn schedule(endpoints: &[Arc<Endpoint>]) -> Vec<u32> {
     let total: u64 = endpoints.iter().map(|e| u64::from(e.weight)).sum();
     let scale = total.div_ceil(MAX_SCHEDULE).max(1);
-    let weights: Vec<i64> = endpoints
-        .iter()
-        .map(|e| (u64::from(e.weight) / scale).max(1) as i64)
-        .collect();
+    let weights: Vec<i64> = endpoints.iter().map(|e| (u64::from(e.weight) / scale).max(1) as i64).collect();
     let sum: i64 = weights.iter().sum();
     let mut current = vec![0i64; weights.len()];
     (0..sum)
@@ -109,11 +96,8 @@ fn schedule(endpoints: &[Arc<Endpoint>]) -> Vec<u32> {
             for (c, w) in current.iter_mut().zip(&weights) {
                 *c += w;
             }
-            let (best, _) = current
-                .iter()
-                .enumerate()
-                .max_by_key(|(i, c)| (**c, -(*i as i64)))
-                .unwrap_or((0, &0));
+            let (best, _) =
+                current.iter().enumerate().max_by_key(|(i, c)| (**c, -(*i as i64))).unwrap_or((0, &0));
             current[best] -= sum;
             best as u32
         })
@@ -135,7 +119,7 @@ mod tests {
                 Arc::new(Endpoint {
                     addr,
                     weight,
-                    conn: Arc::new(EndpointConn::new(addr, Duration::from_secs(1))),
+                    conn: Arc::new(EndpointConn::new(addr, Duration::from_secs(1), None, None).unwrap()),
                 })
             })
             .collect()
@@ -145,11 +129,7 @@ mod tests {
         let mut counts = vec![0; b.endpoints().len()];
         for _ in 0..n {
             let e = b.pick().unwrap();
-            counts[b
-                .endpoints()
-                .iter()
-                .position(|x| Arc::ptr_eq(x, e))
-                .unwrap()] += 1;
+            counts[b.endpoints().iter().position(|x| Arc::ptr_eq(x, e)).unwrap()] += 1;
         }
         counts
     }
@@ -195,10 +175,6 @@ mod tests {
 
     #[test]
     fn empty_service_has_no_pick() {
-        assert!(
-            Balancer::new(LbPolicy::PeakEwma, Vec::new())
-                .pick()
-                .is_none()
-        );
+        assert!(Balancer::new(LbPolicy::PeakEwma, Vec::new()).pick().is_none());
     }
 }

@@ -15,22 +15,17 @@ impl FromStr for HumanDuration {
         let s = s.trim();
         let split = s
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| {
-                format!("duration {s:?} has no unit (use ms, s, m or h, e.g. \"250ms\")")
-            })?;
+            .ok_or_else(|| format!("duration {s:?} has no unit (use ms, s, m or h, e.g. \"250ms\")"))?;
         let (number, unit) = s.split_at(split);
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("duration {s:?} does not start with a number"))?;
+        let value: f64 =
+            number.parse().map_err(|_| format!("duration {s:?} does not start with a number"))?;
         let scale = match unit {
             "ms" => 0.001,
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
             _ => {
-                return Err(format!(
-                    "duration {s:?} has unknown unit {unit:?} (use ms, s, m or h)"
-                ));
+                return Err(format!("duration {s:?} has unknown unit {unit:?} (use ms, s, m or h)"));
             }
         };
         let secs = value * scale;
@@ -44,11 +39,7 @@ impl FromStr for HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 == 0 {
-            write!(f, "{}s", ms / 1000)
-        } else {
-            write!(f, "{ms}ms")
-        }
+        if ms % 1000 == 0 { write!(f, "{}s", ms / 1000) } else { write!(f, "{ms}ms") }
     }
 }
 
@@ -80,23 +71,9 @@ mod tests {
 
     #[test]
     fn rejects_missing_or_unknown_units() {
-        assert!(
-            "5".parse::<HumanDuration>()
-                .unwrap_err()
-                .contains("no unit")
-        );
-        assert!(
-            "5 parsecs"
-                .parse::<HumanDuration>()
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert!(
-            "fast"
-                .parse::<HumanDuration>()
-                .unwrap_err()
-                .contains("number")
-        );
+        assert!("5".parse::<HumanDuration>().unwrap_err().contains("no unit"));
+        assert!("5 parsecs".parse::<HumanDuration>().unwrap_err().contains("unknown unit"));
+        assert!("fast".parse::<HumanDuration>().unwrap_err().contains("number"));
     }
 
     #[test]

@@ -43,8 +43,30 @@ pub struct InboundConfig {
     pub bind: SocketAddr,
     /// Local app address for traffic with no known original destination.
     pub app: Option<SocketAddr>,
+    /// Whether clients must use mutual TLS.
+    pub mtls: MtlsMode,
+    /// Policy per application port.
+    pub ports: Vec<PortPolicy>,
     /// Client protection limits.
     pub limits: ListenerLimits,
+}
+
+/// Policy for one inbound application port.
+#[derive(Debug)]
+pub struct PortPolicy {
+    /// The application's port.
+    pub port: u16,
+    /// Protocol spoken there (`tcp` skips HTTP handling).
+    pub protocol: Protocol,
+    /// Allowed client identities; empty allows every client.
+    pub allow: Vec<pillion_certs::IdentityPattern>,
+}
+
+impl InboundConfig {
+    /// The policy for an application port, if one is configured.
+    pub fn port(&self, port: u16) -> Option<&PortPolicy> {
+        self.ports.iter().find(|p| p.port == port)
+    }
 }
 
 /// Outbound listener settings.
@@ -86,16 +108,11 @@ pub struct ListenerLimits {
 
 impl ListenerLimits {
     fn from_schema(l: Option<&schema::ListenerLimits>) -> Self {
-        let d = |v: Option<duration::HumanDuration>, def: u64| {
-            v.map_or(Duration::from_secs(def), |d| d.0)
-        };
+        let d = |v: Option<duration::HumanDuration>, def: u64| v.map_or(Duration::from_secs(def), |d| d.0);
         Self {
             header_read_timeout: d(l.and_then(|l| l.header_read_timeout), 10),
             idle_timeout: d(l.and_then(|l| l.idle_timeout), 300),
-            max_header_bytes: l
-                .and_then(|l| l.max_header_bytes)
-                .unwrap_or(64 * 1024)
-                .max(8192),
+            max_header_bytes: l.and_then(|l| l.max_header_bytes).unwrap_or(64 * 1024).max(8192),
             max_headers: l.and_then(|l| l.max_headers).unwrap_or(100),
             max_concurrent_streams: l.and_then(|l| l.max_concurrent_streams).unwrap_or(256),
             max_connections: l.and_then(|l| l.max_connections).unwrap_or(16 * 1024),
@@ -150,7 +167,7 @@ pub struct EndpointConfig {
     /// Address.
     pub addr: SocketAddr,
     /// Expected SPIFFE identity (mTLS when set).
-    pub identity: Option<String>,
+    pub identity: Option<pillion_certs::SpiffeId>,
     /// Relative weight, at least 1.
     pub weight: u32,
 }

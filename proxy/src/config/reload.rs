@@ -33,36 +33,31 @@ impl Source {
     }
 }
 
-/// Swaps in a validated config and returns its version.
-pub fn apply(shared: &Shared, config: Config, source: Source) -> u64 {
+/// Swaps in a validated config and returns its version; an error (counted and logged) leaves
+/// the old config serving.
+pub fn apply(shared: &Shared, config: Config, source: Source) -> Result<u64, String> {
     let prev = shared.runtime.load_full();
     warn_on_restart_only_changes(&prev.config, &config);
     let version = prev.version + 1;
-    shared
-        .runtime
-        .store(Arc::new(Runtime::build(config, version, Some(&prev))));
+    let runtime = match Runtime::build(config, version, Some(&prev), shared.tls.as_deref()) {
+        Ok(rt) => rt,
+        Err(e) => {
+            reject(shared, &e, source);
+            return Err(e.to_string());
+        }
+    };
+    shared.runtime.store(Arc::new(runtime));
     shared.metrics.config_version.set(version as i64);
-    shared
-        .metrics
-        .config_updates
-        .with_label_values(&["applied", source.as_str()])
-        .inc();
+    shared.metrics.config_updates.with_label_values(&["applied", source.as_str()]).inc();
     shared.publish_endpoints();
     tracing::info!(version, source = source.as_str(), "config applied");
-    version
+    Ok(version)
 }
 
 /// Counts and logs an update that failed validation; nothing else changes.
 pub fn reject(shared: &Shared, error: &dyn fmt::Display, source: Source) {
-    shared
-        .metrics
-        .config_updates
-        .with_label_values(&["rejected", source.as_str()])
-        .inc();
-    tracing::error!(
-        source = source.as_str(),
-        "config rejected, keeping the last good one:\n{error}"
-    );
+    shared.metrics.config_updates.with_label_values(&["rejected", source.as_str()]).inc();
+    tracing::error!(source = source.as_str(), "config rejected, keeping the last good one:\n{error}");
 }
 
 /// Listener addresses are bound once; say so rather than silently ignoring a change.
@@ -75,6 +70,12 @@ fn warn_on_restart_only_changes(old: &Config, new: &Config) {
     if binds(old) != binds(new) {
         tracing::warn!("listener addresses changed; they take effect at the next restart");
     }
+    let tls_paths = |c: &Config| c.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone(), t.trust.clone()));
+    if tls_paths(old) != tls_paths(new) {
+        tracing::warn!(
+            "tls file paths changed; they take effect at the next restart (the files themselves are watched)"
+        );
+    }
 }
 
 /// Reloads `path` on SIGHUP and whenever it changes, until the process exits.
@@ -82,11 +83,7 @@ pub async fn watch_file(path: PathBuf, shared: Arc<Shared>) {
     let (tx, mut rx) = mpsc::channel::<()>(1);
     // Watch the directory, not the file: editors and Kubernetes ConfigMaps replace files by
     // rename, which a watch on the old inode would miss.
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if res.is_ok() {
             let _ = tx.try_send(());
@@ -129,7 +126,7 @@ pub async fn watch_file(path: PathBuf, shared: Arc<Shared>) {
         }
         match super::yaml::load_str(&path, &text) {
             Ok(config) => {
-                apply(&shared, config, Source::File);
+                let _ = apply(&shared, config, Source::File);
             }
             Err(e) => reject(&shared, &e, Source::File),
         }

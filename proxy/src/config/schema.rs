@@ -73,9 +73,7 @@ pub struct Admin {
 
 impl Default for Admin {
     fn default() -> Self {
-        Self {
-            bind: defaults::admin_bind(),
-        }
+        Self { bind: defaults::admin_bind() }
     }
 }
 
@@ -102,13 +100,7 @@ pub struct Inbound {
 
 impl Default for Inbound {
     fn default() -> Self {
-        Self {
-            bind: defaults::inbound_bind(),
-            app: None,
-            mtls: None,
-            ports: Vec::new(),
-            limits: None,
-        }
+        Self { bind: defaults::inbound_bind(), app: None, mtls: None, ports: Vec::new(), limits: None }
     }
 }
 
@@ -155,11 +147,7 @@ pub struct Outbound {
 
 impl Default for Outbound {
     fn default() -> Self {
-        Self {
-            bind: defaults::outbound_bind(),
-            listeners: Vec::new(),
-            limits: None,
-        }
+        Self { bind: defaults::outbound_bind(), listeners: Vec::new(), limits: None }
     }
 }
 

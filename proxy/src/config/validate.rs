@@ -6,8 +6,8 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use super::{
-    Config, EndpointConfig, InboundConfig, ListenerConfig, ListenerLimits, OutboundConfig,
-    OutlierConfig, RetryOn, RetryPolicy, RouteConfig, ServiceConfig, ServiceLimits, schema,
+    Config, EndpointConfig, InboundConfig, ListenerConfig, ListenerLimits, MtlsMode, OutboundConfig,
+    OutlierConfig, PortPolicy, RetryOn, RetryPolicy, RouteConfig, ServiceConfig, ServiceLimits, schema,
 };
 use crate::http::route::RouteMatcher;
 
@@ -29,10 +29,7 @@ struct Checker {
 
 impl Checker {
     fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.problems.push(Problem { path: path.into(), message: message.into() });
     }
 
     fn socket_addr(&mut self, path: String, value: &str) -> Option<SocketAddr> {
@@ -45,18 +42,14 @@ impl Checker {
         }
     }
 
-    fn identity(&mut self, path: String, value: &str) {
-        if let Err(e) = pillion_certs::SpiffeId::parse(value) {
-            self.report(path, e.to_string());
-        }
+    fn identity(&mut self, path: String, value: &str) -> Option<pillion_certs::SpiffeId> {
+        pillion_certs::SpiffeId::parse(value).map_err(|e| self.report(path, e.to_string())).ok()
     }
 }
 
 /// Checks a parsed file and builds its runtime form.
 pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
-    let mut c = Checker {
-        problems: Vec::new(),
-    };
+    let mut c = Checker { problems: Vec::new() };
 
     if let Some(w) = &file.workload {
         if w.name.is_empty() {
@@ -69,12 +62,18 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
     let admin_bind = c.socket_addr("admin.bind".into(), &file.admin.bind);
 
     let services = services(&mut c, &file.services);
-    let index: HashMap<&str, usize> = file
-        .services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
+    if file.tls.is_none() {
+        for (i, s) in file.services.iter().enumerate() {
+            if let Some(k) = s.endpoints.iter().position(|e| e.identity.is_some()) {
+                c.report(
+                    format!("services[{i}].endpoints[{k}].identity"),
+                    "an endpoint identity means mTLS, which needs a `tls` section",
+                );
+            }
+        }
+    }
+    let index: HashMap<&str, usize> =
+        file.services.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
     let service_ref = |c: &mut Checker, path: String, name: &str| -> Option<usize> {
         let found = index.get(name).copied();
         if found.is_none() {
@@ -89,11 +88,7 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
     let mut listeners = Vec::new();
     for (i, l) in file.outbound.listeners.iter().enumerate() {
         let bind = c.socket_addr(format!("outbound.listeners[{i}].bind"), &l.bind);
-        let service = service_ref(
-            &mut c,
-            format!("outbound.listeners[{i}].service"),
-            &l.service,
-        );
+        let service = service_ref(&mut c, format!("outbound.listeners[{i}].service"), &l.service);
         if let (Some(bind), Some(service)) = (bind, service) {
             listeners.push(ListenerConfig { bind, service });
         }
@@ -101,10 +96,7 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
     let outbound_bind = c.socket_addr("outbound.bind".into(), &file.outbound.bind);
     if let Some(ctl) = &file.control {
         if !ctl.address.starts_with("https://") {
-            c.report(
-                "control.address",
-                "the control plane address must start with https://",
-            );
+            c.report("control.address", "the control plane address must start with https://");
         }
     }
 
@@ -112,9 +104,7 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
         return Err(c.problems);
     }
     // Every `None` above reported a problem, so these hold.
-    let (Some(admin_bind), Some(outbound_bind), Some(inbound)) =
-        (admin_bind, outbound_bind, inbound)
-    else {
+    let (Some(admin_bind), Some(outbound_bind), Some(inbound)) = (admin_bind, outbound_bind, inbound) else {
         unreachable!("a missing address always reports a problem")
     };
     Ok(Config {
@@ -136,37 +126,41 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
 fn inbound(c: &mut Checker, file: &schema::File) -> Option<InboundConfig> {
     let i = &file.inbound;
     let bind = c.socket_addr("inbound.bind".into(), &i.bind);
-    let app = i
-        .app
-        .as_ref()
-        .map(|a| c.socket_addr("inbound.app".into(), a));
-    let mtls = i.mtls.unwrap_or(schema::MtlsMode::Disabled);
-    if mtls != schema::MtlsMode::Disabled {
-        c.report(
-            "inbound.mtls",
-            "mutual TLS is not supported by this build yet; use `disabled`",
-        );
+    let app = i.app.as_ref().map(|a| c.socket_addr("inbound.app".into(), a));
+    // With certificates, inbound is mTLS unless said otherwise; without, it cannot be.
+    let mtls = i.mtls.unwrap_or(if file.tls.is_some() { MtlsMode::Strict } else { MtlsMode::Disabled });
+    if mtls != MtlsMode::Disabled && file.tls.is_none() {
+        c.report("inbound.mtls", "mtls strict or permissive needs a `tls` section (cert, key, trust)");
     }
     let mut seen = HashMap::new();
+    let mut ports = Vec::with_capacity(i.ports.len());
     for (n, p) in i.ports.iter().enumerate() {
         if let Some(first) = seen.insert(p.port, n) {
             c.report(
                 format!("inbound.ports[{n}].port"),
-                format!(
-                    "port {} is already listed at inbound.ports[{first}]",
-                    p.port
-                ),
+                format!("port {} is already listed at inbound.ports[{first}]", p.port),
             );
         }
+        let mut allow = Vec::with_capacity(p.allow.len());
         for (k, id) in p.allow.iter().enumerate() {
-            if let Err(e) = pillion_certs::IdentityPattern::parse(id) {
-                c.report(format!("inbound.ports[{n}].allow[{k}]"), e.to_string());
+            match pillion_certs::IdentityPattern::parse(id) {
+                Ok(pattern) => allow.push(pattern),
+                Err(e) => c.report(format!("inbound.ports[{n}].allow[{k}]"), e.to_string()),
             }
         }
+        if !allow.is_empty() && mtls == MtlsMode::Disabled {
+            c.report(
+                format!("inbound.ports[{n}].allow"),
+                "an allow list needs client identities, so inbound.mtls cannot be disabled",
+            );
+        }
+        ports.push(PortPolicy { port: p.port, protocol: p.protocol, allow });
     }
     Some(InboundConfig {
         bind: bind?,
         app: app.flatten(),
+        mtls,
+        ports,
         limits: ListenerLimits::from_schema(i.limits.as_ref()),
     })
 }
@@ -180,49 +174,29 @@ fn services(c: &mut Checker, list: &[schema::Service]) -> Vec<ServiceConfig> {
             c.report(at("name"), "service name must not be empty");
         }
         if let Some(first) = seen.insert(&s.name, i) {
-            c.report(
-                at("name"),
-                format!(
-                    "service {:?} is already defined at services[{first}]",
-                    s.name
-                ),
-            );
+            c.report(at("name"), format!("service {:?} is already defined at services[{first}]", s.name));
         }
         for (k, a) in s.addresses.iter().enumerate() {
             if !is_host_port(a) {
-                c.report(
-                    at(&format!("addresses[{k}]")),
-                    format!("{a:?} is not a host:port address"),
-                );
+                c.report(at(&format!("addresses[{k}]")), format!("{a:?} is not a host:port address"));
             }
         }
         let mut endpoints = Vec::with_capacity(s.endpoints.len());
         for (k, e) in s.endpoints.iter().enumerate() {
             let addr = c.socket_addr(at(&format!("endpoints[{k}].addr")), &e.addr);
             if e.weight == 0 {
-                c.report(
-                    at(&format!("endpoints[{k}].weight")),
-                    "weight must be at least 1",
-                );
+                c.report(at(&format!("endpoints[{k}].weight")), "weight must be at least 1");
             }
-            if let Some(id) = &e.identity {
-                c.identity(at(&format!("endpoints[{k}].identity")), id);
-            }
+            let identity =
+                e.identity.as_ref().and_then(|id| c.identity(at(&format!("endpoints[{k}].identity")), id));
             if let Some(addr) = addr {
-                endpoints.push(EndpointConfig {
-                    addr,
-                    identity: e.identity.clone(),
-                    weight: e.weight,
-                });
+                endpoints.push(EndpointConfig { addr, identity, weight: e.weight });
             }
         }
         let outlier = s.outlier.as_ref();
         let max_ejected_percent = outlier.and_then(|o| o.max_ejected_percent).unwrap_or(50);
         if max_ejected_percent > 100 {
-            c.report(
-                at("outlier.max_ejected_percent"),
-                "a percentage must be between 0 and 100",
-            );
+            c.report(at("outlier.max_ejected_percent"), "a percentage must be between 0 and 100");
         }
         out.push(ServiceConfig {
             name: Arc::from(s.name.as_str()),
@@ -232,22 +206,12 @@ fn services(c: &mut Checker, list: &[schema::Service]) -> Vec<ServiceConfig> {
             connect_timeout: s.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
             outlier: OutlierConfig {
                 consecutive_failures: outlier.and_then(|o| o.consecutive_failures).unwrap_or(5),
-                ejection: outlier
-                    .and_then(|o| o.ejection)
-                    .map_or(Duration::from_secs(30), |d| d.0),
+                ejection: outlier.and_then(|o| o.ejection).map_or(Duration::from_secs(30), |d| d.0),
                 max_ejected_percent,
             },
             limits: ServiceLimits {
-                max_connections: s
-                    .limits
-                    .as_ref()
-                    .and_then(|l| l.max_connections)
-                    .unwrap_or(1024),
-                max_pending: s
-                    .limits
-                    .as_ref()
-                    .and_then(|l| l.max_pending)
-                    .unwrap_or(1024),
+                max_connections: s.limits.as_ref().and_then(|l| l.max_connections).unwrap_or(1024),
+                max_pending: s.limits.as_ref().and_then(|l| l.max_pending).unwrap_or(1024),
             },
             endpoints,
         });
@@ -268,10 +232,7 @@ fn routes(
             c.report(at("name"), "route name must not be empty");
         }
         if let Some(first) = seen.insert(&r.name, i) {
-            c.report(
-                at("name"),
-                format!("route {:?} is already defined at routes[{first}]", r.name),
-            );
+            c.report(at("name"), format!("route {:?} is already defined at routes[{first}]", r.name));
         }
         let matcher = match RouteMatcher::compile(&r.matches) {
             Ok(m) => Some(m),
@@ -286,10 +247,7 @@ fn routes(
         let mut backends = Vec::with_capacity(r.backends.len());
         for (k, b) in r.backends.iter().enumerate() {
             if b.weight == 0 {
-                c.report(
-                    at(&format!("backends[{k}].weight")),
-                    "weight must be at least 1",
-                );
+                c.report(at(&format!("backends[{k}].weight")), "weight must be at least 1");
             }
             if let Some(s) = service_ref(c, at(&format!("backends[{k}].service")), &b.service) {
                 backends.push((s, b.weight));
@@ -319,10 +277,7 @@ fn retry(c: &mut Checker, at: &str, r: &schema::Retry) -> Option<RetryPolicy> {
     }
     let budget_percent = r.budget_percent.unwrap_or(20);
     if budget_percent > 100 {
-        c.report(
-            format!("{at}.budget_percent"),
-            "a percentage must be between 0 and 100",
-        );
+        c.report(format!("{at}.budget_percent"), "a percentage must be between 0 and 100");
     }
     Some(RetryPolicy {
         attempts: r.attempts,
@@ -342,7 +297,5 @@ fn is_host_port(s: &str) -> bool {
     };
     !host.is_empty()
         && port.parse::<u16>().is_ok()
-        && host
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.')
+        && host.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.')
 }

@@ -40,14 +40,7 @@ pub struct Located {
 impl FileError {
     pub(crate) fn io(path: &Path, e: std::io::Error) -> Self {
         let message = format!("cannot read config: {e}");
-        Self {
-            file: path.to_owned(),
-            problems: vec![Located {
-                line: 0,
-                col: 0,
-                message,
-            }],
-        }
+        Self { file: path.to_owned(), problems: vec![Located { line: 0, col: 0, message }] }
     }
 }
 
@@ -57,14 +50,7 @@ impl fmt::Display for FileError {
             if n > 0 {
                 writeln!(f)?;
             }
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file.display(),
-                p.line,
-                p.col,
-                p.message
-            )?;
+            write!(f, "{}:{}:{}: {}", self.file.display(), p.line, p.col, p.message)?;
         }
         Ok(())
     }
@@ -96,34 +82,20 @@ pub fn from_str<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Resu
         let message = strip_location(&e.to_string());
         // serde_yaml places an unknown field or a bad value at its enclosing mapping; point at
         // the key, or at the first value the message quotes, after that position.
-        let detail = message
-            .split_once(": ")
-            .map_or(message.as_str(), |(_, d)| d);
+        let detail = message.split_once(": ").map_or(message.as_str(), |(_, d)| d);
         let walker = walk(text);
-        let found = if let Some(key) = detail
-            .strip_prefix("unknown field `")
-            .and_then(|m| m.split('`').next())
-        {
-            walker.keys.iter().find(|(k, pos)| k == key && *pos >= at)
-        } else if let Some(quoted) = detail.split('"').nth(1) {
-            walker
-                .values
-                .iter()
-                .find(|(v, pos)| v == quoted && *pos >= at)
-        } else {
-            None
-        };
+        let found =
+            if let Some(key) = detail.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
+                walker.keys.iter().find(|(k, pos)| k == key && *pos >= at)
+            } else if let Some(quoted) = detail.split('"').nth(1) {
+                walker.values.iter().find(|(v, pos)| v == quoted && *pos >= at)
+            } else {
+                None
+            };
         if let Some(&(_, pos)) = found {
             at = pos;
         }
-        FileError {
-            file: file.to_owned(),
-            problems: vec![Located {
-                line: at.0,
-                col: at.1,
-                message,
-            }],
-        }
+        FileError { file: file.to_owned(), problems: vec![Located { line: at.0, col: at.1, message }] }
     })
 }
 
@@ -134,18 +106,11 @@ pub fn locate(file: &Path, text: &str, problems: Vec<validate::Problem>) -> File
         .into_iter()
         .map(|p| {
             let (line, col) = lookup(&positions, &p.path);
-            Located {
-                line,
-                col,
-                message: format!("{}: {}", p.path, p.message),
-            }
+            Located { line, col, message: format!("{}: {}", p.path, p.message) }
         })
         .collect();
     problems.sort_by_key(|p| (p.line, p.col));
-    FileError {
-        file: file.to_owned(),
-        problems,
-    }
+    FileError { file: file.to_owned(), problems }
 }
 
 /// serde_yaml appends " at line L column C"; we print the position up front instead.
@@ -222,11 +187,7 @@ impl Walker {
 }
 
 fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
 }
 
 impl MarkedEventReceiver for Walker {
@@ -304,27 +265,16 @@ routes:
 
     #[test]
     fn unknown_keys_and_bad_durations_are_located() {
-        let err = load_str(
-            Path::new("f.yaml"),
-            "admin:\n  bind: \"127.0.0.1:1\"\n  colour: red\n",
-        )
-        .unwrap_err();
+        let err =
+            load_str(Path::new("f.yaml"), "admin:\n  bind: \"127.0.0.1:1\"\n  colour: red\n").unwrap_err();
         let p = &err.problems[0];
         assert_eq!((p.line, p.col), (3, 3));
-        assert!(
-            p.message.contains("unknown field `colour`"),
-            "{}",
-            p.message
-        );
+        assert!(p.message.contains("unknown field `colour`"), "{}", p.message);
 
         let text = "services:\n  - name: a\n    connect_timeout: 5 parsecs\n";
         let err = load_str(Path::new("f.yaml"), text).unwrap_err();
         assert_eq!(err.problems[0].line, 3);
-        assert!(
-            err.problems[0].message.contains("unknown unit"),
-            "{}",
-            err.problems[0].message
-        );
+        assert!(err.problems[0].message.contains("unknown unit"), "{}", err.problems[0].message);
     }
 
     #[test]

@@ -7,11 +7,12 @@ use hyper::body::Incoming;
 use super::{body::Body, reply::LocalError};
 use crate::{config::Protocol, upstream::Endpoint};
 
-/// The HTTP version to speak upstream: the service's, or the client's when the service says
-/// `auto`. Upgrades need HTTP/1.1.
-pub fn upstream_version(service: Protocol, client: Version, upgrade: bool) -> Version {
+/// The HTTP version to speak upstream. Upgrades need HTTP/1.1; meshed hops (proxy to proxy
+/// over mTLS) use HTTP/2; otherwise the service's protocol, or the client's for `auto`.
+pub fn upstream_version(service: Protocol, client: Version, upgrade: bool, meshed: bool) -> Version {
     match service {
         _ if upgrade => Version::HTTP_11,
+        _ if meshed => Version::HTTP_2,
         Protocol::Http2 => Version::HTTP_2,
         Protocol::Http1 => Version::HTTP_11,
         Protocol::Auto | Protocol::Tcp => {
@@ -58,21 +59,14 @@ fn upstream_uri(parts: &Parts, endpoint: &Endpoint) -> Uri {
         .uri
         .authority()
         .cloned()
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.as_bytes().try_into().ok())
-        })
+        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.as_bytes().try_into().ok()))
         .or_else(|| endpoint.addr.to_string().try_into().ok());
     let mut b = Uri::builder().scheme(Scheme::HTTP);
     if let Some(a) = authority {
         b = b.authority(a);
     }
     let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    b.path_and_query(pq)
-        .build()
-        .unwrap_or_else(|_| parts.uri.clone())
+    b.path_and_query(pq).build().unwrap_or_else(|_| parts.uri.clone())
 }
 
 /// An error and its causes on one line, for logs.

@@ -7,6 +7,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The verified client identity, set only by the inbound proxy.
 pub static CLIENT_ID: HeaderName = HeaderName::from_static("x-pillion-client-id");
+/// Set by an outbound proxy that upgraded an HTTP/1.1 request to HTTP/2 for a meshed hop, so
+/// that the inbound proxy speaks HTTP/1.1 to its app again. Trusted only over mTLS.
+pub static ORIG_PROTO: HeaderName = HeaderName::from_static("x-pillion-orig-proto");
 /// Names the cause of a local reply.
 pub static ERROR: HeaderName = HeaderName::from_static("x-pillion-error");
 
@@ -39,9 +42,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if !upgrade {
         headers.remove(header::UPGRADE);
     }
-    let te_trailers = headers
-        .get(header::TE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let te_trailers = headers.get(header::TE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     if !te_trailers {
         headers.remove(header::TE);
     }
@@ -94,12 +95,7 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(n, v)| {
-                (
-                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                    v.parse().unwrap(),
-                )
-            })
+            .map(|(n, v)| (HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap()))
             .collect()
     }
 
@@ -121,11 +117,7 @@ mod tests {
 
     #[test]
     fn keeps_te_trailers_and_upgrade_pairs() {
-        let mut h = map(&[
-            ("te", "trailers"),
-            ("connection", "Upgrade"),
-            ("upgrade", "websocket"),
-        ]);
+        let mut h = map(&[("te", "trailers"), ("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(is_upgrade(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["te"], "trailers");

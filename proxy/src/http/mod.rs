@@ -35,7 +35,40 @@ pub struct Conn {
     /// Whether the client connection is mutual TLS.
     pub tls: bool,
     /// The client's verified identity, for inbound mTLS.
-    pub client_id: Option<HeaderValue>,
+    pub client: Option<ClientIdentity>,
+    /// Inbound: the application port whose policy applies.
+    pub app_port: Option<u16>,
+}
+
+/// A client identity proven by its certificate, with its header form made once.
+#[derive(Debug)]
+pub struct ClientIdentity {
+    /// The SPIFFE ID.
+    pub id: pillion_certs::SpiffeId,
+    /// The same, as the `x-pillion-client-id` value.
+    pub header: HeaderValue,
+}
+
+impl ClientIdentity {
+    /// Wraps a verified ID.
+    pub fn new(id: pillion_certs::SpiffeId) -> Self {
+        // A parsed SPIFFE ID is ASCII without controls, so it is always a valid header value.
+        let header =
+            HeaderValue::from_str(id.as_str()).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        Self { id, header }
+    }
+}
+
+/// Whether the inbound connection's client may use the app port, per `inbound.ports[].allow`.
+pub fn authorize(rt: &Runtime, conn: &Conn) -> Result<(), LocalError> {
+    let Some(policy) = conn.app_port.and_then(|p| rt.config.inbound.port(p)) else { return Ok(()) };
+    if policy.allow.is_empty() {
+        return Ok(());
+    }
+    match &conn.client {
+        Some(c) if pillion_certs::IdentityPattern::any_matches(&policy.allow, &c.id) => Ok(()),
+        _ => Err(LocalError::Unauthorized),
+    }
 }
 
 /// Where routing sent a request.
@@ -62,44 +95,48 @@ pub async fn handle(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    // Only a meshed peer may say its client spoke HTTP/1 before the hop was upgraded to h2.
+    let orig_http1 = parts.headers.remove(&headers::ORIG_PROTO).is_some_and(|v| v == "HTTP/1.1") && conn.tls;
     if conn.direction == Direction::Inbound {
         parts.headers.remove(&headers::CLIENT_ID);
-        if let Some(id) = &conn.client_id {
-            parts.headers.insert(headers::CLIENT_ID.clone(), id.clone());
+        if let Some(c) = &conn.client {
+            parts.headers.insert(headers::CLIENT_ID.clone(), c.header.clone());
         }
     }
     let request_id = headers::ensure_request_id(&mut parts.headers);
-    let log = LogParts {
-        method: parts.method.clone(),
-        uri: parts.uri.clone(),
-        request_id,
-    };
+    let log = LogParts { method: parts.method.clone(), uri: parts.uri.clone(), request_id };
+
+    if conn.direction == Direction::Inbound {
+        if let Err(e) = authorize(&rt, &conn) {
+            shared.metrics.authz_denied.with_label_values(&[conn.direction.as_str()]).inc();
+            return Ok(log.finish(&shared, &conn, start, None, e.response(), conn.tls));
+        }
+    }
 
     // Route.
     let target = match route_request(&rt, &conn, &parts) {
         Ok(t) => t,
-        Err(e) => return Ok(log.finish(&shared, &conn, start, None, e.response())),
+        Err(e) => return Ok(log.finish(&shared, &conn, start, None, e.response(), conn.tls)),
     };
 
     // Upstream peer.
     let Some(endpoint) = target.balancer.pick() else {
-        return Ok(log.finish(
-            &shared,
-            &conn,
-            start,
-            Some(&target),
-            LocalError::NoEndpoint.response(),
-        ));
+        return Ok(log.finish(&shared, &conn, start, Some(&target), LocalError::NoEndpoint.response(), conn.tls));
     };
 
-    // Upstream request.
-    let version = forward::upstream_version(target.protocol, parts.version, upgrade);
+    // Upstream request. Meshed hops use HTTP/2 whatever the app spoke, so many app connections
+    // share a few multiplexed ones; the peer learns the original protocol from a header.
+    let meshed = endpoint.conn.meshed();
+    let client_version = if orig_http1 { Version::HTTP_11 } else { parts.version };
+    let version = forward::upstream_version(target.protocol, client_version, upgrade, meshed);
+    if meshed && version == Version::HTTP_2 && client_version != Version::HTTP_2 {
+        parts.headers.insert(headers::ORIG_PROTO.clone(), HeaderValue::from_static("HTTP/1.1"));
+    }
+    let tls = conn.tls || meshed;
     let in_flight = endpoint.conn.load.start();
     let sent = forward::send(endpoint, parts, Body::from(body), version);
     let result = match target.timeout {
-        Some(t) => tokio::time::timeout(t, sent)
-            .await
-            .unwrap_or(Err(LocalError::Timeout)),
+        Some(t) => tokio::time::timeout(t, sent).await.unwrap_or(Err(LocalError::Timeout)),
         None => sent.await,
     };
 
@@ -121,7 +158,7 @@ pub async fn handle(
             e.response()
         }
     };
-    Ok(log.finish(&shared, &conn, start, Some(&target), resp))
+    Ok(log.finish(&shared, &conn, start, Some(&target), resp, tls))
 }
 
 fn route_request<'a>(
@@ -132,23 +169,10 @@ fn route_request<'a>(
     let cfg = &rt.config;
     if conn.direction == Direction::Inbound {
         let balancer = rt.inbound_app.as_ref().ok_or(LocalError::NoApp)?;
-        let service = cfg
-            .file
-            .workload
-            .as_ref()
-            .map_or("inbound", |w| w.name.as_str());
-        return Ok(Target {
-            service,
-            route: "inbound",
-            protocol: Protocol::Auto,
-            balancer,
-            timeout: None,
-        });
+        let service = cfg.file.workload.as_ref().map_or("inbound", |w| w.name.as_str());
+        return Ok(Target { service, route: "inbound", protocol: Protocol::Auto, balancer, timeout: None });
     }
-    let listener_service = conn
-        .listener
-        .and_then(|i| cfg.outbound.listeners.get(i))
-        .map(|l| l.service);
+    let listener_service = conn.listener.and_then(|i| cfg.outbound.listeners.get(i)).map(|l| l.service);
     let logical = listener_service.map(|s| &*cfg.services[s].name);
     let host = route::request_host(parts);
     let (service, route) = match route::find(&cfg.routes, parts, &host, logical) {
@@ -181,23 +205,16 @@ impl LogParts {
         start: Instant,
         target: Option<&Target<'_>>,
         resp: Response<Body>,
+        tls: bool,
     ) -> Response<Body> {
         let elapsed = start.elapsed();
         let (service, route) = target.map_or(("unknown", "none"), |t| (t.service, t.route));
         let dir = conn.direction.as_str();
         let m = &shared.metrics;
         m.requests
-            .with_label_values(&[
-                dir,
-                service,
-                route,
-                resp.status().as_str(),
-                tls_label(conn.tls),
-            ])
+            .with_label_values(&[dir, service, route, resp.status().as_str(), tls_label(tls)])
             .inc();
-        m.request_duration
-            .with_label_values(&[dir, service, route])
-            .observe(elapsed.as_secs_f64());
+        m.request_duration.with_label_values(&[dir, service, route]).observe(elapsed.as_secs_f64());
         if shared.access_log {
             tracing::info!(
                 target: "pillion::access",

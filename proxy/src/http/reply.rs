@@ -51,10 +51,7 @@ impl LocalError {
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         h.insert(headers::ERROR.clone(), HeaderValue::from_static(code));
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         resp
     }
 }

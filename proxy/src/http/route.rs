@@ -36,25 +36,15 @@ impl RouteMatcher {
             let h = h.to_ascii_lowercase();
             match h.strip_prefix('*') {
                 Some(suffix) if suffix.starts_with('.') => Ok(HostMatch::Suffix(suffix.to_owned())),
-                Some(_) => Err((
-                    "host",
-                    format!("wildcard host {h:?} must look like \"*.example.com\""),
-                )),
+                Some(_) => Err(("host", format!("wildcard host {h:?} must look like \"*.example.com\""))),
                 None => Ok(HostMatch::Exact(h)),
             }
         });
         let host = host.transpose()?;
 
-        let given = [
-            m.path.is_some(),
-            m.path_prefix.is_some(),
-            m.path_regex.is_some(),
-        ];
+        let given = [m.path.is_some(), m.path_prefix.is_some(), m.path_regex.is_some()];
         if given.iter().filter(|g| **g).count() > 1 {
-            return Err((
-                "path",
-                "use only one of path, path_prefix and path_regex".into(),
-            ));
+            return Err(("path", "use only one of path, path_prefix and path_regex".into()));
         }
         let path = if let Some(p) = &m.path {
             Some(PathMatch::Exact(check_path("path", p)?))
@@ -64,16 +54,8 @@ impl RouteMatcher {
             let re = Regex::new(&format!("^(?:{r})$")).map_err(|e| {
                 // regex's syntax errors draw a caret over several lines; keep the cause.
                 let text = e.to_string();
-                let cause = text
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-                    .trim()
-                    .trim_start_matches("error: ");
-                (
-                    "path_regex",
-                    format!("invalid regular expression {r:?}: {cause}"),
-                )
+                let cause = text.lines().last().unwrap_or_default().trim().trim_start_matches("error: ");
+                ("path_regex", format!("invalid regular expression {r:?}: {cause}"))
             })?;
             Some(PathMatch::Regex(re))
         } else {
@@ -84,12 +66,8 @@ impl RouteMatcher {
         for (name, value) in &m.headers {
             let n = HeaderName::try_from(name.as_str())
                 .map_err(|_| ("headers", format!("{name:?} is not a valid header name")))?;
-            let v = HeaderValue::try_from(value.as_str()).map_err(|_| {
-                (
-                    "headers",
-                    format!("the value for {name:?} is not a valid header value"),
-                )
-            })?;
+            let v = HeaderValue::try_from(value.as_str())
+                .map_err(|_| ("headers", format!("the value for {name:?} is not a valid header value")))?;
             headers.push((n, v));
         }
         let method = m
@@ -98,12 +76,7 @@ impl RouteMatcher {
             .map(|s| Method::from_bytes(s.to_ascii_uppercase().as_bytes()))
             .transpose()
             .map_err(|_| ("method", "not a valid HTTP method".to_string()))?;
-        Ok(Self {
-            host,
-            path,
-            headers,
-            method,
-        })
+        Ok(Self { host, path, headers, method })
     }
 
     /// Whether a request matches. `host` is the request's host without port, lowercased;
@@ -134,18 +107,12 @@ impl RouteMatcher {
                 return false;
             }
         }
-        self.headers
-            .iter()
-            .all(|(n, v)| req.headers.get_all(n).iter().any(|have| have == v))
+        self.headers.iter().all(|(n, v)| req.headers.get_all(n).iter().any(|have| have == v))
     }
 }
 
 fn check_path(field: &'static str, p: &str) -> Result<String, (&'static str, String)> {
-    if p.starts_with('/') {
-        Ok(p.to_owned())
-    } else {
-        Err((field, format!("{p:?} must start with '/'")))
-    }
+    if p.starts_with('/') { Ok(p.to_owned()) } else { Err((field, format!("{p:?} must start with '/'"))) }
 }
 
 /// The first route that matches, in config order.
@@ -155,9 +122,7 @@ pub fn find<'a>(
     host: &str,
     service: Option<&str>,
 ) -> Option<&'a RouteConfig> {
-    routes
-        .iter()
-        .find(|r| r.matcher.matches(req, host, service))
+    routes.iter().find(|r| r.matcher.matches(req, host, service))
 }
 
 /// Picks a backend service index by weight. `backends` is never empty for a validated route.
@@ -183,11 +148,7 @@ pub fn request_host(req: &Parts) -> std::borrow::Cow<'_, str> {
         .uri
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
+        .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("");
     let host = strip_port(raw);
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -199,9 +160,7 @@ pub fn request_host(req: &Parts) -> std::borrow::Cow<'_, str> {
 
 fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
-        return authority
-            .split_once(']')
-            .map_or(authority, |(h, _)| &h[1..]);
+        return authority.split_once(']').map_or(authority, |(h, _)| &h[1..]);
     }
     match authority.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,

@@ -10,8 +10,13 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 
-use crate::{balance::load::Load, http::body::Body};
-pub use connect::{ConnectError, Connector};
+use pillion_certs::{
+    SpiffeId,
+    tls::{ALPN_H2, ALPN_HTTP11},
+};
+
+use crate::{balance::load::Load, http::body::Body, tls::Tls};
+pub use connect::{ConnectError, Connector, UpstreamStream};
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -41,32 +46,41 @@ pub struct EndpointConn {
     pub connector: Connector,
     /// Connect timeout this was built with; a change rebuilds the connection state.
     pub connect_timeout: Duration,
+    /// The identity the endpoint must prove (mTLS), if meshed.
+    pub identity: Option<SpiffeId>,
     /// Load figures for the balancer.
     pub load: Load,
 }
 
 impl EndpointConn {
-    /// Fresh clients for `addr`.
-    pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Self {
-        let connector = Connector::new(addr, connect_timeout);
+    /// Fresh clients for `addr`, over mTLS when `identity` is set (which needs `tls`).
+    pub fn new(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        identity: Option<SpiffeId>,
+        tls: Option<&Tls>,
+    ) -> Result<Self, pillion_certs::Error> {
+        // Each pool offers only the ALPN protocol it speaks, so a peer never picks the other.
+        let target = |alpn: &[u8]| match (&identity, tls) {
+            (Some(id), Some(tls)) => tls.target(id, alpn).map(Some),
+            _ => Ok(None),
+        };
+        let h1_connector = Connector::new(addr, connect_timeout, target(ALPN_HTTP11)?);
+        let h2_connector = Connector::new(addr, connect_timeout, target(ALPN_H2)?);
         let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
-        let h1 = builder.build(connector.clone());
+        builder.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT);
+        let h1 = builder.build(h1_connector.clone());
         builder
             .http2_only(true)
             .http2_adaptive_window(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_timeout(Duration::from_secs(10));
-        let h2 = builder.build(connector.clone());
-        Self {
-            h1,
-            h2,
-            connector,
-            connect_timeout,
-            load: Load::default(),
-        }
+        let h2 = builder.build(h2_connector);
+        Ok(Self { h1, h2, connector: h1_connector, connect_timeout, identity, load: Load::default() })
+    }
+
+    /// Whether connections to this endpoint are mutual TLS.
+    pub fn meshed(&self) -> bool {
+        self.identity.is_some()
     }
 }
