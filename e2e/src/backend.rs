@@ -27,8 +27,17 @@ pub fn pattern_byte(i: u64) -> u8 {
     (i.wrapping_mul(31).wrapping_add(i >> 13) % 251) as u8
 }
 
+/// How a backend behaves on every request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Behaviour {
+    /// Added latency.
+    pub delay: Duration,
+    /// Answer every request with this status instead (e.g. 503 for a sick endpoint).
+    pub fail_status: Option<u16>,
+}
+
 /// Serves forever on `listener`.
-pub async fn serve(listener: TcpListener, name: String, delay: Duration) {
+pub async fn serve(listener: TcpListener, name: String, behaviour: Behaviour) {
     let name: &'static str = Box::leak(name.into_boxed_str());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -36,7 +45,7 @@ pub async fn serve(listener: TcpListener, name: String, delay: Duration) {
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(req, name, delay));
+            let svc = hyper::service::service_fn(move |req| handle(req, name, behaviour));
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .await;
@@ -55,13 +64,14 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
-async fn handle(
-    mut req: Request<Incoming>,
-    name: &'static str,
-    delay: Duration,
-) -> Result<Response<Body>, Infallible> {
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+async fn handle(mut req: Request<Incoming>, name: &'static str, b: Behaviour) -> Result<Response<Body>, Infallible> {
+    if !b.delay.is_zero() {
+        tokio::time::sleep(b.delay).await;
+    }
+    if let Some(code) = b.fail_status.and_then(|c| StatusCode::from_u16(c).ok()) {
+        let mut r = status(code);
+        r.headers_mut().insert("x-backend", HeaderValue::from_static(name));
+        return Ok(r);
     }
     let mut resp = match req.uri().path() {
         "/headers" => {
@@ -183,8 +193,8 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Binds `addr` and serves there; for the binary.
-pub async fn run(addr: SocketAddr, name: String, delay: Duration) -> std::io::Result<()> {
+pub async fn run(addr: SocketAddr, name: String, behaviour: Behaviour) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    serve(listener, name, delay).await;
+    serve(listener, name, behaviour).await;
     Ok(())
 }

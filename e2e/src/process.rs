@@ -85,15 +85,18 @@ impl Backend {
 
     /// Starts a backend with added latency on a given address.
     pub fn start_with(name: &str, addr: SocketAddr, delay_ms: u64) -> Self {
+        Self::start_args(name, addr, &["--delay-ms", &delay_ms.to_string()])
+    }
+
+    /// Starts a backend that answers every request with `status`.
+    pub fn failing(name: &str, status: u16) -> Self {
+        Self::start_args(name, free_addr(), &["--fail-status", &status.to_string()])
+    }
+
+    fn start_args(name: &str, addr: SocketAddr, extra: &[&str]) -> Self {
         let mut child = Command::new(workspace_bin("pillion-e2e-backend"))
-            .args([
-                "--listen",
-                &addr.to_string(),
-                "--name",
-                name,
-                "--delay-ms",
-                &delay_ms.to_string(),
-            ])
+            .args(["--listen", &addr.to_string(), "--name", name])
+            .args(extra)
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn backend");

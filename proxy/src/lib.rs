@@ -10,12 +10,15 @@ pub mod balance;
 pub mod config;
 pub mod detect;
 pub mod http;
+pub mod iptables;
 pub mod metered;
 pub mod metrics;
+pub mod retry;
 pub mod runtime;
 pub mod serve;
 pub mod tcp;
 pub mod tls;
+pub mod transparent;
 pub mod upstream;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -78,6 +81,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         loops.push(tokio::spawn(serve::accept_loop(tcp, spec, limits, Arc::clone(&shared))));
     }
     tokio::spawn(config::reload::watch_file(opts.config.clone(), Arc::clone(&shared)));
+    tokio::spawn(publish_endpoints(Arc::clone(&shared)));
     drop(rt);
 
     shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -118,4 +122,13 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+/// Ejections end by time alone; refresh `pillion_endpoints` every second so it shows that.
+async fn publish_endpoints(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        shared.publish_endpoints();
+    }
 }

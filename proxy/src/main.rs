@@ -1,9 +1,9 @@
-//! The `pillion` command: `run` the proxy, `check` a config file.
+//! The `pillion` command: `run` the proxy, `check` a config file, `init` the pod's iptables.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use pillion_proxy::{RunOptions, config};
+use pillion_proxy::{RunOptions, config, iptables};
 use tracing_subscriber::EnvFilter;
 
 /// Pillion: a lightweight sidecar proxy.
@@ -11,12 +11,7 @@ use tracing_subscriber::EnvFilter;
 #[command(version, about)]
 struct Cli {
     /// Log format.
-    #[arg(
-        long,
-        global = true,
-        env = "PILLION_LOG_FORMAT",
-        default_value = "text"
-    )]
+    #[arg(long, global = true, env = "PILLION_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -48,12 +43,21 @@ enum Command {
         #[arg(long, env = "PILLION_CONFIG")]
         config: PathBuf,
     },
+    /// Install the iptables rules that send the pod's TCP through the proxy (init container).
+    Init(iptables::InitOptions),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
+        Command::Init(opts) => match iptables::run(&opts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pillion init: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { config } => match config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
@@ -64,20 +68,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run {
-            config,
-            drain_timeout,
-            access_log,
-        } => {
-            let opts = RunOptions {
-                config,
-                drain_timeout: Duration::from(drain_timeout.0),
-                access_log,
-            };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+        Command::Run { config, drain_timeout, access_log } => {
+            let opts = RunOptions { config, drain_timeout: Duration::from(drain_timeout.0), access_log };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("pillion: cannot start the async runtime: {e}");
@@ -100,9 +93,7 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("PILLION_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

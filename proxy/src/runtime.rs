@@ -16,10 +16,10 @@ use tokio::sync::watch;
 
 use crate::{
     balance::Balancer,
-    config::{Config, LbPolicy},
+    config::{Config, LbPolicy, OutlierConfig},
     metrics::Metrics,
     tls::Tls,
-    upstream::{Endpoint, EndpointConn},
+    upstream::{Endpoint, EndpointConn, Service, ServiceState},
 };
 
 /// Connect timeout to the local app.
@@ -32,64 +32,86 @@ pub struct Runtime {
     pub version: u64,
     /// The validated config.
     pub config: Config,
-    /// One balancer per `config.services` entry, same order.
-    pub services: Vec<Balancer>,
+    /// One per `config.services` entry, same order.
+    pub services: Vec<Service>,
     /// The local app, when `inbound.app` is set.
-    pub inbound_app: Option<Balancer>,
+    pub inbound_app: Option<Service>,
 }
 
 impl Runtime {
-    /// Builds the runtime for `config`, keeping the pools and load of endpoints that `previous`
-    /// already had (same service, address, identity and connect timeout).
+    /// Builds the runtime for `config`, keeping the state of services (limits, retry budget)
+    /// and endpoints (pools, load, health) that `previous` already had: same service name,
+    /// and for endpoints the same address, identity and connect timeout.
     pub fn build(
         config: Config,
         version: u64,
         previous: Option<&Runtime>,
         tls: Option<&Tls>,
     ) -> Result<Self, pillion_certs::Error> {
-        let mut old: HashMap<(&str, SocketAddr), &Arc<EndpointConn>> = HashMap::new();
+        let mut old_services: HashMap<&str, &Arc<ServiceState>> = HashMap::new();
+        let mut old_endpoints: HashMap<(&str, SocketAddr), &Arc<EndpointConn>> = HashMap::new();
         if let Some(prev) = previous {
-            for (svc, bal) in prev.config.services.iter().zip(&prev.services) {
-                for e in bal.endpoints() {
-                    old.insert((&svc.name, e.addr), &e.conn);
+            for (cfg, svc) in prev.config.services.iter().zip(&prev.services) {
+                old_services.insert(&cfg.name, &svc.state);
+                for e in svc.balancer.endpoints() {
+                    old_endpoints.insert((&cfg.name, e.addr), &e.conn);
                 }
             }
         }
         let mut services = Vec::with_capacity(config.services.len());
         for svc in &config.services {
+            let state = match old_services.get(&*svc.name) {
+                Some(s) => {
+                    s.max_pending.store(svc.limits.max_pending, Relaxed);
+                    s.connections.max.store(svc.limits.max_connections, Relaxed);
+                    Arc::clone(s)
+                }
+                None => ServiceState::new(svc.limits.max_pending, svc.limits.max_connections),
+            };
             let mut endpoints = Vec::with_capacity(svc.endpoints.len());
             for e in &svc.endpoints {
-                let kept = old
+                let kept = old_endpoints
                     .get(&(&*svc.name, e.addr))
                     .filter(|c| c.connect_timeout == svc.connect_timeout && c.identity == e.identity);
                 let conn = match kept {
                     Some(c) => Arc::clone(c),
-                    None => {
-                        Arc::new(EndpointConn::new(e.addr, svc.connect_timeout, e.identity.clone(), tls)?)
-                    }
+                    None => Arc::new(EndpointConn::new(
+                        e.addr,
+                        svc.connect_timeout,
+                        e.identity.clone(),
+                        tls,
+                        Arc::clone(&state.connections),
+                    )?),
                 };
                 endpoints.push(Arc::new(Endpoint { addr: e.addr, weight: e.weight, conn }));
             }
-            services.push(Balancer::new(svc.lb, endpoints));
+            let balancer = Balancer::new(Arc::clone(&svc.name), svc.lb, svc.outlier.clone(), endpoints);
+            services.push(Service { balancer, state });
         }
         let inbound_app = match config.inbound.app {
-            Some(addr) => {
-                let kept = previous
-                    .and_then(|p| p.inbound_app.as_ref())
-                    .and_then(|b| b.endpoints().first())
-                    .filter(|e| e.addr == addr)
-                    .map(|e| Arc::clone(&e.conn));
-                let conn = match kept {
-                    Some(c) => c,
-                    None => Arc::new(EndpointConn::new(addr, APP_CONNECT_TIMEOUT, None, None)?),
-                };
-                Some(Balancer::new(LbPolicy::RoundRobin, vec![Arc::new(Endpoint { addr, weight: 1, conn })]))
-            }
+            Some(addr) => Some(local_app(addr, previous.and_then(|p| p.inbound_app.as_ref()))?),
             None => None,
         };
-        drop(old);
+        drop((old_services, old_endpoints));
         Ok(Self { version, config, services, inbound_app })
     }
+}
+
+/// The local app as a one-endpoint service: no limits, no ejection (there is nowhere else to go).
+fn local_app(addr: SocketAddr, previous: Option<&Service>) -> Result<Service, pillion_certs::Error> {
+    if let Some(prev) = previous.filter(|p| p.balancer.endpoints().first().is_some_and(|e| e.addr == addr)) {
+        let endpoints = prev.balancer.endpoints().to_vec();
+        let balancer = Balancer::new(Arc::from("inbound"), LbPolicy::RoundRobin, no_ejection(), endpoints);
+        return Ok(Service { balancer, state: Arc::clone(&prev.state) });
+    }
+    let state = ServiceState::new(usize::MAX, usize::MAX);
+    let conn = EndpointConn::new(addr, APP_CONNECT_TIMEOUT, None, None, Arc::clone(&state.connections))?;
+    let endpoints = vec![Arc::new(Endpoint { addr, weight: 1, conn: Arc::new(conn) })];
+    Ok(Service { balancer: Balancer::new(Arc::from("inbound"), LbPolicy::RoundRobin, no_ejection(), endpoints), state })
+}
+
+fn no_ejection() -> OutlierConfig {
+    OutlierConfig { consecutive_failures: 0, ejection: Duration::ZERO, max_ejected_percent: 0 }
 }
 
 /// State shared by every task for the life of the process.
@@ -135,12 +157,11 @@ impl Shared {
     pub fn publish_endpoints(&self) {
         let rt = self.runtime.load();
         self.metrics.endpoints.reset();
-        for (svc, bal) in rt.config.services.iter().zip(&rt.services) {
-            self.metrics
-                .endpoints
-                .with_label_values(&[&*svc.name, "healthy"])
-                .set(bal.endpoints().len() as i64);
-            self.metrics.endpoints.with_label_values(&[&*svc.name, "ejected"]).set(0);
+        for (cfg, svc) in rt.config.services.iter().zip(&rt.services) {
+            let ejected = svc.balancer.ejected();
+            let total = svc.balancer.endpoints().len();
+            self.metrics.endpoints.with_label_values(&[&*cfg.name, "healthy"]).set((total - ejected) as i64);
+            self.metrics.endpoints.with_label_values(&[&*cfg.name, "ejected"]).set(ejected as i64);
         }
     }
 }

@@ -16,10 +16,15 @@ struct Args {
     /// Added latency on every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// Answer every request with this status (a sick endpoint).
+    #[arg(long)]
+    fail_status: Option<u16>,
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let a = Args::parse();
-    pillion_e2e::backend::run(a.listen, a.name, Duration::from_millis(a.delay_ms)).await
+    let behaviour =
+        pillion_e2e::backend::Behaviour { delay: Duration::from_millis(a.delay_ms), fail_status: a.fail_status };
+    pillion_e2e::backend::run(a.listen, a.name, behaviour).await
 }

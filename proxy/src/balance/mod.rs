@@ -1,19 +1,44 @@
 //! Load balancing: which endpoint of a service gets the next request. Round robin, random,
-//! least-request and peak-EWMA (both power of two choices), all honouring endpoint weights.
+//! least-request and peak-EWMA (both power of two choices), all honouring endpoint weights and
+//! skipping ejected endpoints (or, when all are ejected, not: panic mode).
 
 pub mod load;
+pub mod outlier;
 
 use std::sync::{
     Arc,
     atomic::{AtomicUsize, Ordering::Relaxed},
 };
 
-use crate::{config::LbPolicy, upstream::Endpoint};
+use crate::{
+    config::{LbPolicy, OutlierConfig},
+    upstream::Endpoint,
+};
+use outlier::Outcome;
+
+/// Endpoints already tried by a request, as a bit set over their indices (retries go elsewhere).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tried(u64);
+
+impl Tried {
+    /// Marks index `i` as tried.
+    pub fn add(&mut self, i: usize) {
+        if i < 64 {
+            self.0 |= 1 << i;
+        }
+    }
+
+    fn has(self, i: usize) -> bool {
+        i < 64 && self.0 & (1 << i) != 0
+    }
+}
 
 /// Picks endpoints of one service. Built with each config; the endpoints' load lives on.
 #[derive(Debug)]
 pub struct Balancer {
+    service: Arc<str>,
     policy: LbPolicy,
+    outlier: OutlierConfig,
     endpoints: Vec<Arc<Endpoint>>,
     /// Running sum of weights, for weighted random picks.
     cumulative: Vec<u64>,
@@ -26,8 +51,8 @@ pub struct Balancer {
 const MAX_SCHEDULE: u64 = 4096;
 
 impl Balancer {
-    /// A balancer over `endpoints` (which may be empty).
-    pub fn new(policy: LbPolicy, endpoints: Vec<Arc<Endpoint>>) -> Self {
+    /// A balancer over `endpoints` (which may be empty) of `service`.
+    pub fn new(service: Arc<str>, policy: LbPolicy, outlier: OutlierConfig, endpoints: Vec<Arc<Endpoint>>) -> Self {
         let mut total = 0u64;
         let cumulative = endpoints
             .iter()
@@ -37,7 +62,8 @@ impl Balancer {
             })
             .collect();
         let schedule = if policy == LbPolicy::RoundRobin { schedule(&endpoints) } else { Vec::new() };
-        Self { policy, endpoints, cumulative, schedule, cursor: AtomicUsize::new(fastrand::usize(..1024)) }
+        let cursor = AtomicUsize::new(fastrand::usize(..1024));
+        Self { service, policy, outlier, endpoints, cumulative, schedule, cursor }
     }
 
     /// The endpoints, in config order.
@@ -47,12 +73,56 @@ impl Balancer {
 
     /// The next endpoint, or `None` when the service has none.
     pub fn pick(&self) -> Option<&Arc<Endpoint>> {
-        match self.endpoints.len() {
+        self.pick_index(Tried::default()).map(|i| &self.endpoints[i])
+    }
+
+    /// The index of the next endpoint: healthy and not yet tried if there is one; otherwise
+    /// untried; otherwise any (panic mode: when everything is ejected, still try).
+    pub fn pick_index(&self, tried: Tried) -> Option<usize> {
+        let n = self.endpoints.len();
+        match n {
             0 => return None,
-            1 => return self.endpoints.first(),
+            1 => return Some(0),
             _ => {}
         }
-        let i = match self.policy {
+        let usable = |i: usize| !tried.has(i) && !self.endpoints[i].conn.health.is_ejected();
+        for _ in 0..4 {
+            let i = self.choose();
+            if usable(i) {
+                return Some(i);
+            }
+        }
+        let start = fastrand::usize(..n);
+        let ring = (0..n).map(|k| (start + k) % n);
+        ring.clone().find(|&i| usable(i)).or_else(|| ring.clone().find(|&i| !tried.has(i))).or(Some(self.choose()))
+    }
+
+    /// The endpoint at an index from `pick_index`.
+    pub fn endpoint(&self, i: usize) -> &Arc<Endpoint> {
+        &self.endpoints[i]
+    }
+
+    /// Records how a try to endpoint `i` went, ejecting it when it crosses the failure
+    /// threshold and the service's ejection cap allows.
+    pub fn report(&self, i: usize, outcome: Outcome) {
+        let Some(e) = self.endpoints.get(i) else { return };
+        if !e.conn.health.record(outcome, &self.outlier) {
+            return;
+        }
+        let ejected = self.ejected();
+        if (ejected + 1) * 100 <= self.endpoints.len() * self.outlier.max_ejected_percent as usize {
+            let duration = e.conn.health.eject(&self.outlier);
+            tracing::warn!(service = %self.service, endpoint = %e.addr, ?duration, "endpoint ejected after consecutive failures");
+        }
+    }
+
+    /// Endpoints ejected now.
+    pub fn ejected(&self) -> usize {
+        self.endpoints.iter().filter(|e| e.conn.health.is_ejected()).count()
+    }
+
+    fn choose(&self) -> usize {
+        match self.policy {
             LbPolicy::RoundRobin => {
                 let n = self.cursor.fetch_add(1, Relaxed);
                 self.schedule[n % self.schedule.len()] as usize
@@ -60,8 +130,7 @@ impl Balancer {
             LbPolicy::Random => self.weighted_random(),
             LbPolicy::LeastRequest => self.p2c(|e| f64::from(e.conn.load.in_flight() + 1)),
             LbPolicy::PeakEwma => self.p2c(|e| e.conn.load.cost()),
-        };
-        self.endpoints.get(i)
+        }
     }
 
     fn weighted_random(&self) -> usize {
@@ -107,7 +176,7 @@ fn schedule(endpoints: &[Arc<Endpoint>]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::EndpointConn;
+    use crate::upstream::{ConnLimit, EndpointConn};
     use std::time::Duration;
 
     fn endpoints(weights: &[u32]) -> Vec<Arc<Endpoint>> {
@@ -119,10 +188,18 @@ mod tests {
                 Arc::new(Endpoint {
                     addr,
                     weight,
-                    conn: Arc::new(EndpointConn::new(addr, Duration::from_secs(1), None, None).unwrap()),
+                    conn: Arc::new(EndpointConn::new(addr, Duration::from_secs(1), None, None, ConnLimit::new(100)).unwrap()),
                 })
             })
             .collect()
+    }
+
+    fn outlier() -> OutlierConfig {
+        OutlierConfig { consecutive_failures: 2, ejection: Duration::from_secs(30), max_ejected_percent: 50 }
+    }
+
+    fn balancer(policy: LbPolicy, weights: &[u32]) -> Balancer {
+        Balancer::new(Arc::from("svc"), policy, outlier(), endpoints(weights))
     }
 
     fn spread(b: &Balancer, n: usize) -> Vec<usize> {
@@ -136,26 +213,26 @@ mod tests {
 
     #[tokio::test]
     async fn round_robin_is_exact_by_weight() {
-        let b = Balancer::new(LbPolicy::RoundRobin, endpoints(&[1, 1, 2]));
+        let b = balancer(LbPolicy::RoundRobin, &[1, 1, 2]);
         assert_eq!(spread(&b, 400), vec![100, 100, 200]);
     }
 
     #[tokio::test]
     async fn round_robin_interleaves() {
-        let b = Balancer::new(LbPolicy::RoundRobin, endpoints(&[5, 1]));
+        let b = balancer(LbPolicy::RoundRobin, &[5, 1]);
         assert_eq!(b.schedule, vec![0, 0, 0, 1, 0, 0]);
     }
 
     #[tokio::test]
     async fn random_follows_weights() {
-        let b = Balancer::new(LbPolicy::Random, endpoints(&[1, 3]));
+        let b = balancer(LbPolicy::Random, &[1, 3]);
         let c = spread(&b, 20_000);
         assert!((14_500..15_500).contains(&c[1]), "{c:?}");
     }
 
     #[tokio::test]
     async fn least_request_avoids_busy_endpoints() {
-        let b = Balancer::new(LbPolicy::LeastRequest, endpoints(&[1, 1, 1]));
+        let b = balancer(LbPolicy::LeastRequest, &[1, 1, 1]);
         let busy = b.endpoints()[0].clone();
         let _guards: Vec<_> = (0..10).map(|_| busy.conn.load.start()).collect();
         let c = spread(&b, 3_000);
@@ -164,7 +241,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn peak_ewma_avoids_slow_endpoints() {
-        let b = Balancer::new(LbPolicy::PeakEwma, endpoints(&[1, 1, 1]));
+        let b = balancer(LbPolicy::PeakEwma, &[1, 1, 1]);
         let slow = b.endpoints()[2].clone();
         let g = slow.conn.load.start();
         tokio::time::advance(Duration::from_millis(50)).await;
@@ -173,8 +250,45 @@ mod tests {
         assert!(c[2] * 20 < c[0], "{c:?}");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn ejected_endpoints_get_nothing_until_they_return() {
+        let b = balancer(LbPolicy::RoundRobin, &[1, 1, 1, 1]);
+        b.report(1, Outcome::Failure);
+        b.report(1, Outcome::Failure);
+        assert_eq!(b.ejected(), 1);
+        assert_eq!(spread(&b, 300)[1], 0);
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(b.ejected(), 0);
+        assert_eq!(spread(&b, 400)[1], 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ejection_stops_at_the_cap_and_panic_mode_still_picks() {
+        let b = balancer(LbPolicy::PeakEwma, &[1, 1]);
+        for i in 0..2 {
+            b.report(i, Outcome::Failure);
+            b.report(i, Outcome::Failure);
+        }
+        assert_eq!(b.ejected(), 1, "50% of two endpoints");
+        let one = balancer(LbPolicy::PeakEwma, &[1]);
+        assert!(one.pick().is_some());
+    }
+
+    #[tokio::test]
+    async fn retries_avoid_endpoints_already_tried() {
+        let b = balancer(LbPolicy::Random, &[1, 1, 1]);
+        let mut tried = Tried::default();
+        tried.add(0);
+        tried.add(2);
+        for _ in 0..100 {
+            assert_eq!(b.pick_index(tried), Some(1));
+        }
+        tried.add(1);
+        assert!(b.pick_index(tried).is_some(), "all tried: still an answer");
+    }
+
     #[test]
     fn empty_service_has_no_pick() {
-        assert!(Balancer::new(LbPolicy::PeakEwma, Vec::new()).pick().is_none());
+        assert!(balancer(LbPolicy::PeakEwma, &[]).pick().is_none());
     }
 }

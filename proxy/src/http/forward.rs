@@ -5,7 +5,10 @@ use http::{Request, Response, Uri, Version, header, request::Parts, uri::Scheme}
 use hyper::body::Incoming;
 
 use super::{body::Body, reply::LocalError};
-use crate::{config::Protocol, upstream::Endpoint};
+use crate::{
+    config::Protocol,
+    upstream::{ConnectError, Endpoint},
+};
 
 /// The HTTP version to speak upstream. Upgrades need HTTP/1.1; meshed hops (proxy to proxy
 /// over mTLS) use HTTP/2; otherwise the service's protocol, or the client's for `auto`.
@@ -42,7 +45,12 @@ pub async fn send(
         &endpoint.conn.h1
     };
     client.request(Request::from_parts(parts, body)).await.map_err(|e| {
-        if e.is_connect() {
+        let overloaded = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<ConnectError>())
+            .is_some_and(|c| matches!(c, ConnectError::Overloaded(_)));
+        if overloaded {
+            LocalError::Overloaded
+        } else if e.is_connect() {
             tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(&e), "upstream connect failed");
             LocalError::ConnectFailed
         } else {

@@ -1,6 +1,7 @@
 //! The life of one HTTP request through the proxy, phase by phase, in one place:
 //! request filter -> route -> upstream peer -> upstream request -> response filter -> log.
 
+pub mod attempt;
 pub mod body;
 pub mod forward;
 pub mod headers;
@@ -15,10 +16,10 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::{
-    balance::Balancer,
-    config::Protocol,
+    config::{Protocol, RetryPolicy},
     metrics::{Direction, tls_label},
     runtime::{Runtime, Shared},
+    upstream::Service,
 };
 use body::Body;
 use reply::LocalError;
@@ -73,11 +74,12 @@ pub fn authorize(rt: &Runtime, conn: &Conn) -> Result<(), LocalError> {
 
 /// Where routing sent a request.
 struct Target<'a> {
-    service: &'a str,
+    name: &'a str,
     route: &'a str,
     protocol: Protocol,
-    balancer: &'a Balancer,
+    service: &'a Service,
     timeout: Option<std::time::Duration>,
+    retry: Option<&'a RetryPolicy>,
 }
 
 /// Serves one request. Never fails: every problem becomes a local reply.
@@ -119,31 +121,28 @@ pub async fn handle(
         Err(e) => return Ok(log.finish(&shared, &conn, start, None, e.response(), conn.tls)),
     };
 
-    // Upstream peer.
-    let Some(endpoint) = target.balancer.pick() else {
-        return Ok(log.finish(&shared, &conn, start, Some(&target), LocalError::NoEndpoint.response(), conn.tls));
+    // Upstream peer and request: balanced, sent, retried as the route allows.
+    let plan = attempt::Plan {
+        service: target.service,
+        service_name: target.name,
+        protocol: target.protocol,
+        retry: target.retry,
+        upgrade,
+        client_version: if orig_http1 { Version::HTTP_11 } else { parts.version },
     };
-
-    // Upstream request. Meshed hops use HTTP/2 whatever the app spoke, so many app connections
-    // share a few multiplexed ones; the peer learns the original protocol from a header.
-    let meshed = endpoint.conn.meshed();
-    let client_version = if orig_http1 { Version::HTTP_11 } else { parts.version };
-    let version = forward::upstream_version(target.protocol, client_version, upgrade, meshed);
-    if meshed && version == Version::HTTP_2 && client_version != Version::HTTP_2 {
-        parts.headers.insert(headers::ORIG_PROTO.clone(), HeaderValue::from_static("HTTP/1.1"));
-    }
-    let tls = conn.tls || meshed;
-    let in_flight = endpoint.conn.load.start();
-    let sent = forward::send(endpoint, parts, Body::from(body), version);
-    let result = match target.timeout {
-        Some(t) => tokio::time::timeout(t, sent).await.unwrap_or(Err(LocalError::Timeout)),
-        None => sent.await,
+    let sending = attempt::send(&shared, &plan, parts, body);
+    let sent = match target.timeout {
+        Some(t) => tokio::time::timeout(t, sending).await.unwrap_or(attempt::Sent {
+            result: Err(LocalError::Timeout),
+            tls: false,
+        }),
+        None => sending.await,
     };
+    let tls = conn.tls || sent.tls;
 
     // Response filter.
-    let resp = match result {
+    let resp = match sent.result {
         Ok(mut resp) => {
-            in_flight.finish();
             let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
             if let (true, Some(client)) = (switching, client_upgrade) {
                 let upstream = hyper::upgrade::on(&mut resp);
@@ -154,7 +153,7 @@ pub async fn handle(
             resp.map(Body::from)
         }
         Err(e) => {
-            tracing::debug!(endpoint = %endpoint.addr, service = target.service, error = ?e, "local reply");
+            tracing::debug!(service = target.name, error = ?e, "local reply");
             e.response()
         }
     };
@@ -168,9 +167,9 @@ fn route_request<'a>(
 ) -> Result<Target<'a>, LocalError> {
     let cfg = &rt.config;
     if conn.direction == Direction::Inbound {
-        let balancer = rt.inbound_app.as_ref().ok_or(LocalError::NoApp)?;
-        let service = cfg.file.workload.as_ref().map_or("inbound", |w| w.name.as_str());
-        return Ok(Target { service, route: "inbound", protocol: Protocol::Auto, balancer, timeout: None });
+        let service = rt.inbound_app.as_ref().ok_or(LocalError::NoApp)?;
+        let name = cfg.file.workload.as_ref().map_or("inbound", |w| w.name.as_str());
+        return Ok(Target { name, route: "inbound", protocol: Protocol::Auto, service, timeout: None, retry: None });
     }
     let listener_service = conn.listener.and_then(|i| cfg.outbound.listeners.get(i)).map(|l| l.service);
     let logical = listener_service.map(|s| &*cfg.services[s].name);
@@ -181,11 +180,12 @@ fn route_request<'a>(
     };
     let svc = &cfg.services[service];
     Ok(Target {
-        service: &svc.name,
+        name: &svc.name,
         route: route.map_or("default", |r| &r.name),
         protocol: svc.protocol,
-        balancer: &rt.services[service],
+        service: &rt.services[service],
         timeout: route.and_then(|r| r.timeout),
+        retry: route.and_then(|r| r.retry.as_ref()),
     })
 }
 
@@ -208,7 +208,7 @@ impl LogParts {
         tls: bool,
     ) -> Response<Body> {
         let elapsed = start.elapsed();
-        let (service, route) = target.map_or(("unknown", "none"), |t| (t.service, t.route));
+        let (service, route) = target.map_or(("unknown", "none"), |t| (t.name, t.route));
         let dir = conn.direction.as_str();
         let m = &shared.metrics;
         m.requests

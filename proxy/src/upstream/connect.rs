@@ -9,6 +9,10 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering::Relaxed},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -35,6 +39,9 @@ pub enum ConnectError {
     /// The connection was refused, unreachable, or failed.
     #[error("connect to {0}: {1}")]
     Io(SocketAddr, io::Error),
+    /// The service already has `max_connections` upstream connections open.
+    #[error("service at max_connections ({0})")]
+    Overloaded(usize),
     /// The TLS handshake failed, e.g. the peer is not who the endpoint's identity says.
     #[error("mTLS handshake with {addr} (expecting {expected}): {error}")]
     Tls {
@@ -47,25 +54,62 @@ pub enum ConnectError {
     },
 }
 
+/// Upstream connections open to one service, against its `max_connections`.
+#[derive(Debug)]
+pub struct ConnLimit {
+    open: AtomicUsize,
+    /// The limit; updated in place when a reload changes it.
+    pub max: AtomicUsize,
+}
+
+impl ConnLimit {
+    /// A limit of `max` connections.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self { open: AtomicUsize::new(0), max: AtomicUsize::new(max) })
+    }
+
+    fn take(self: &Arc<Self>) -> Result<ConnSlot, ConnectError> {
+        let max = self.max.load(Relaxed);
+        if self.open.fetch_add(1, Relaxed) >= max {
+            self.open.fetch_sub(1, Relaxed);
+            return Err(ConnectError::Overloaded(max));
+        }
+        Ok(ConnSlot(Arc::clone(self)))
+    }
+}
+
+/// One open connection counted in a `ConnLimit`; released on drop.
+#[derive(Debug)]
+struct ConnSlot(Arc<ConnLimit>);
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Connects to one endpoint address.
 #[derive(Debug, Clone)]
 pub struct Connector {
     addr: SocketAddr,
     timeout: Duration,
     tls: Option<TlsTarget>,
+    limit: Arc<ConnLimit>,
 }
 
 impl Connector {
-    /// A connector for `addr` that gives up after `timeout`, speaking mTLS when `tls` is set.
-    pub fn new(addr: SocketAddr, timeout: Duration, tls: Option<TlsTarget>) -> Self {
-        Self { addr, timeout, tls }
+    /// A connector for `addr` that gives up after `timeout`, speaking mTLS when `tls` is set,
+    /// and counting its connections in the service's `limit`.
+    pub fn new(addr: SocketAddr, timeout: Duration, tls: Option<TlsTarget>, limit: Arc<ConnLimit>) -> Self {
+        Self { addr, timeout, tls, limit }
     }
 
     /// Opens one connection: TCP with `TCP_NODELAY`, then the TLS handshake if meshed, all
     /// within the connect timeout.
     pub async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
         let addr = self.addr;
-        tokio::time::timeout(self.timeout, self.open())
+        let slot = self.limit.take()?;
+        tokio::time::timeout(self.timeout, self.open(slot))
             .await
             .map_err(|_| ConnectError::Timeout(addr, self.timeout))?
             .inspect_err(|e| {
@@ -75,16 +119,16 @@ impl Connector {
             })
     }
 
-    async fn open(&self) -> Result<UpstreamStream, ConnectError> {
+    async fn open(&self, slot: ConnSlot) -> Result<UpstreamStream, ConnectError> {
         let addr = self.addr;
         let tcp = TcpStream::connect(addr).await.map_err(|e| ConnectError::Io(addr, e))?;
         tcp.set_nodelay(true).map_err(|e| ConnectError::Io(addr, e))?;
-        let Some(t) = &self.tls else { return Ok(UpstreamStream::Plain(tcp)) };
+        let Some(t) = &self.tls else { return Ok(UpstreamStream { io: Io::Plain(tcp), _slot: slot }) };
         let tls = TlsConnector::from(t.config.clone())
             .connect(t.server_name.clone(), tcp)
             .await
             .map_err(|error| ConnectError::Tls { addr, expected: t.identity.to_string(), error })?;
-        Ok(UpstreamStream::Tls(Box::new(tls)))
+        Ok(UpstreamStream { io: Io::Tls(Box::new(tls)), _slot: slot })
     }
 }
 
@@ -103,20 +147,24 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
-/// An upstream connection, plain or mTLS.
+/// An upstream connection, plain or mTLS, counted against its service's limit while open.
 #[derive(Debug)]
-pub enum UpstreamStream {
-    /// Plain TCP.
+pub struct UpstreamStream {
+    io: Io,
+    _slot: ConnSlot,
+}
+
+#[derive(Debug)]
+enum Io {
     Plain(TcpStream),
-    /// Mutual TLS over TCP.
     Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl Connection for UpstreamStream {
     fn connected(&self) -> Connected {
-        match self {
-            Self::Plain(s) => s.connected(),
-            Self::Tls(s) => {
+        match &self.io {
+            Io::Plain(s) => s.connected(),
+            Io::Tls(s) => {
                 let c = s.get_ref().0.connected();
                 if s.get_ref().1.alpn_protocol() == Some(b"h2") { c.negotiated_h2() } else { c }
             }
@@ -126,18 +174,18 @@ impl Connection for UpstreamStream {
 
 impl AsyncRead for UpstreamStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
 
 impl AsyncWrite for UpstreamStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -146,30 +194,30 @@ impl AsyncWrite for UpstreamStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Plain(s) => s.is_write_vectored(),
-            Self::Tls(s) => s.is_write_vectored(),
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

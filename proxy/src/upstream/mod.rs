@@ -1,9 +1,17 @@
-//! Upstream endpoints: where requests go once routed and balanced. Each endpoint owns pooled
-//! HTTP/1.1 and HTTP/2 clients and its load figures; both outlive config reloads that keep it.
+//! Upstream services and endpoints: where requests go once routed. Each endpoint owns pooled
+//! HTTP/1.1 and HTTP/2 clients, its load and its health; each service its limits and retry
+//! budget. All of it outlives config reloads that keep the service or endpoint.
 
 pub mod connect;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering::Relaxed},
+    },
+    time::Duration,
+};
 
 use hyper_util::{
     client::legacy::Client,
@@ -15,8 +23,66 @@ use pillion_certs::{
     tls::{ALPN_H2, ALPN_HTTP11},
 };
 
-use crate::{balance::load::Load, http::body::Body, tls::Tls};
-pub use connect::{ConnectError, Connector, UpstreamStream};
+use crate::{
+    balance::{Balancer, load::Load, outlier::Health},
+    http::body::Body,
+    retry::Budget,
+    tls::Tls,
+};
+pub use connect::{ConnLimit, ConnectError, Connector, UpstreamStream};
+
+/// A service as the request path sees it: its balancer over endpoints, and its shared state.
+#[derive(Debug)]
+pub struct Service {
+    /// Picks endpoints.
+    pub balancer: Balancer,
+    /// Limits and retry budget.
+    pub state: Arc<ServiceState>,
+}
+
+/// What a service keeps across reloads: request and connection limits, and the retry budget.
+#[derive(Debug)]
+pub struct ServiceState {
+    /// Retries against recent requests.
+    pub budget: Budget,
+    /// Requests waiting for or in flight to an endpoint.
+    pending: AtomicUsize,
+    /// `limits.max_pending`; updated in place on reload.
+    pub max_pending: AtomicUsize,
+    /// Upstream connections against `limits.max_connections`.
+    pub connections: Arc<ConnLimit>,
+}
+
+impl ServiceState {
+    /// State with the given limits.
+    pub fn new(max_pending: usize, max_connections: usize) -> Arc<Self> {
+        Arc::new(Self {
+            budget: Budget::default(),
+            pending: AtomicUsize::new(0),
+            max_pending: AtomicUsize::new(max_pending),
+            connections: ConnLimit::new(max_connections),
+        })
+    }
+
+    /// Admits one more request, or `None` when the service is at `max_pending`.
+    pub fn admit(self: &Arc<Self>) -> Option<Pending> {
+        if self.pending.fetch_add(1, Relaxed) >= self.max_pending.load(Relaxed) {
+            self.pending.fetch_sub(1, Relaxed);
+            return None;
+        }
+        Some(Pending(Arc::clone(self)))
+    }
+}
+
+/// A request counted against `max_pending` until dropped.
+#[derive(Debug)]
+pub struct Pending(Arc<ServiceState>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Relaxed);
+    }
+}
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -50,6 +116,8 @@ pub struct EndpointConn {
     pub identity: Option<SpiffeId>,
     /// Load figures for the balancer.
     pub load: Load,
+    /// Passive health (outlier detection).
+    pub health: Health,
 }
 
 impl EndpointConn {
@@ -59,14 +127,15 @@ impl EndpointConn {
         connect_timeout: Duration,
         identity: Option<SpiffeId>,
         tls: Option<&Tls>,
+        limit: Arc<ConnLimit>,
     ) -> Result<Self, pillion_certs::Error> {
         // Each pool offers only the ALPN protocol it speaks, so a peer never picks the other.
         let target = |alpn: &[u8]| match (&identity, tls) {
             (Some(id), Some(tls)) => tls.target(id, alpn).map(Some),
             _ => Ok(None),
         };
-        let h1_connector = Connector::new(addr, connect_timeout, target(ALPN_HTTP11)?);
-        let h2_connector = Connector::new(addr, connect_timeout, target(ALPN_H2)?);
+        let h1_connector = Connector::new(addr, connect_timeout, target(ALPN_HTTP11)?, Arc::clone(&limit));
+        let h2_connector = Connector::new(addr, connect_timeout, target(ALPN_H2)?, limit);
         let mut builder = Client::builder(TokioExecutor::new());
         builder.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT);
         let h1 = builder.build(h1_connector.clone());
@@ -76,7 +145,7 @@ impl EndpointConn {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_timeout(Duration::from_secs(10));
         let h2 = builder.build(h2_connector);
-        Ok(Self { h1, h2, connector: h1_connector, connect_timeout, identity, load: Load::default() })
+        Ok(Self { h1, h2, connector: h1_connector, connect_timeout, identity, load: Load::default(), health: Health::default() })
     }
 
     /// Whether connections to this endpoint are mutual TLS.

@@ -1,0 +1,81 @@
+//! Watching the config directory: on every change (notify events, with a one-second poll as the
+//! fallback for filesystems that send none) the directory is re-read; a changed, valid set of
+//! files is published as a new version, a bad one is logged with file:line:col, counted, and
+//! recorded for `/v1/status`, while the last good snapshots stay served.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::{
+    State,
+    source::{self, SourceError, Texts},
+};
+
+/// How often the directory is re-read when no event arrives.
+const POLL: Duration = Duration::from_secs(1);
+/// Lets a burst of events (write, rename, chmod) settle into one reload.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// Loads `files` and publishes them, or records why not. Returns the new version, if any.
+pub fn apply(state: &State, files: Result<Texts, SourceError>) -> Option<u64> {
+    let mesh = match files.and_then(source::load) {
+        Ok(mesh) => mesh,
+        Err(e) => {
+            state.metrics.config_errors.inc();
+            tracing::error!("config rejected, keeping the last good snapshots:\n{e}");
+            state.status.set_config_error(Some(e));
+            return None;
+        }
+    };
+    state.status.set_config_error(None);
+    match state.snapshots.apply(&mesh) {
+        Ok(Some(version)) => {
+            state.metrics.config_version.set(i64::try_from(version).unwrap_or(i64::MAX));
+            tracing::info!(version, workloads = mesh.workloads.len(), "config published");
+            Some(version)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            state.metrics.config_errors.inc();
+            tracing::error!(error = %e, "cannot serialise snapshots; keeping the last good ones");
+            None
+        }
+    }
+}
+
+/// Re-reads `dir` whenever it changes, forever. `last` is what was loaded at start-up.
+pub async fn watch_dir(dir: PathBuf, state: Arc<State>, mut last: Result<Texts, SourceError>) {
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.try_send(());
+        }
+    })
+    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config directory; polling it");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(()) = rx.recv() => {
+                tokio::time::sleep(SETTLE).await;
+                while rx.try_recv().is_ok() {}
+            }
+        }
+        let files = source::read_dir(&dir);
+        if files == last {
+            continue;
+        }
+        last = files.clone();
+        apply(&state, files);
+    }
+}

@@ -1,0 +1,242 @@
+//! `bench`: measures Pillion against no proxy (`direct`), nginx and haproxy on loopback, and
+//! writes `BENCHMARKS.md` and `benchmarks.png` at the workspace root (or next to `--out`).
+//!
+//! ```text
+//! cargo build --release --workspace --bins && cargo run --release -p pillion-e2e --bin bench
+//! cargo run --release -p pillion-e2e --bin bench -- --smoke      # ~a second per configuration
+//! ```
+//!
+//! It installs missing tools (`scripts/bench-setup.sh`), starts one upstream and every
+//! configuration ([`peers`]), then runs rounds: in each, every configuration in turn gets a
+//! correctness check ([`client::check`]), wrk and h2load throughput with the proxy's CPU time
+//! ([`load`]), and fixed-rate latency ([`client::fixed_rate`]). Medians go to the report
+//! ([`report`]) and the chart ([`chart`]). Every process it starts is killed when it ends.
+
+#[path = "../bench/chart.rs"]
+mod chart;
+#[path = "../bench/client.rs"]
+mod client;
+#[path = "../bench/env.rs"]
+mod env;
+#[path = "../bench/load.rs"]
+mod load;
+#[path = "../bench/peers.rs"]
+mod peers;
+#[path = "../bench/procs.rs"]
+mod procs;
+#[path = "../bench/report.rs"]
+mod report;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use peers::{Bins, Target};
+use report::{Row, Settings};
+
+/// Benchmark Pillion against direct, nginx and haproxy on loopback.
+#[derive(Parser)]
+struct Cli {
+    /// About a second per configuration and one round; writes to a temp dir unless --out.
+    #[arg(long)]
+    smoke: bool,
+    /// Report file; the chart `benchmarks.png` goes next to it. Default: BENCHMARKS.md at the
+    /// workspace root.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Rounds of every configuration (default 3; smoke 1).
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Seconds per measured run (default 10; smoke 1).
+    #[arg(long)]
+    secs: Option<u64>,
+    /// Request rate of the latency runs (default 2000; smoke 200).
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Do not run scripts/bench-setup.sh.
+    #[arg(long)]
+    skip_setup: bool,
+    /// A remark to add to the report's method section (repeatable).
+    #[arg(long)]
+    note: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    procs::kill_children_on_interrupt();
+    procs::kill_children_on_panic();
+    match run(Cli::parse()) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(aborted) => {
+            eprintln!("bench: {aborted} configuration(s) aborted; see the Correctness section");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the benchmark; returns how many configurations were aborted.
+fn run(cli: Cli) -> Result<usize> {
+    if !cli.skip_setup {
+        env::setup()?;
+    }
+    let bins = Bins::find()?;
+    let machine = env::Machine::probe(&bins.pillion);
+    if machine.cores < 2 {
+        bail!("the benchmark pins the proxy and the client to different cores: it needs 2 or more");
+    }
+    let mut settings = settings(&cli);
+    let out = out_path(&cli)?;
+    procs::raise_nofile(8192);
+    procs::pin_self(peers::CLIENT_CORE)?;
+
+    let upstream_dir = tempfile::tempdir()?;
+    let (_upstream, upstream) = peers::start_upstream(&bins, upstream_dir.path())?;
+    // The certificates' directory must outlive the mTLS proxies that read it.
+    let certs = peers::Certs::make(&bins);
+    settings.mtls = match &certs {
+        Ok(c) => peers::mtls_supported(&bins, c, upstream),
+        Err(e) => Err(format!("cannot make certificates: {e:#}")),
+    };
+    let mtls_certs = certs.as_ref().ok().filter(|_| settings.mtls.is_ok());
+    let mut configs = start_all(&bins, upstream, mtls_certs);
+    for (target, row) in &mut configs {
+        if let Some(t) = target {
+            measure_memory(t, row, settings.idle_conns);
+        }
+    }
+    for round in 1..=settings.rounds {
+        eprintln!("bench: round {round} of {}", settings.rounds);
+        for (target, row) in &mut configs {
+            if let Some(t) = target.as_mut().filter(|_| row.failure.is_none()) {
+                if let Err(e) = measure_round(t, row, &settings) {
+                    eprintln!("bench: {} aborted: {e:#}", row.name);
+                    row.failure = Some(format!("{e:#}"));
+                }
+            }
+        }
+    }
+    let rows: Vec<Row> = configs.into_iter().map(|(_, row)| row).collect();
+    write_report(&rows, &settings, &machine, &out)?;
+    Ok(rows.iter().filter(|r| r.failure.is_some()).count())
+}
+
+fn settings(cli: &Cli) -> Settings {
+    let (rounds, secs, rate, conns, idle) =
+        if cli.smoke { (1, 1, 200, 4, 100) } else { (3, 10, 2000, 16, 1000) };
+    Settings {
+        smoke: cli.smoke,
+        rounds: cli.rounds.unwrap_or(rounds),
+        secs: cli.secs.unwrap_or(secs),
+        rate: cli.rate.unwrap_or(rate),
+        latency_conns: conns,
+        idle_conns: idle,
+        mtls: Err("not checked".into()),
+        notes: cli.note.clone(),
+    }
+}
+
+/// `--out`, or BENCHMARKS.md at the workspace root (a kept temp dir for `--smoke`).
+fn out_path(cli: &Cli) -> Result<PathBuf> {
+    let path = match (&cli.out, cli.smoke) {
+        (Some(p), _) => p.clone(),
+        (None, true) => {
+            tempfile::Builder::new().prefix("pillion-bench-").tempdir()?.keep().join("BENCHMARKS.md")
+        }
+        (None, false) => env::workspace_root().join("BENCHMARKS.md"),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    Ok(path)
+}
+
+/// Starts every configuration; one that cannot start is kept as an aborted row. Each proxy's
+/// idle memory is read right after it starts.
+fn start_all(bins: &Bins, upstream: SocketAddr, mtls: Option<&peers::Certs>) -> Vec<(Option<Target>, Row)> {
+    type Start<'a> = Box<dyn Fn() -> Result<Target> + 'a>;
+    let mut starters: Vec<(&'static str, Start<'_>)> = vec![
+        ("direct", Box::new(move || Ok(peers::direct(upstream)))),
+        ("pillion", Box::new(move || peers::pillion(bins, upstream))),
+        ("nginx", Box::new(move || peers::nginx(upstream))),
+        ("haproxy", Box::new(move || peers::haproxy(upstream))),
+        ("pillion x2 plain", Box::new(move || peers::two_hop(bins, upstream, None))),
+    ];
+    if let Some(certs) = mtls {
+        starters.push(("pillion x2 mTLS", Box::new(move || peers::two_hop(bins, upstream, Some(certs)))));
+    }
+    starters
+        .into_iter()
+        .map(|(name, start)| match start() {
+            Ok(t) => {
+                let proxied = !t.procs.is_empty();
+                let mut row = Row::new(t.name, t.note.clone(), proxied);
+                row.rss_idle_kib = proxied.then(|| procs::rss_kib(&t.pids()));
+                (Some(t), row)
+            }
+            Err(e) => {
+                eprintln!("bench: {name} did not start: {e:#}");
+                let mut row = Row::new(name, String::new(), name != "direct");
+                row.failure = Some(format!("did not start: {e:#}"));
+                (None, row)
+            }
+        })
+        .collect()
+}
+
+/// Resident memory while the bench holds `n` idle keep-alive connections to the proxy.
+fn measure_memory(t: &Target, row: &mut Row, n: usize) {
+    if t.procs.is_empty() {
+        return;
+    }
+    let pids = t.pids();
+    match client::with_idle_connections(t.h1, n, || procs::rss_kib(&pids)) {
+        Ok(kib) => row.rss_conns_kib = Some(kib),
+        Err(e) => {
+            eprintln!("bench: {}: holding {n} connections failed: {e:#}", row.name);
+            row.failure = Some(format!("holding {n} idle connections failed: {e:#}"));
+        }
+    }
+}
+
+/// One round of one configuration: correctness check, then wrk, h2load and the latency run.
+fn measure_round(t: &mut Target, row: &mut Row, s: &Settings) -> Result<()> {
+    t.alive()?;
+    client::check(t.h1, false).context("correctness check over HTTP/1.1")?;
+    client::check(t.h2, true).context("correctness check over h2c")?;
+    if let Some(admin) = t.tls_admin {
+        peers::expect_inbound_tls(admin)?;
+    }
+    let pids = t.pids();
+    let h1 = load::wrk(t.h1, s.secs, &pids)?;
+    let h2 = load::h2load(t.h2, s.secs, &pids)?;
+    let lat = client::fixed_rate(t.h1, s.rate, s.secs, s.latency_conns)?;
+    eprintln!(
+        "bench:   {:<18} http/1.1 {:>9.0} req/s  h2 {:>9.0} req/s  p99 {:>6.0} µs  errors {}",
+        row.name,
+        h1.rps,
+        h2.rps,
+        lat.p99.as_secs_f64() * 1e6,
+        h1.errors + h2.errors + lat.errors
+    );
+    row.h1.push(h1);
+    row.h2.push(h2);
+    row.latency.push(lat);
+    t.alive()
+}
+
+/// Draws the chart, writes the Markdown next to it and prints it.
+fn write_report(rows: &[Row], s: &Settings, m: &env::Machine, out: &std::path::Path) -> Result<()> {
+    let png = out.with_file_name("benchmarks.png");
+    let mut text = report::markdown(rows, s, m);
+    if let Err(e) = chart::draw(rows, s.rate, &png) {
+        eprintln!("bench: no chart: {e:#}");
+        text.push_str(&format!("\nChart not drawn: {e:#}\n"));
+    }
+    std::fs::write(out, &text).with_context(|| format!("write {}", out.display()))?;
+    println!("{text}");
+    eprintln!("bench: wrote {} and {}", out.display(), png.display());
+    Ok(())
+}

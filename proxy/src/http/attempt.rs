@@ -1,0 +1,165 @@
+//! The tries of one request: pick an endpoint, send, judge the outcome (endpoint health, retry
+//! policy, retry budget), and try again on another endpoint when that is safe and affordable.
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Version, request::Parts};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::{body::Body, forward, headers, reply::LocalError};
+use crate::{
+    balance::{Tried, outlier::Outcome},
+    config::{Protocol, RetryPolicy},
+    retry::{self, MAX_REPLAY_BODY, TryResult},
+    runtime::Shared,
+    upstream::Service,
+};
+
+/// Retry share of recent requests when a route sets no policy (connect failures only).
+const DEFAULT_BUDGET_PERCENT: u32 = 20;
+/// Connect-failure retries for routes without a policy.
+const DEFAULT_CONNECT_RETRIES: u32 = 2;
+
+/// Where and how a routed request is to be sent.
+pub struct Plan<'a> {
+    /// The backend service.
+    pub service: &'a Service,
+    /// Its name, for metrics.
+    pub service_name: &'a str,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// The route's retry policy.
+    pub retry: Option<&'a RetryPolicy>,
+    /// An HTTP/1.1 upgrade (never retried).
+    pub upgrade: bool,
+    /// The HTTP version the client (or the meshed peer's client) spoke.
+    pub client_version: Version,
+}
+
+/// The final try's result, and whether it went over mTLS.
+pub struct Sent {
+    /// The upstream response, or why there is none.
+    pub result: Result<Response<Incoming>, LocalError>,
+    /// Whether the endpoint that answered is meshed.
+    pub tls: bool,
+}
+
+impl Sent {
+    fn failed(e: LocalError) -> Self {
+        Self { result: Err(e), tls: false }
+    }
+}
+
+/// Sends the request, retrying per the plan.
+pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: Incoming) -> Sent {
+    let Some(_pending) = plan.service.state.admit() else {
+        shared.metrics.overloaded.with_label_values(&[plan.service_name]).inc();
+        return Sent::failed(LocalError::Overloaded);
+    };
+    let budget = &plan.service.state.budget;
+    budget.record_request();
+
+    // A request can be sent twice only if its body can: empty, or small enough to buffer (and
+    // buffered only when a route asks for retries).
+    let mut body = Some(body);
+    let replay = match body.take() {
+        _ if plan.upgrade => None,
+        Some(b) if b.is_end_stream() => Some(Bytes::new()),
+        Some(b) if plan.retry.is_some() && b.size_hint().upper().is_some_and(|n| n <= MAX_REPLAY_BODY) => {
+            match b.collect().await {
+                Ok(collected) => Some(collected.to_bytes()),
+                Err(_) => return Sent::failed(LocalError::BadRequest),
+            }
+        }
+        other => {
+            body = other;
+            None
+        }
+    };
+    let endpoints = plan.service.balancer.endpoints().len() as u32;
+    let max_tries = match (&replay, plan.retry) {
+        (None, _) => 1,
+        (Some(_), Some(p)) => 1 + p.attempts,
+        (Some(_), None) => 1 + DEFAULT_CONNECT_RETRIES.min(endpoints.saturating_sub(1)),
+    };
+    let percent = plan.retry.map_or(DEFAULT_BUDGET_PERCENT, |p| p.budget_percent);
+
+    let method = parts.method.clone();
+    let mut template = Some(parts);
+    let mut tried = Tried::default();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let Some(i) = plan.service.balancer.pick_index(tried) else {
+            return Sent::failed(LocalError::NoEndpoint);
+        };
+        tried.add(i);
+        let endpoint = plan.service.balancer.endpoint(i);
+        // The last possible try takes the head itself; earlier ones copy it.
+        let head = if n >= max_tries { template.take() } else { template.as_ref().map(clone_parts) };
+        let Some(mut try_parts) = head else { return Sent::failed(LocalError::BadRequest) };
+        let try_body = match &replay {
+            Some(bytes) => replay_body(bytes),
+            None => body.take().map_or(Body::Empty, Body::from),
+        };
+
+        // Meshed hops use HTTP/2 whatever the app spoke, so many app connections share a few
+        // multiplexed ones; the peer learns the original protocol from a header.
+        let meshed = endpoint.conn.meshed();
+        let version = forward::upstream_version(plan.protocol, plan.client_version, plan.upgrade, meshed);
+        if meshed && version == Version::HTTP_2 && plan.client_version != Version::HTTP_2 {
+            try_parts.headers.insert(headers::ORIG_PROTO.clone(), HeaderValue::from_static("HTTP/1.1"));
+        }
+
+        let in_flight = endpoint.conn.load.start();
+        let sending = forward::send(endpoint, try_parts, try_body, version);
+        let result = match plan.retry.and_then(|p| p.per_try_timeout) {
+            Some(t) => tokio::time::timeout(t, sending).await.unwrap_or(Err(LocalError::Timeout)),
+            None => sending.await,
+        };
+        let judged = match &result {
+            Ok(resp) => {
+                in_flight.finish();
+                TryResult::Status(resp.status().as_u16())
+            }
+            Err(e) => TryResult::Failed(*e),
+        };
+        let outcome = match judged {
+            TryResult::Status(code) if code >= 500 => Outcome::Failure,
+            TryResult::Status(_) => Outcome::Success,
+            TryResult::Failed(LocalError::Overloaded | LocalError::BadRequest) => Outcome::Success,
+            TryResult::Failed(_) => Outcome::Failure,
+        };
+        plan.service.balancer.report(i, outcome);
+
+        let wanted = match plan.retry {
+            Some(p) => retry::should_retry(p, &method, judged),
+            None => judged == TryResult::Failed(LocalError::ConnectFailed),
+        };
+        if n >= max_tries || !wanted || !budget.try_withdraw(percent) {
+            return Sent { result, tls: meshed };
+        }
+        shared.metrics.retries.with_label_values(&[plan.service_name]).inc();
+        tracing::debug!(service = plan.service_name, endpoint = %endpoint.addr, try_ = n, result = ?judged, "retrying");
+        drop(result);
+        // A connect failure sent nothing: go straight to the next endpoint.
+        if judged != TryResult::Failed(LocalError::ConnectFailed) {
+            tokio::time::sleep(retry::backoff(n)).await;
+        }
+    }
+}
+
+fn replay_body(bytes: &Bytes) -> Body {
+    if bytes.is_empty() { Body::Empty } else { Body::full(bytes.clone()) }
+}
+
+/// A copy of the request head for one try (extensions are not carried).
+fn clone_parts(p: &Parts) -> Parts {
+    let mut r = Request::new(());
+    *r.method_mut() = p.method.clone();
+    *r.uri_mut() = p.uri.clone();
+    *r.version_mut() = p.version;
+    *r.headers_mut() = p.headers.clone();
+    r.into_parts().0
+}
