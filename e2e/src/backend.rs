@@ -58,13 +58,14 @@ fn full(b: impl Into<Bytes>) -> Body {
 }
 
 fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
-    req.uri()
-        .query()?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
-async fn handle(mut req: Request<Incoming>, name: &'static str, b: Behaviour) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    mut req: Request<Incoming>,
+    name: &'static str,
+    b: Behaviour,
+) -> Result<Response<Body>, Infallible> {
     if !b.delay.is_zero() {
         tokio::time::sleep(b.delay).await;
     }
@@ -78,12 +79,7 @@ async fn handle(mut req: Request<Incoming>, name: &'static str, b: Behaviour) ->
             let mut heads: Vec<(String, String)> = req
                 .headers()
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                 .collect();
             heads.push((":version".into(), format!("{:?}", req.version())));
             heads.push((":method".into(), req.method().to_string()));
@@ -117,8 +113,7 @@ async fn handle(mut req: Request<Incoming>, name: &'static str, b: Behaviour) ->
                 Some((Ok(Frame::data(Bytes::from(chunk))), off + n))
             });
             let mut r = Response::new(BodyExt::boxed(StreamBody::new(chunks)));
-            r.headers_mut()
-                .insert("content-length", HeaderValue::from(total));
+            r.headers_mut().insert("content-length", HeaderValue::from(total));
             r
         }
         "/delay" => {
@@ -142,8 +137,7 @@ async fn handle(mut req: Request<Incoming>, name: &'static str, b: Behaviour) ->
         "/ws" => return Ok(websocket(&mut req)),
         _ => Response::new(full(format!("backend {name}\n"))),
     };
-    resp.headers_mut()
-        .insert("x-backend", HeaderValue::from_static(name));
+    resp.headers_mut().insert("x-backend", HeaderValue::from_static(name));
     Ok(resp)
 }
 
@@ -165,12 +159,9 @@ fn websocket(req: &mut Request<Incoming>) -> Response<Body> {
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            None,
-        )
-        .await;
+        let mut ws =
+            tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
+                .await;
         while let Some(Ok(msg)) = ws.next().await {
             if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
                 break;

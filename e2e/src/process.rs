@@ -50,10 +50,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
             return p;
         }
     }
-    panic!(
-        "{name} is not built next to {}; run `cargo build --workspace --bins` first",
-        dir.display()
-    );
+    panic!("{name} is not built next to {}; run `cargo build --workspace --bins` first", dir.display());
 }
 
 fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) {
@@ -137,7 +134,7 @@ impl Proxy {
     pub fn start_with_args(config: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin = free_addr();
-        let config = config.replace("{admin}", &admin.to_string());
+        let config = with_outbound_bind(&config.replace("{admin}", &admin.to_string()));
         fs::write(dir.path().join("config.yaml"), config).expect("write config");
         let log = fs::File::create(dir.path().join("pillion.log")).expect("log file");
         let mut child = Command::new(workspace_bin("pillion"))
@@ -153,11 +150,7 @@ impl Proxy {
             .spawn()
             .expect("spawn pillion");
         wait_for_port(admin, &mut child, "pillion");
-        let proxy = Self {
-            admin,
-            dir,
-            child: Some(child),
-        };
+        let proxy = Self { admin, dir, child: Some(child) };
         proxy.wait_ready();
         proxy
     }
@@ -179,9 +172,12 @@ impl Proxy {
     }
 
     /// Replaces the config file atomically (write then rename), as an operator or a ConfigMap
-    /// update would.
+    /// update would. The transparent listener keeps the address it was started with.
     pub fn write_config(&self, config: &str) {
-        let config = config.replace("{admin}", &self.admin.to_string());
+        let bound = fs::read_to_string(self.config_path()).unwrap_or_default();
+        let outbound =
+            bound.lines().find_map(|l| l.strip_prefix(OUTBOUND_BIND_MARK)).unwrap_or_default().to_owned();
+        let config = inject_outbound_bind(&config.replace("{admin}", &self.admin.to_string()), &outbound);
         let tmp = self.dir.path().join("config.yaml.tmp");
         fs::write(&tmp, config).expect("write config");
         fs::rename(&tmp, self.config_path()).expect("replace config");
@@ -205,10 +201,7 @@ impl Proxy {
     /// Sends a signal (e.g. `"TERM"`, `"HUP"`) to the proxy.
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("running").id();
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &pid.to_string()])
-            .status()
-            .expect("kill");
+        let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().expect("kill");
         assert!(ok.success(), "kill -{sig} {pid}");
     }
 
@@ -221,10 +214,7 @@ impl Proxy {
                 self.child = None;
                 return s;
             }
-            assert!(
-                Instant::now() < deadline,
-                "pillion did not exit within {limit:?}"
-            );
+            assert!(Instant::now() < deadline, "pillion did not exit within {limit:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -242,13 +232,44 @@ impl Drop for Proxy {
             let _ = c.wait();
         }
         if std::thread::panicking() {
-            eprintln!(
-                "--- pillion log ({}) ---\n{}",
-                self.dir.path().display(),
-                self.log()
-            );
+            eprintln!("--- pillion log ({}) ---\n{}", self.dir.path().display(), self.log());
         }
     }
+}
+
+const OUTBOUND_BIND_MARK: &str = "# e2e outbound bind: ";
+
+/// Gives the transparent outbound listener a free port unless the config names one, so that
+/// tests running side by side do not all fight for 127.0.0.1:15001.
+fn with_outbound_bind(config: &str) -> String {
+    if config.contains("# keep outbound bind") {
+        return config.to_owned();
+    }
+    inject_outbound_bind(config, &free_addr().to_string())
+}
+
+fn inject_outbound_bind(config: &str, addr: &str) -> String {
+    if addr.is_empty() {
+        return config.to_owned();
+    }
+    let mut out = format!("{OUTBOUND_BIND_MARK}{addr}\n");
+    let mut done = false;
+    for line in config.lines() {
+        if !done && line.starts_with("outbound:") {
+            done = true;
+            match line.strip_prefix("outbound: {") {
+                Some(rest) => out.push_str(&format!("outbound: {{bind: \"{addr}\", {rest}\n")),
+                None => out.push_str(&format!("{line}\n  bind: \"{addr}\"\n")),
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !done {
+        out.push_str(&format!("outbound: {{bind: \"{addr}\"}}\n"));
+    }
+    out
 }
 
 /// Finds `name{...labels...} VALUE` in Prometheus text; every label substring must appear.
@@ -269,8 +290,5 @@ pub fn pillion_check(file: &Path) -> (bool, String) {
         .arg(file)
         .output()
         .expect("run check");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }

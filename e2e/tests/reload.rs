@@ -12,13 +12,7 @@ use std::{
 
 use pillion_e2e::{Backend, Proxy, client::HttpClient, process::free_addr};
 
-fn config(
-    listener: SocketAddr,
-    inbound: SocketAddr,
-    a: SocketAddr,
-    b: SocketAddr,
-    target: &str,
-) -> String {
+fn config(listener: SocketAddr, inbound: SocketAddr, a: SocketAddr, b: SocketAddr, target: &str) -> String {
     format!(
         r#"
 admin: {{bind: "{{admin}}"}}
@@ -38,11 +32,7 @@ routes:
 fn wait_version(p: &Proxy, version: f64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while p.metric("pillion_config_version", &[]) != Some(version) {
-        assert!(
-            Instant::now() < deadline,
-            "config version never reached {version}; log:\n{}",
-            p.log()
-        );
+        assert!(Instant::now() < deadline, "config version never reached {version}; log:\n{}", p.log());
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -85,16 +75,9 @@ async fn reloads_under_continuous_traffic_fail_no_request() {
     for w in workers {
         w.await.unwrap();
     }
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "requests failed during reloads"
-    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during reloads");
     assert!(ok.load(Ordering::Relaxed) > 100, "traffic kept flowing");
-    assert_eq!(
-        p.metric("pillion_config_updates_total", &["result=\"applied\""]),
-        Some(11.0)
-    );
+    assert_eq!(p.metric("pillion_config_updates_total", &["result=\"applied\""]), Some(11.0));
     // The last config (i = 9) routes to `a`.
     let r = HttpClient::http1().get(listener, "/", None).await.unwrap();
     assert_eq!(r.headers()["x-backend"], "a");
@@ -106,38 +89,22 @@ async fn a_bad_reload_keeps_the_last_good_config() {
     let (listener, inbound) = (free_addr(), free_addr());
     let p = Proxy::start(&config(listener, inbound, a.addr, b.addr, "b"));
     let c = HttpClient::http1();
-    assert_eq!(
-        c.get(listener, "/", None).await.unwrap().headers()["x-backend"],
-        "b"
-    );
+    assert_eq!(c.get(listener, "/", None).await.unwrap().headers()["x-backend"], "b");
 
     // A route to a service that does not exist.
     p.write_config(&config(listener, inbound, a.addr, b.addr, "missing"));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while p.metric(
-        "pillion_config_updates_total",
-        &["result=\"rejected\"", "source=\"file\""],
-    ) != Some(1.0)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "rejection never counted; log:\n{}",
-            p.log()
-        );
+    while p.metric("pillion_config_updates_total", &["result=\"rejected\"", "source=\"file\""]) != Some(1.0) {
+        assert!(Instant::now() < deadline, "rejection never counted; log:\n{}", p.log());
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(p.metric("pillion_config_version", &[]), Some(1.0));
-    assert_eq!(
-        c.get(listener, "/", None).await.unwrap().headers()["x-backend"],
-        "b"
-    );
-    assert!(
-        p.log().contains(
-            "config.yaml:10:38: routes[0].backends[0].service: unknown service \"missing\""
-        ),
-        "{}",
-        p.log()
-    );
+    assert_eq!(c.get(listener, "/", None).await.unwrap().headers()["x-backend"], "b");
+    // The error points at the bad reference: its line in the file as written, column 38.
+    let written = std::fs::read_to_string(p.config_path()).unwrap();
+    let line = written.lines().position(|l| l.contains("{service: missing}")).unwrap() + 1;
+    let want = format!("config.yaml:{line}:38: routes[0].backends[0].service: unknown service \"missing\"");
+    assert!(p.log().contains(&want), "{want} not in:\n{}", p.log());
 
     // SIGHUP re-reads the file: a fixed file is applied.
     std::fs::write(
@@ -147,8 +114,5 @@ async fn a_bad_reload_keeps_the_last_good_config() {
     .unwrap();
     p.signal("HUP");
     wait_version(&p, 2.0);
-    assert_eq!(
-        c.get(listener, "/", None).await.unwrap().headers()["x-backend"],
-        "a"
-    );
+    assert_eq!(c.get(listener, "/", None).await.unwrap().headers()["x-backend"], "a");
 }

@@ -10,9 +10,11 @@ pub mod balance;
 pub mod config;
 pub mod detect;
 pub mod http;
+pub mod inbound;
 pub mod iptables;
 pub mod metered;
 pub mod metrics;
+pub mod outbound;
 pub mod retry;
 pub mod runtime;
 pub mod serve;
@@ -27,7 +29,7 @@ use anyhow::Context;
 use tokio::{net::TcpListener, signal::unix::SignalKind};
 
 use crate::{
-    metrics::{Direction, Metrics},
+    metrics::Metrics,
     runtime::{Runtime, Shared},
     serve::ListenerSpec,
 };
@@ -60,26 +62,22 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let rt = shared.runtime.load_full();
     let cfg = &rt.config;
     let admin = bind(cfg.admin_bind, "admin").await?;
-    let inbound = bind(cfg.inbound.bind, "inbound").await?;
-    let mut outbound = Vec::new();
+    let mut listeners = vec![
+        (bind(cfg.inbound.bind, "inbound").await?, ListenerSpec::Inbound, &cfg.inbound.limits),
+        (bind(cfg.outbound.bind, "outbound").await?, ListenerSpec::Transparent, &cfg.outbound.limits),
+    ];
     for (i, l) in cfg.outbound.listeners.iter().enumerate() {
-        outbound.push((i, bind(l.bind, &format!("outbound.listeners[{i}]")).await?));
+        let tcp = bind(l.bind, &format!("outbound.listeners[{i}]")).await?;
+        listeners.push((tcp, ListenerSpec::Explicit(i), &cfg.outbound.limits));
     }
 
     tokio::spawn(admin::serve(admin, Arc::clone(&shared)));
-    let mut loops = Vec::new();
-    let spec = ListenerSpec { direction: Direction::Inbound, listener: None };
-    loops.push(tokio::spawn(serve::accept_loop(
-        inbound,
-        spec,
-        cfg.inbound.limits.clone(),
-        Arc::clone(&shared),
-    )));
-    for (i, tcp) in outbound {
-        let spec = ListenerSpec { direction: Direction::Outbound, listener: Some(i) };
-        let limits = cfg.outbound.limits.clone();
-        loops.push(tokio::spawn(serve::accept_loop(tcp, spec, limits, Arc::clone(&shared))));
-    }
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|(tcp, spec, limits)| {
+            tokio::spawn(serve::accept_loop(tcp, spec, limits.clone(), Arc::clone(&shared)))
+        })
+        .collect();
     tokio::spawn(config::reload::watch_file(opts.config.clone(), Arc::clone(&shared)));
     tokio::spawn(publish_endpoints(Arc::clone(&shared)));
     drop(rt);

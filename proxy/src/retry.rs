@@ -23,7 +23,10 @@ const WINDOW_SECS: u64 = 10;
 
 /// Whether the method may be sent twice without changing the outcome (RFC 9110 9.2.2).
 pub fn idempotent(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// What a try ended with, as far as retrying goes.
@@ -56,7 +59,9 @@ pub fn should_retry(policy: &RetryPolicy, method: &Method, result: TryResult) ->
 /// Full-jitter exponential backoff before retry number `n` (1-based): up to 25 ms, 50 ms, ...,
 /// at most 250 ms.
 pub fn backoff(n: u32) -> Duration {
-    let cap = Duration::from_millis(25).saturating_mul(1 << n.saturating_sub(1).min(4)).min(Duration::from_millis(250));
+    let cap = Duration::from_millis(25)
+        .saturating_mul(1 << n.saturating_sub(1).min(4))
+        .min(Duration::from_millis(250));
     cap.mul_f64(fastrand::f64())
 }
 

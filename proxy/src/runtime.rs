@@ -8,7 +8,6 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering::Relaxed},
     },
-    time::Duration,
 };
 
 use arc_swap::ArcSwap;
@@ -16,14 +15,11 @@ use tokio::sync::watch;
 
 use crate::{
     balance::Balancer,
-    config::{Config, LbPolicy, OutlierConfig},
+    config::Config,
     metrics::Metrics,
     tls::Tls,
-    upstream::{Endpoint, EndpointConn, Service, ServiceState},
+    upstream::{Endpoint, EndpointConn, Service, ServiceState, direct::Direct},
 };
-
-/// Connect timeout to the local app.
-const APP_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One config version made ready to serve.
 #[derive(Debug)]
@@ -34,8 +30,8 @@ pub struct Runtime {
     pub config: Config,
     /// One per `config.services` entry, same order.
     pub services: Vec<Service>,
-    /// The local app, when `inbound.app` is set.
-    pub inbound_app: Option<Service>,
+    /// Service index by an address it answers on (service address or endpoint).
+    pub by_addr: HashMap<SocketAddr, usize>,
 }
 
 impl Runtime {
@@ -88,30 +84,22 @@ impl Runtime {
             let balancer = Balancer::new(Arc::clone(&svc.name), svc.lb, svc.outlier.clone(), endpoints);
             services.push(Service { balancer, state });
         }
-        let inbound_app = match config.inbound.app {
-            Some(addr) => Some(local_app(addr, previous.and_then(|p| p.inbound_app.as_ref()))?),
-            None => None,
-        };
+        // Transparent outbound traffic is matched by its original destination: a service's
+        // `IP:port` addresses, then any endpoint's address.
+        let mut by_addr = HashMap::new();
+        for (i, svc) in config.services.iter().enumerate() {
+            for e in &svc.endpoints {
+                by_addr.entry(e.addr).or_insert(i);
+            }
+        }
+        for (i, svc) in config.services.iter().enumerate() {
+            for a in svc.addresses.iter().filter_map(|a| a.parse::<SocketAddr>().ok()) {
+                by_addr.insert(a, i);
+            }
+        }
         drop((old_services, old_endpoints));
-        Ok(Self { version, config, services, inbound_app })
+        Ok(Self { version, config, services, by_addr })
     }
-}
-
-/// The local app as a one-endpoint service: no limits, no ejection (there is nowhere else to go).
-fn local_app(addr: SocketAddr, previous: Option<&Service>) -> Result<Service, pillion_certs::Error> {
-    if let Some(prev) = previous.filter(|p| p.balancer.endpoints().first().is_some_and(|e| e.addr == addr)) {
-        let endpoints = prev.balancer.endpoints().to_vec();
-        let balancer = Balancer::new(Arc::from("inbound"), LbPolicy::RoundRobin, no_ejection(), endpoints);
-        return Ok(Service { balancer, state: Arc::clone(&prev.state) });
-    }
-    let state = ServiceState::new(usize::MAX, usize::MAX);
-    let conn = EndpointConn::new(addr, APP_CONNECT_TIMEOUT, None, None, Arc::clone(&state.connections))?;
-    let endpoints = vec![Arc::new(Endpoint { addr, weight: 1, conn: Arc::new(conn) })];
-    Ok(Service { balancer: Balancer::new(Arc::from("inbound"), LbPolicy::RoundRobin, no_ejection(), endpoints), state })
-}
-
-fn no_ejection() -> OutlierConfig {
-    OutlierConfig { consecutive_failures: 0, ejection: Duration::ZERO, max_ejected_percent: 0 }
 }
 
 /// State shared by every task for the life of the process.
@@ -129,6 +117,8 @@ pub struct Shared {
     pub drain: watch::Sender<bool>,
     /// The workload's mTLS material, when `tls` is configured.
     pub tls: Option<Arc<Tls>>,
+    /// Services for the local app's ports and passthrough destinations.
+    pub direct: Direct,
 }
 
 impl Shared {
@@ -143,6 +133,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             drain,
             tls,
+            direct: Direct::default(),
         });
         shared.publish_endpoints();
         shared

@@ -1,7 +1,8 @@
-//! Listeners: the accept loop (connection limit, backoff on EMFILE, stop on drain) and serving
-//! one accepted connection as HTTP/1.1 + HTTP/2, or as opaque TCP when its service says so.
+//! Listeners: the accept loop (connection limit, backoff on EMFILE, stop on drain), connection
+//! metering, and serving HTTP/1.1 + HTTP/2 on a connection. What a connection is for is decided
+//! in `inbound` and `outbound`.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use hyper::service::service_fn;
 use hyper_util::{
@@ -10,28 +11,38 @@ use hyper_util::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     sync::{Semaphore, watch},
 };
-use tokio_rustls::TlsAcceptor;
 
 use crate::{
-    config::{ListenerLimits, MtlsMode, Protocol},
-    detect::{self, Detected},
-    http::{self, ClientIdentity, Conn},
+    config::ListenerLimits,
+    http::{self, Conn},
+    inbound,
     metered::{ConnMetrics, Metered},
     metrics::{Direction, tls_label},
+    outbound,
     runtime::Shared,
-    tcp,
 };
 
 /// What a listener serves.
 #[derive(Debug, Clone, Copy)]
-pub struct ListenerSpec {
-    /// Inbound or outbound.
-    pub direction: Direction,
-    /// Index of the explicit outbound listener in the config, if it is one.
-    pub listener: Option<usize>,
+pub enum ListenerSpec {
+    /// Traffic into the pod.
+    Inbound,
+    /// The app's traffic, redirected by iptables.
+    Transparent,
+    /// An explicit outbound listener: index in `outbound.listeners`.
+    Explicit(usize),
+}
+
+impl ListenerSpec {
+    fn direction(self) -> Direction {
+        match self {
+            Self::Inbound => Direction::Inbound,
+            Self::Transparent | Self::Explicit(_) => Direction::Outbound,
+        }
+    }
 }
 
 /// The HTTP server settings for a listener's clients.
@@ -54,12 +65,22 @@ fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// What serving one accepted connection needs.
+pub struct ConnCtx<'a> {
+    /// HTTP server settings of the listener.
+    pub builder: &'a auto::Builder<TokioExecutor>,
+    /// Process-wide state.
+    pub shared: Arc<Shared>,
+    /// Held while the connection lives, so that draining waits for it.
+    pub drain: watch::Receiver<bool>,
+}
+
 /// Accepts connections until the proxy drains.
 pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerLimits, shared: Arc<Shared>) {
     let builder = Arc::new(http_builder(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut drain = shared.drain.subscribe();
-    let dir = spec.direction.as_str();
+    let dir = spec.direction().as_str();
     let mut backoff = Duration::from_millis(5);
     loop {
         // At the limit we stop accepting: the kernel backlog holds further clients.
@@ -100,124 +121,37 @@ pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerL
         let drain = drain.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, peer, spec, &builder, shared, drain).await;
+            let _ = stream.set_nodelay(true);
+            let ctx = ConnCtx { builder: &builder, shared, drain };
+            match spec {
+                ListenerSpec::Inbound => inbound::serve(stream, peer, ctx).await,
+                ListenerSpec::Transparent => outbound::serve_transparent(stream, peer, ctx).await,
+                ListenerSpec::Explicit(i) => outbound::serve_explicit(stream, peer, i, ctx).await,
+            }
         });
     }
 }
 
-/// How long an inbound client may take to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long permissive mode waits for a client's first bytes to tell TLS from plaintext.
-const DETECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    spec: ListenerSpec,
-    builder: &auto::Builder<TokioExecutor>,
-    shared: Arc<Shared>,
-    drain: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    let rt = shared.runtime.load_full();
-    let cfg = &rt.config;
-    // What this connection is: TLS or not, and which service or app port it is for.
-    let (tls, tcp_service, app_port) = match spec.direction {
-        Direction::Outbound => {
-            let tcp = spec
-                .listener
-                .and_then(|i| cfg.outbound.listeners.get(i))
-                .map(|l| l.service)
-                .filter(|&s| cfg.services[s].protocol == Protocol::Tcp);
-            (false, tcp, None)
-        }
-        Direction::Inbound => {
-            let tls = match cfg.inbound.mtls {
-                MtlsMode::Strict => true,
-                MtlsMode::Disabled => false,
-                MtlsMode::Permissive => detect::detect(&stream, DETECT_TIMEOUT).await == Detected::Tls,
-            };
-            (tls, None, cfg.inbound.app.map(|a| a.port()))
-        }
-    };
-    let inbound_tcp = app_port.and_then(|p| cfg.inbound.port(p)).is_some_and(|p| p.protocol == Protocol::Tcp);
-    let protocol = if tcp_service.is_some() || inbound_tcp { "tcp" } else { "http" };
-    let dir = spec.direction.as_str();
+/// Counts an accepted connection and wraps it so its bytes are counted too.
+pub fn meter<S>(shared: &Shared, stream: S, direction: Direction, tls: bool, protocol: &str) -> Metered<S> {
+    let (dir, tls) = (direction.as_str(), tls_label(tls));
     let m = &shared.metrics;
-    m.tcp_connections.with_label_values(&[dir, tls_label(tls), protocol]).inc();
+    m.tcp_connections.with_label_values(&[dir, tls, protocol]).inc();
     let cm = ConnMetrics {
         read: m.tcp_read_bytes.with_label_values(&[dir]),
         written: m.tcp_write_bytes.with_label_values(&[dir]),
-        open: m.tcp_open.with_label_values(&[dir, tls_label(tls), protocol]),
+        open: m.tcp_open.with_label_values(&[dir, tls, protocol]),
     };
-    let stream = Metered::new(stream, cm);
-
-    if let Some(s) = tcp_service {
-        // A TCP flow has no graceful end we could signal; holding `drain` lets it run to the
-        // drain deadline.
-        tcp::proxy(stream, &rt.services[s], &cfg.services[s].name).await;
-        return;
-    }
-
-    let mut conn =
-        Conn { direction: spec.direction, listener: spec.listener, peer, tls, client: None, app_port };
-    if !tls {
-        drop(rt);
-        if inbound_tcp {
-            return serve_inbound_tcp(stream, conn, shared).await;
-        }
-        return serve_http(stream, conn, builder, shared, drain).await;
-    }
-    let Some(acceptor) = shared.tls.as_ref().map(|t| TlsAcceptor::from(Arc::clone(&t.server))) else {
-        return; // validation guarantees `tls` when mTLS is on
-    };
-    drop(rt);
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            m.tls_handshake_errors.with_label_values(&[dir]).inc();
-            tracing::warn!(%peer, error = %e, "inbound mTLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            m.tls_handshake_errors.with_label_values(&[dir]).inc();
-            tracing::warn!(%peer, "inbound mTLS handshake timed out");
-            return;
-        }
-    };
-    conn.client =
-        pillion_certs::peer_spiffe_id(stream.get_ref().1.peer_certificates()).map(ClientIdentity::new);
-    if inbound_tcp {
-        return serve_inbound_tcp(stream, conn, shared).await;
-    }
-    serve_http(stream, conn, builder, shared, drain).await
+    Metered::new(stream, cm)
 }
 
-/// Opaque TCP to the local app, once the client is authorized for the port.
-async fn serve_inbound_tcp<S>(stream: S, conn: Conn, shared: Arc<Shared>)
+/// Serves HTTP/1.1 and HTTP/2 on a connection until it closes, or finishes it gracefully when
+/// the proxy drains.
+pub async fn serve_http<S>(stream: S, conn: Conn, ctx: ConnCtx<'_>)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let rt = shared.runtime.load_full();
-    if let Err(e) = http::authorize(&rt, &conn) {
-        shared.metrics.authz_denied.with_label_values(&[conn.direction.as_str()]).inc();
-        tracing::info!(peer = %conn.peer, client = ?conn.client.as_ref().map(|c| c.id.to_string()), ?e, "TCP connection denied");
-        return;
-    }
-    if let Some(app) = &rt.inbound_app {
-        tcp::proxy(stream, app, "inbound").await;
-    }
-}
-
-async fn serve_http<S>(
-    stream: S,
-    conn: Conn,
-    builder: &auto::Builder<TokioExecutor>,
-    shared: Arc<Shared>,
-    mut drain: watch::Receiver<bool>,
-) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let ConnCtx { builder, shared, mut drain } = ctx;
     let peer = conn.peer;
     let conn = Arc::new(conn);
     let svc = service_fn(move |req| http::handle(Arc::clone(&shared), Arc::clone(&conn), req));

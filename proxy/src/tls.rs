@@ -12,6 +12,9 @@ use rustls_pki_types::ServerName;
 
 use crate::{config::schema, metrics::Metrics};
 
+/// ALPN a sidecar offers when it tunnels opaque TCP to a peer sidecar over mTLS.
+pub const ALPN_TCP: &[u8] = b"pillion/tcp";
+
 /// How often the certificate files are checked for a rotation.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
@@ -57,8 +60,10 @@ impl Tls {
             }
             Err(e) => tracing::error!(error = %e, "new certificate files rejected; keeping the current ones"),
         }));
+        let mut server = (*certs_tls::server_config(&store, ClientAuth::Required)?).clone();
+        server.alpn_protocols.push(ALPN_TCP.to_vec());
         let tls = Arc::new(Self {
-            server: certs_tls::server_config(&store, ClientAuth::Required)?,
+            server: Arc::new(server),
             clients: ClientConfigs::new(Arc::clone(&store)),
             store,
         });

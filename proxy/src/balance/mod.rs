@@ -52,7 +52,12 @@ const MAX_SCHEDULE: u64 = 4096;
 
 impl Balancer {
     /// A balancer over `endpoints` (which may be empty) of `service`.
-    pub fn new(service: Arc<str>, policy: LbPolicy, outlier: OutlierConfig, endpoints: Vec<Arc<Endpoint>>) -> Self {
+    pub fn new(
+        service: Arc<str>,
+        policy: LbPolicy,
+        outlier: OutlierConfig,
+        endpoints: Vec<Arc<Endpoint>>,
+    ) -> Self {
         let mut total = 0u64;
         let cumulative = endpoints
             .iter()
@@ -94,7 +99,10 @@ impl Balancer {
         }
         let start = fastrand::usize(..n);
         let ring = (0..n).map(|k| (start + k) % n);
-        ring.clone().find(|&i| usable(i)).or_else(|| ring.clone().find(|&i| !tried.has(i))).or(Some(self.choose()))
+        ring.clone()
+            .find(|&i| usable(i))
+            .or_else(|| ring.clone().find(|&i| !tried.has(i)))
+            .or(Some(self.choose()))
     }
 
     /// The endpoint at an index from `pick_index`.
@@ -188,7 +196,7 @@ mod tests {
                 Arc::new(Endpoint {
                     addr,
                     weight,
-                    conn: Arc::new(EndpointConn::new(addr, Duration::from_secs(1), None, None, ConnLimit::new(100)).unwrap()),
+                    conn: Arc::new(EndpointConn::plain(addr, Duration::from_secs(1), ConnLimit::new(100))),
                 })
             })
             .collect()

@@ -18,27 +18,48 @@ use tokio::time::Instant;
 use crate::{
     config::{Protocol, RetryPolicy},
     metrics::{Direction, tls_label},
+    outbound,
     runtime::{Runtime, Shared},
     upstream::Service,
 };
 use body::Body;
 use reply::LocalError;
 
-/// What a connection's requests share: where they came in and from whom.
+/// What a connection's requests share: where they came in, from whom, and where they go.
 #[derive(Debug)]
 pub struct Conn {
     /// Inbound or outbound.
     pub direction: Direction,
-    /// For explicit outbound listeners, the index of the listener in the config.
-    pub listener: Option<usize>,
     /// The client's address.
     pub peer: SocketAddr,
     /// Whether the client connection is mutual TLS.
     pub tls: bool,
     /// The client's verified identity, for inbound mTLS.
     pub client: Option<ClientIdentity>,
-    /// Inbound: the application port whose policy applies.
-    pub app_port: Option<u16>,
+    /// Where the connection's requests go.
+    pub dest: Dest,
+}
+
+/// Where a connection's requests go before routing.
+#[derive(Debug)]
+pub enum Dest {
+    /// Explicit outbound listener (index in `outbound.listeners`): its service.
+    Listener(usize),
+    /// Transparent outbound: the original destination, matched to a service per request (a
+    /// reload may add or remove one); `passthrough` serves it when nothing matches.
+    Original {
+        /// Where the app was connecting.
+        dst: SocketAddr,
+        /// A direct service to `dst`.
+        passthrough: Arc<Service>,
+    },
+    /// Inbound: the local app's port and the service that reaches it.
+    App {
+        /// The application port (its policy applies).
+        port: u16,
+        /// `127.0.0.1:port` or `inbound.app`.
+        service: Arc<Service>,
+    },
 }
 
 /// A client identity proven by its certificate, with its header form made once.
@@ -62,7 +83,8 @@ impl ClientIdentity {
 
 /// Whether the inbound connection's client may use the app port, per `inbound.ports[].allow`.
 pub fn authorize(rt: &Runtime, conn: &Conn) -> Result<(), LocalError> {
-    let Some(policy) = conn.app_port.and_then(|p| rt.config.inbound.port(p)) else { return Ok(()) };
+    let Dest::App { port, .. } = conn.dest else { return Ok(()) };
+    let Some(policy) = rt.config.inbound.port(port) else { return Ok(()) };
     if policy.allow.is_empty() {
         return Ok(());
     }
@@ -132,10 +154,9 @@ pub async fn handle(
     };
     let sending = attempt::send(&shared, &plan, parts, body);
     let sent = match target.timeout {
-        Some(t) => tokio::time::timeout(t, sending).await.unwrap_or(attempt::Sent {
-            result: Err(LocalError::Timeout),
-            tls: false,
-        }),
+        Some(t) => tokio::time::timeout(t, sending)
+            .await
+            .unwrap_or(attempt::Sent { result: Err(LocalError::Timeout), tls: false }),
         None => sending.await,
     };
     let tls = conn.tls || sent.tls;
@@ -162,21 +183,48 @@ pub async fn handle(
 
 fn route_request<'a>(
     rt: &'a Runtime,
-    conn: &Conn,
+    conn: &'a Conn,
     parts: &http::request::Parts,
 ) -> Result<Target<'a>, LocalError> {
     let cfg = &rt.config;
-    if conn.direction == Direction::Inbound {
-        let service = rt.inbound_app.as_ref().ok_or(LocalError::NoApp)?;
-        let name = cfg.file.workload.as_ref().map_or("inbound", |w| w.name.as_str());
-        return Ok(Target { name, route: "inbound", protocol: Protocol::Auto, service, timeout: None, retry: None });
-    }
-    let listener_service = conn.listener.and_then(|i| cfg.outbound.listeners.get(i)).map(|l| l.service);
-    let logical = listener_service.map(|s| &*cfg.services[s].name);
+    let logical = match &conn.dest {
+        Dest::App { service, .. } => {
+            let name = cfg.file.workload.as_ref().map_or("inbound", |w| w.name.as_str());
+            return Ok(Target {
+                name,
+                route: "inbound",
+                protocol: Protocol::Auto,
+                service,
+                timeout: None,
+                retry: None,
+            });
+        }
+        Dest::Listener(i) => Some(cfg.outbound.listeners.get(*i).ok_or(LocalError::NoRoute)?.service),
+        Dest::Original { dst, .. } => rt.by_addr.get(dst).copied(),
+    };
+    let logical_name = logical.map(|s| &*cfg.services[s].name);
     let host = route::request_host(parts);
-    let (service, route) = match route::find(&cfg.routes, parts, &host, logical) {
-        Some(r) => (route::pick_backend(&r.backends), Some(r)),
-        None => (listener_service.ok_or(LocalError::NoRoute)?, None),
+    // Routes apply to known destinations; unknown transparent traffic passes through as is.
+    let routed = match (&conn.dest, logical) {
+        (Dest::Original { .. }, None) => None,
+        _ => route::find(&cfg.routes, parts, &host, logical_name),
+    };
+    let (service, route) = match (routed, logical, &conn.dest) {
+        (Some(r), _, _) => (route::pick_backend(&r.backends), Some(r)),
+        (None, Some(s), _) => (s, None),
+        (None, None, Dest::Original { passthrough, .. }) => {
+            let name = outbound::PASSTHROUGH;
+            let service = passthrough;
+            return Ok(Target {
+                name,
+                route: name,
+                protocol: Protocol::Auto,
+                service,
+                timeout: None,
+                retry: None,
+            });
+        }
+        (None, None, _) => return Err(LocalError::NoRoute),
     };
     let svc = &cfg.services[service];
     Ok(Target {
@@ -211,9 +259,7 @@ impl LogParts {
         let (service, route) = target.map_or(("unknown", "none"), |t| (t.name, t.route));
         let dir = conn.direction.as_str();
         let m = &shared.metrics;
-        m.requests
-            .with_label_values(&[dir, service, route, resp.status().as_str(), tls_label(tls)])
-            .inc();
+        m.requests.with_label_values(&[dir, service, route, resp.status().as_str(), tls_label(tls)]).inc();
         m.request_duration.with_label_values(&[dir, service, route]).observe(elapsed.as_secs_f64());
         if shared.access_log {
             tracing::info!(

@@ -3,6 +3,7 @@
 //! budget. All of it outlives config reloads that keep the service or endpoint.
 
 pub mod connect;
+pub mod direct;
 
 use std::{
     net::SocketAddr,
@@ -27,7 +28,7 @@ use crate::{
     balance::{Balancer, load::Load, outlier::Health},
     http::body::Body,
     retry::Budget,
-    tls::Tls,
+    tls::{ALPN_TCP, Tls, TlsTarget},
 };
 pub use connect::{ConnLimit, ConnectError, Connector, UpstreamStream};
 
@@ -108,7 +109,8 @@ pub struct EndpointConn {
     pub h1: HttpClient,
     /// HTTP/2 prior-knowledge client (one multiplexed connection).
     pub h2: HttpClient,
-    /// For raw TCP proxying.
+    /// For raw TCP proxying (over mTLS it announces ALPN `pillion/tcp`, so the peer proxy
+    /// knows to copy bytes rather than parse HTTP).
     pub connector: Connector,
     /// Connect timeout this was built with; a change rebuilds the connection state.
     pub connect_timeout: Duration,
@@ -129,23 +131,40 @@ impl EndpointConn {
         tls: Option<&Tls>,
         limit: Arc<ConnLimit>,
     ) -> Result<Self, pillion_certs::Error> {
-        // Each pool offers only the ALPN protocol it speaks, so a peer never picks the other.
-        let target = |alpn: &[u8]| match (&identity, tls) {
-            (Some(id), Some(tls)) => tls.target(id, alpn).map(Some),
-            _ => Ok(None),
+        let (Some(id), Some(tls)) = (&identity, tls) else {
+            return Ok(Self::plain(addr, connect_timeout, limit));
         };
-        let h1_connector = Connector::new(addr, connect_timeout, target(ALPN_HTTP11)?, Arc::clone(&limit));
-        let h2_connector = Connector::new(addr, connect_timeout, target(ALPN_H2)?, limit);
+        // Each pool offers only the ALPN protocol it speaks, so a peer never picks another.
+        let targets = [tls.target(id, ALPN_HTTP11)?, tls.target(id, ALPN_H2)?, tls.target(id, ALPN_TCP)?];
+        Ok(Self::build(addr, connect_timeout, identity, targets.map(Some), limit))
+    }
+
+    /// Fresh plaintext clients for `addr`.
+    pub fn plain(addr: SocketAddr, connect_timeout: Duration, limit: Arc<ConnLimit>) -> Self {
+        Self::build(addr, connect_timeout, None, [None, None, None], limit)
+    }
+
+    fn build(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        identity: Option<SpiffeId>,
+        [h1_tls, h2_tls, tcp_tls]: [Option<TlsTarget>; 3],
+        limit: Arc<ConnLimit>,
+    ) -> Self {
+        let h1_connector = Connector::new(addr, connect_timeout, h1_tls, Arc::clone(&limit));
+        let h2_connector = Connector::new(addr, connect_timeout, h2_tls, Arc::clone(&limit));
+        let tcp_connector = Connector::new(addr, connect_timeout, tcp_tls, limit);
         let mut builder = Client::builder(TokioExecutor::new());
         builder.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT);
-        let h1 = builder.build(h1_connector.clone());
+        let h1 = builder.build(h1_connector);
         builder
             .http2_only(true)
             .http2_adaptive_window(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_timeout(Duration::from_secs(10));
         let h2 = builder.build(h2_connector);
-        Ok(Self { h1, h2, connector: h1_connector, connect_timeout, identity, load: Load::default(), health: Health::default() })
+        let (load, health) = (Load::default(), Health::default());
+        Self { h1, h2, connector: tcp_connector, connect_timeout, identity, load, health }
     }
 
     /// Whether connections to this endpoint are mutual TLS.

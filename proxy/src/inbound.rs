@@ -1,0 +1,119 @@
+//! Inbound connections: where the client was going (original destination, or `inbound.app`),
+//! mutual TLS per `inbound.mtls`, the port's policy, then HTTP or opaque TCP to the local app.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+};
+use tokio_rustls::TlsAcceptor;
+
+use crate::{
+    config::{MtlsMode, Protocol},
+    detect::{self, Detected},
+    http::{self, ClientIdentity, Conn, Dest},
+    metrics::Direction,
+    serve::{ConnCtx, meter, serve_http},
+    tcp,
+    tls::ALPN_TCP,
+    transparent,
+    upstream::Service,
+};
+
+/// How long a client may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for a client's first bytes to tell its protocol.
+pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Serves one inbound connection.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx<'_>) {
+    let rt = ctx.shared.runtime.load_full();
+    let cfg = &rt.config.inbound;
+    // Redirected traffic goes to the app on the port it was sent to; other traffic to
+    // `inbound.app`.
+    let (port, app) = match (transparent::original_dst(&stream), cfg.app) {
+        (Some(dst), _) => (dst.port(), SocketAddr::from(([127, 0, 0, 1], dst.port()))),
+        (None, Some(app)) => (app.port(), app),
+        (None, None) => {
+            tracing::debug!(%peer, "inbound connection with no original destination and no inbound.app; closing");
+            return;
+        }
+    };
+    let port_protocol = cfg.port(port).map_or(Protocol::Auto, |p| p.protocol);
+    let tls = match cfg.mtls {
+        MtlsMode::Strict => true,
+        MtlsMode::Disabled => false,
+        MtlsMode::Permissive => detect::detect(&stream, DETECT_TIMEOUT).await == Detected::Tls,
+    };
+    let service = ctx.shared.direct.get(app, "inbound");
+    drop(rt);
+
+    if !tls {
+        let is_http = match port_protocol {
+            Protocol::Tcp => false,
+            Protocol::Http1 | Protocol::Http2 => true,
+            Protocol::Auto => {
+                matches!(detect::detect(&stream, DETECT_TIMEOUT).await, Detected::Http1 | Detected::Http2)
+            }
+        };
+        let conn = Conn {
+            direction: Direction::Inbound,
+            peer,
+            tls: false,
+            client: None,
+            dest: Dest::App { port, service },
+        };
+        return to_app(stream, conn, is_http, ctx).await;
+    }
+
+    let Some(acceptor) = ctx.shared.tls.as_ref().map(|t| TlsAcceptor::from(Arc::clone(&t.server))) else {
+        return; // validation requires `tls` whenever mTLS is on
+    };
+    let errors = ctx.shared.metrics.tls_handshake_errors.with_label_values(&[Direction::Inbound.as_str()]);
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            errors.inc();
+            tracing::warn!(%peer, error = %e, "inbound mTLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            errors.inc();
+            tracing::warn!(%peer, "inbound mTLS handshake timed out");
+            return;
+        }
+    };
+    let session = stream.get_ref().1;
+    // A peer sidecar says by ALPN whether it tunnels opaque TCP; otherwise the port decides.
+    let is_http = match session.alpn_protocol() {
+        Some(ALPN_TCP) => false,
+        Some(_) => true,
+        None => port_protocol != Protocol::Tcp,
+    };
+    let client = pillion_certs::peer_spiffe_id(session.peer_certificates()).map(ClientIdentity::new);
+    let conn =
+        Conn { direction: Direction::Inbound, peer, tls: true, client, dest: Dest::App { port, service } };
+    to_app(stream, conn, is_http, ctx).await
+}
+
+async fn to_app<S>(stream: S, conn: Conn, is_http: bool, ctx: ConnCtx<'_>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let stream =
+        meter(&ctx.shared, stream, Direction::Inbound, conn.tls, if is_http { "http" } else { "tcp" });
+    if is_http {
+        return serve_http(stream, conn, ctx).await;
+    }
+    let rt = ctx.shared.runtime.load_full();
+    if http::authorize(&rt, &conn).is_err() {
+        ctx.shared.metrics.authz_denied.with_label_values(&[Direction::Inbound.as_str()]).inc();
+        let client = conn.client.as_ref().map(|c| c.id.to_string());
+        tracing::info!(peer = %conn.peer, ?client, "inbound TCP connection denied by policy");
+        return;
+    }
+    let Dest::App { service, .. } = &conn.dest else { return };
+    let service: &Service = service;
+    tcp::proxy(stream, service, "inbound").await;
+}

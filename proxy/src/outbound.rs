@@ -1,0 +1,83 @@
+//! Outbound connections: explicit listeners (the app calls `localhost:PORT` for a service) and
+//! transparent ones (iptables sent the app's connection here; the original destination says
+//! where it was going). Known destinations are routed and balanced; unknown ones pass through.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpStream;
+
+use crate::{
+    config::Protocol,
+    detect::{self, Detected},
+    http::{Conn, Dest},
+    inbound::DETECT_TIMEOUT,
+    metrics::Direction,
+    serve::{ConnCtx, meter, serve_http},
+    tcp, transparent,
+};
+
+/// Name of unknown destinations in metrics.
+pub const PASSTHROUGH: &str = "passthrough";
+
+/// Serves a connection on explicit listener `listener`.
+pub async fn serve_explicit(stream: TcpStream, peer: SocketAddr, listener: usize, ctx: ConnCtx<'_>) {
+    let rt = ctx.shared.runtime.load_full();
+    let tcp_service = rt
+        .config
+        .outbound
+        .listeners
+        .get(listener)
+        .map(|l| l.service)
+        .filter(|&s| rt.config.services[s].protocol == Protocol::Tcp);
+    if let Some(s) = tcp_service {
+        let stream = meter(&ctx.shared, stream, Direction::Outbound, false, "tcp");
+        // A TCP flow has no graceful end to signal; holding `drain` lets it run to the deadline.
+        return tcp::proxy(stream, &rt.services[s], &rt.config.services[s].name).await;
+    }
+    drop(rt);
+    let stream = meter(&ctx.shared, stream, Direction::Outbound, false, "http");
+    let conn = Conn {
+        direction: Direction::Outbound,
+        peer,
+        tls: false,
+        client: None,
+        dest: Dest::Listener(listener),
+    };
+    serve_http(stream, conn, ctx).await
+}
+
+/// Serves a connection redirected to the transparent outbound listener.
+pub async fn serve_transparent(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx<'_>) {
+    let Some(dst) = transparent::original_dst(&stream) else {
+        // Forwarding it would connect back to ourselves.
+        tracing::warn!(%peer, "connection to the transparent outbound listener was not redirected; closing");
+        return;
+    };
+    let rt = ctx.shared.runtime.load_full();
+    let known = rt.by_addr.get(&dst).copied();
+    let is_http = match known.map_or(Protocol::Auto, |s| rt.config.services[s].protocol) {
+        Protocol::Tcp => false,
+        Protocol::Http1 | Protocol::Http2 => true,
+        Protocol::Auto => {
+            matches!(detect::detect(&stream, DETECT_TIMEOUT).await, Detected::Http1 | Detected::Http2)
+        }
+    };
+    if is_http {
+        drop(rt);
+        let passthrough = ctx.shared.direct.get(dst, PASSTHROUGH);
+        let stream = meter(&ctx.shared, stream, Direction::Outbound, false, "http");
+        let conn = Conn {
+            direction: Direction::Outbound,
+            peer,
+            tls: false,
+            client: None,
+            dest: Dest::Original { dst, passthrough },
+        };
+        return serve_http(stream, conn, ctx).await;
+    }
+    let stream = meter(&ctx.shared, stream, Direction::Outbound, false, "tcp");
+    match known {
+        Some(s) => tcp::proxy(stream, &rt.services[s], &rt.config.services[s].name).await,
+        None => tcp::proxy(stream, &ctx.shared.direct.get(dst, PASSTHROUGH), PASSTHROUGH).await,
+    }
+}
