@@ -14,10 +14,7 @@ fn check(text: &str) -> (bool, String) {
 fn unknown_key_is_reported_at_its_line_and_column() {
     let (ok, out) = check("admin:\n  bind: \"127.0.0.1:15020\"\n  colour: red\n");
     assert!(!ok);
-    assert!(
-        out.starts_with("FILE:3:3: admin: unknown field `colour`"),
-        "{out}"
-    );
+    assert!(out.starts_with("FILE:3:3: admin: unknown field `colour`"), "{out}");
 }
 
 #[test]
@@ -41,10 +38,7 @@ routes:
 ";
     let (ok, out) = check(text);
     assert!(!ok);
-    assert_eq!(
-        out.trim(),
-        "FILE:7:19: routes[0].backends[1].service: unknown service \"orders-v2\""
-    );
+    assert_eq!(out.trim(), "FILE:7:19: routes[0].backends[1].service: unknown service \"orders-v2\"");
 }
 
 #[test]
@@ -61,32 +55,31 @@ routes:
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "{out}");
     assert!(
-        out.contains(
-            "FILE:2:34: services[0].endpoints[0].addr: \"nowhere\" is not an IP:port address"
-        ),
+        out.contains("FILE:2:34: services[0].endpoints[0].addr: \"nowhere\" is not an IP:port address"),
+        "{out}"
+    );
+    assert!(out.contains("services[0].endpoints[0].weight: weight must be at least 1"), "{out}");
+    assert!(
+        out.contains("FILE:3:12: services[1].name: service \"a\" is already defined at services[0]"),
         "{out}"
     );
     assert!(
-        out.contains("services[0].endpoints[0].weight: weight must be at least 1"),
+        out.contains("routes[0].match.path_regex: invalid regular expression \"(\": unclosed group"),
         "{out}"
     );
-    assert!(
-        out.contains(
-            "FILE:3:12: services[1].name: service \"a\" is already defined at services[0]"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains(
-            "routes[0].match.path_regex: invalid regular expression \"(\": unclosed group"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains("routes[0].backends: a route needs at least one backend"),
-        "{out}"
-    );
+    assert!(out.contains("routes[0].backends: a route needs at least one backend"), "{out}");
 
     let (ok, out) = check("services:\n  - {name: a, endpoints: [{addr: \"127.0.0.1:1\"}]}\n");
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn the_example_kubernetes_config_is_valid() {
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes/configmap.yaml"))
+            .unwrap();
+    let body = manifest.split("config.yaml: |\n").nth(1).expect("a config.yaml key");
+    let config: String = body.lines().map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l))).collect();
+    let (ok, out) = check(&config);
     assert!(ok, "{out}");
 }

@@ -1,4 +1,4 @@
-//! The admin listener: `/metrics`, `/ready`, `/live`, `/config`. Plain HTTP/1.1, separate from
+//! The admin listener: `/metrics`, `/ready`, `/live`, `/config`, `/debug/route`. Plain HTTP/1.1, separate from
 //! the data path, and still answering while the proxy drains (so `/ready` can say 503).
 
 use std::{convert::Infallible, sync::Arc};
@@ -50,20 +50,30 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         "/ready" if shared.is_ready() => text(StatusCode::OK, "ready\n"),
         "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/config" => config(&shared),
-        _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /ready, /live, /config\n"),
+        "/debug/route" => {
+            let rt = shared.runtime.load();
+            match crate::debug_route::explain(&rt, req.uri().query().unwrap_or("")) {
+                Ok(doc) => json(&doc),
+                Err(e) => text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /ready, /live, /config, /debug/route\n"),
     })
 }
 
 fn config(shared: &Shared) -> Response<Body> {
     let rt = shared.runtime.load();
-    let doc = serde_json::json!({ "version": rt.version, "config": rt.config.file });
-    match serde_json::to_vec_pretty(&doc) {
+    json(&serde_json::json!({ "version": rt.version, "config": rt.config.file }))
+}
+
+fn json(doc: &serde_json::Value) -> Response<Body> {
+    match serde_json::to_vec_pretty(doc) {
         Ok(body) => {
             let mut r = Response::new(Body::full(body));
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot encode config: {e}\n")),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot encode JSON: {e}\n")),
     }
 }
 

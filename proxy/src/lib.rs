@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod balance;
 pub mod config;
+pub mod debug_route;
 pub mod detect;
 pub mod http;
 pub mod inbound;
