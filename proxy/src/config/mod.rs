@@ -110,7 +110,7 @@ impl ListenerLimits {
     fn from_schema(l: Option<&schema::ListenerLimits>) -> Self {
         let d = |v: Option<duration::HumanDuration>, def: u64| v.map_or(Duration::from_secs(def), |d| d.0);
         Self {
-            header_read_timeout: d(l.and_then(|l| l.header_read_timeout), 10),
+            header_read_timeout: d(l.and_then(|l| l.header_read_timeout), 30),
             idle_timeout: d(l.and_then(|l| l.idle_timeout), 300),
             max_header_bytes: l.and_then(|l| l.max_header_bytes).unwrap_or(64 * 1024).max(8192),
             max_headers: l.and_then(|l| l.max_headers).unwrap_or(100),

@@ -48,8 +48,15 @@ pub async fn send(
         let overloaded = std::error::Error::source(&e)
             .and_then(|s| s.downcast_ref::<ConnectError>())
             .is_some_and(|c| matches!(c, ConnectError::Overloaded(_)));
+        // The client's own body failed (bad chunk, reset mid-upload): its fault, not the upstream's.
+        let client_body = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<hyper::Error>())
+            .is_some_and(|h| h.is_user() || h.is_parse());
         if overloaded {
             LocalError::Overloaded
+        } else if client_body {
+            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(&e), "client request body failed");
+            LocalError::BadRequest
         } else if e.is_connect() {
             tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(&e), "upstream connect failed");
             LocalError::ConnectFailed

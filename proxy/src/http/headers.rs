@@ -48,6 +48,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// Whether a message's framing headers are ambiguous (RFC 9112 section 6): Content-Length
+/// together with Transfer-Encoding, Content-Length given more than once, or a Transfer-Encoding
+/// other than a single final `chunked`. A proxy that forwards such a message invites request
+/// smuggling, so it is refused however the parser resolved it.
+pub fn ambiguous_framing(headers: &HeaderMap) -> bool {
+    let cl = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
+    match (cl, te.next(), te.next()) {
+        (0, None, _) | (1, None, _) => false,
+        (0, Some(v), None) => !v.as_bytes().eq_ignore_ascii_case(b"chunked"),
+        _ => true,
+    }
+}
+
 /// Whether an HTTP/1.1 request asks to switch protocols (e.g. WebSocket).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -123,6 +137,20 @@ mod tests {
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "Upgrade");
+    }
+
+    #[test]
+    fn ambiguous_framing_is_spotted() {
+        assert!(!ambiguous_framing(&map(&[("content-length", "4")])));
+        assert!(!ambiguous_framing(&map(&[("transfer-encoding", "chunked")])));
+        assert!(!ambiguous_framing(&map(&[])));
+        assert!(ambiguous_framing(&map(&[("content-length", "4"), ("transfer-encoding", "chunked")])));
+        assert!(ambiguous_framing(&map(&[("content-length", "4"), ("content-length", "4")])));
+        assert!(ambiguous_framing(&map(&[("transfer-encoding", "gzip, chunked")])));
+        assert!(ambiguous_framing(&map(&[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked")
+        ])));
     }
 
     #[test]

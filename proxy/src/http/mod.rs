@@ -115,6 +115,15 @@ pub async fn handle(
     let rt = shared.runtime.load_full();
 
     // Request filter.
+    if headers::ambiguous_framing(req.headers()) {
+        let log = LogParts {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            request_id: HeaderValue::from_static("-"),
+        };
+        tracing::info!(peer = %conn.peer, "request with ambiguous framing (Content-Length/Transfer-Encoding) refused");
+        return Ok(log.finish(&shared, &conn, start, None, LocalError::BadRequest.response(), conn.tls));
+    }
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -163,6 +172,10 @@ pub async fn handle(
 
     // Response filter.
     let resp = match sent.result {
+        Ok(resp) if headers::ambiguous_framing(resp.headers()) => {
+            tracing::warn!(service = target.name, "upstream response with ambiguous framing dropped");
+            LocalError::UpstreamReset.response()
+        }
         Ok(mut resp) => {
             let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
             if let (true, Some(client)) = (switching, client_upgrade) {
