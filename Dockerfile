@@ -2,7 +2,7 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p pillion-proxy -p pillion-certs --bins
+RUN cargo build --release --locked -p pillion-proxy -p pillion-certs -p pillion-control --bins
 
 FROM debian:bookworm-slim
 # iptables for `pillion init` (run as an init container with NET_ADMIN).
@@ -11,7 +11,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 2102 pillion \
  && useradd --uid 2102 --gid 2102 --no-create-home --shell /usr/sbin/nologin pillion
-COPY --from=build /src/target/release/pillion /src/target/release/pillion-certs /usr/local/bin/
+COPY --from=build /src/target/release/pillion /src/target/release/pillion-certs /src/target/release/pillion-control /usr/local/bin/
 # The proxy runs as UID 2102: `pillion init` exempts that UID from redirection (no loops).
 USER 2102:2102
 EXPOSE 15001 15006 15020

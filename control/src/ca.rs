@@ -148,9 +148,8 @@ pub async fn renew_serving_cert(signer: Arc<Signer>, store: Arc<CredentialStore>
         let creds = store.current();
         let life = (creds.not_after_unix() - creds.not_before_unix()).max(3) as u64;
         let renew_at = creds.not_before_unix() as u64 + life * 2 / 3;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         tokio::time::sleep(Duration::from_secs(renew_at.saturating_sub(now).max(1))).await;
         match signer.serving_credentials() {
             Ok(new) => {
@@ -174,8 +173,8 @@ mod tests {
     use super::*;
 
     fn signer(dir: &Path) -> Signer {
-        let ca = Ca::generate("cluster.local", &Validity::for_ttl(Duration::from_secs(86_400)).unwrap())
-            .unwrap();
+        let ca =
+            Ca::generate("cluster.local", &Validity::for_ttl(Duration::from_secs(86_400)).unwrap()).unwrap();
         ca.save(&dir.join("ca"), false).unwrap();
         std::fs::write(dir.join("token"), "s3cret\n").unwrap();
         Signer::load(&dir.join("ca"), Some(&dir.join("token")), Duration::from_secs(3600)).unwrap()

@@ -7,7 +7,91 @@
 //! - [`api`] serves HTTPS; [`ca`] signs CSRs; [`status`] and [`metrics`] are what operators read.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod ca;
+pub mod metrics;
+pub mod reload;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod validate;
 pub mod view;
+pub mod watch;
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use pillion_certs::{ClientAuth, CredentialStore};
+use tokio::{net::TcpListener, signal::unix::SignalKind};
+
+/// Everything the API handlers and the reload task share.
+#[derive(Debug)]
+pub struct State {
+    /// Every workload's current snapshot.
+    pub snapshots: snapshot::Snapshots,
+    /// What `/v1/status` shows.
+    pub status: status::Status,
+    /// What `/metrics` shows.
+    pub metrics: metrics::Metrics,
+    /// The CA and its rules.
+    pub signer: Arc<ca::Signer>,
+    /// Longest quiet time on a watch stream before a keep-alive line.
+    pub keepalive: Duration,
+}
+
+/// How `pillion-control serve` was asked to run.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The directory of YAML files.
+    pub config_dir: PathBuf,
+    /// The CA directory (`ca.pem`, `ca-key.pem`).
+    pub ca_dir: PathBuf,
+    /// The HTTPS address.
+    pub bind: SocketAddr,
+    /// The bootstrap token file, if token bootstrap is allowed.
+    pub token_file: Option<PathBuf>,
+    /// Lifetime of signed workload certificates (and of the control plane's own).
+    pub cert_ttl: Duration,
+    /// Keep-alive interval of watch streams.
+    pub keepalive: Duration,
+}
+
+/// Runs the control plane until SIGTERM or SIGINT.
+pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
+    let signer = Arc::new(ca::Signer::load(&opts.ca_dir, opts.token_file.as_deref(), opts.cert_ttl)?);
+    let store = CredentialStore::new(signer.serving_credentials()?);
+    let tls = pillion_certs::tls::server_config(&store, ClientAuth::Optional)
+        .context("cannot build the TLS server config")?;
+    let state = Arc::new(State {
+        snapshots: snapshot::Snapshots::default(),
+        status: status::Status::default(),
+        metrics: metrics::Metrics::new(),
+        signer: Arc::clone(&signer),
+        keepalive: opts.keepalive,
+    });
+    // A bad directory at start-up is reported like any other; there is just no last good one yet.
+    let initial = source::read_dir(&opts.config_dir);
+    reload::apply(&state, initial.clone());
+    tokio::spawn(reload::watch_dir(opts.config_dir.clone(), Arc::clone(&state), initial));
+    tokio::spawn(ca::renew_serving_cert(Arc::clone(&signer), store));
+
+    let tcp = TcpListener::bind(opts.bind)
+        .await
+        .with_context(|| format!("cannot bind the API listener on {}", opts.bind))?;
+    tracing::info!(addr = %opts.bind, identity = %signer.identity(), "pillion-control listening");
+    tokio::spawn(api::serve(tcp, tls, state));
+    wait_for_stop_signal().await?;
+    tracing::info!("stopping");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut term =
+        tokio::signal::unix::signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = tokio::signal::unix::signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -30,14 +30,6 @@ pub struct Snapshot {
     content: Bytes,
 }
 
-/// The wire shape of a snapshot line.
-#[derive(Serialize)]
-struct Wire<'a, C: Serialize> {
-    version: u64,
-    #[serde(flatten)]
-    content: &'a C,
-}
-
 #[derive(Serialize)]
 struct Content<'a> {
     services: Vec<&'a Service>,
@@ -115,13 +107,13 @@ impl Snapshots {
             let channel = match old.workloads.get(name).filter(|c| c.identity == identity) {
                 Some(c) => {
                     if c.tx.borrow().content != content {
-                        c.tx.send_replace(snapshot(version, content)?);
+                        c.tx.send_replace(snapshot(version, content));
                     }
                     Arc::clone(c)
                 }
                 // New, or its identity changed: old watchers' streams end with the old channel.
                 None => {
-                    let (tx, _) = watch::channel(snapshot(version, content)?);
+                    let (tx, _) = watch::channel(snapshot(version, content));
                     Arc::new(Channel { identity, tx })
                 }
             };
@@ -142,11 +134,14 @@ fn content(mesh: &Mesh, w: &WorkloadSpec) -> Result<Bytes, serde_json::Error> {
     Ok(Bytes::from(serde_json::to_vec(&c)?))
 }
 
-fn snapshot(version: u64, content: Bytes) -> Result<Snapshot, serde_json::Error> {
-    let value: serde_json::Value = serde_json::from_slice(&content)?;
-    let mut line = serde_json::to_vec(&Wire { version, content: &value })?;
+fn snapshot(version: u64, content: Bytes) -> Snapshot {
+    // `content` is a serialised, non-empty JSON object: splice the version in front of its
+    // fields rather than re-serialising it, keeping the field order of the wire contract.
+    let mut line = Vec::with_capacity(content.len() + 24);
+    line.extend_from_slice(format!("{{\"version\":{version},").as_bytes());
+    line.extend_from_slice(content.get(1..).unwrap_or_default());
     line.push(b'\n');
-    Ok(Snapshot { version, line: Bytes::from(line), content })
+    Snapshot { version, line: Bytes::from(line), content }
 }
 
 #[cfg(test)]
@@ -161,7 +156,9 @@ mod tests {
     const BASE: &str = "\
 services:
   - {name: orders, endpoints: [{addr: \"127.0.0.1:1\"}]}
-  - {name: cart, endpoints: [{addr: \"127.0.0.1:2\"}]}
+  - {name: cart, endpoints: [{addr: \"127.0.0.1:2\"}], connect_timeout: 250ms}
+routes:
+  - {name: r, match: {path_prefix: /v2}, backends: [{service: orders}], timeout: 1.5s, retry: {attempts: 2}}
 workloads:
   - {name: web, identity: \"spiffe://cluster.local/ns/shop/sa/web\", services: [orders]}
   - {name: cart, identity: \"spiffe://cluster.local/ns/shop/sa/cart\"}
@@ -190,6 +187,14 @@ workloads:
         assert_eq!(s.apply(&mesh(&[("a.yaml", &changed)])).unwrap(), Some(2));
         assert_eq!(line(&s, "web")["version"], 1);
         assert_eq!(line(&s, "cart")["version"], 2);
-        assert!(line(&s, "web").get("keepalive").is_none());
+        // The proxy reads the sections back with its own schema types.
+        let cart = line(&s, "cart");
+        let services: Vec<Service> = serde_json::from_value(cart["services"].clone()).unwrap();
+        let routes: Vec<Route> = serde_json::from_value(cart["routes"].clone()).unwrap();
+        assert_eq!(services[1].connect_timeout.map(|d| d.0), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(routes[0].timeout.map(|d| d.0), Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(routes[0].matches.path_prefix.as_deref(), Some("/v2"));
+        let raw = s.load().workloads["web"].current().line;
+        assert!(raw.starts_with(b"{\"version\":1,\"services\":[") && raw.ends_with(b"}\n"));
     }
 }

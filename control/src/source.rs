@@ -224,7 +224,8 @@ fn merge(parsed: Vec<SourceFile>, files: Texts) -> Result<Mesh, SourceError> {
     let problems = dups
         .into_iter()
         .map(|(kind, name, at, first)| {
-            let (noun, list) = [("service", "services"), ("route", "routes"), ("workload", "workloads")][kind];
+            let (noun, list) =
+                [("service", "services"), ("route", "routes"), ("workload", "workloads")][kind];
             let first = mesh.locate(first.file, &format!("{list}[{}].name", first.index));
             let mut p = mesh.locate(at.file, &format!("{list}[{}].name", at.index));
             p.message = format!(
@@ -246,7 +247,8 @@ impl Mesh {
             Some((name, text)) => (name.as_path(), text.as_str()),
             None => (Path::new("<unknown>"), ""),
         };
-        let problem = pillion_proxy::config::validate::Problem { path: path.to_owned(), message: String::new() };
+        let problem =
+            pillion_proxy::config::validate::Problem { path: path.to_owned(), message: String::new() };
         let located = yaml::locate(name, text, vec![problem]);
         let (line, col) = located.problems.first().map_or((0, 0), |p| (p.line, p.col));
         Problem { file: name.to_owned(), line, col, message: String::new() }

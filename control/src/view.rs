@@ -29,8 +29,8 @@ pub fn view(mesh: &Mesh, workload: Option<&WorkloadSpec>) -> View {
     let known: HashSet<&str> = mesh.services.iter().map(|(s, _)| s.name.as_str()).collect();
     let visible = |name: &str| allowed.as_ref().is_none_or(|a| a.contains(name));
 
-    let mut v = View::default();
-    v.services = (0..mesh.services.len()).filter(|&i| visible(&mesh.services[i].0.name)).collect();
+    let services = (0..mesh.services.len()).filter(|&i| visible(&mesh.services[i].0.name)).collect();
+    let mut v = View { services, ..View::default() };
     for (i, (route, _)) in mesh.routes.iter().enumerate() {
         // An unknown backend counts as visible, so that the proxy validator reports it.
         let hidden: Vec<usize> = (0..route.backends.len())

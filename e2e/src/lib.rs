@@ -4,6 +4,8 @@
 
 pub mod backend;
 pub mod client;
+pub mod control;
+pub mod netns;
 pub mod pki;
 pub mod process;
 

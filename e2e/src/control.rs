@@ -1,0 +1,219 @@
+//! A running `pillion-control` for tests: its CA, bootstrap token and config directory in a
+//! temporary directory, HTTPS on a free port, driven with curl (`-k`: the control plane's
+//! certificate carries a SPIFFE ID, not a DNS name), killed when dropped.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use crate::{client::curl_status, pki::Pki, process::free_addr, workspace_bin};
+
+/// The bootstrap token every test control plane accepts.
+pub const TOKEN: &str = "test-bootstrap-token";
+
+/// A running `pillion-control serve`.
+pub struct Control {
+    /// HTTPS address.
+    pub addr: SocketAddr,
+    /// The CA it signs with (`pki.dir/ca`), also usable to issue test certificates.
+    pub pki: Pki,
+    /// Holds `config/`, `token`, `control.log` and the PKI.
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Control {
+    /// Writes `files` (name, YAML) into a fresh config directory and starts the control plane
+    /// with a `keepalive` interval, waiting until `/v1/status` answers.
+    pub fn start(files: &[(&str, &str)], keepalive: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = Pki::new(dir.path(), "pki");
+        let config = dir.path().join("config");
+        fs::create_dir_all(&config).expect("config dir");
+        for (name, text) in files {
+            fs::write(config.join(name), text).expect("write config file");
+        }
+        fs::write(dir.path().join("token"), format!("{TOKEN}\n")).expect("write token");
+        let addr = free_addr();
+        let log = fs::File::create(dir.path().join("control.log")).expect("log file");
+        let child = Command::new(workspace_bin("pillion-control"))
+            .arg("serve")
+            .env("PILLION_CONTROL_CONFIG_DIR", &config)
+            .env("PILLION_CA_DIR", pki.dir.join("ca"))
+            .env("PILLION_CONTROL_BIND", addr.to_string())
+            .env("PILLION_CONTROL_TOKEN_FILE", dir.path().join("token"))
+            .env("PILLION_CONTROL_KEEPALIVE", keepalive)
+            .env("PILLION_LOG", "info,pillion_control=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn pillion-control");
+        let mut control = Self { addr, pki, dir, child: Some(child) };
+        control.wait_up();
+        control
+    }
+
+    fn wait_up(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if TcpStream::connect(self.addr).is_ok() && self.get("/v1/status", None).0 == 200 {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("pillion-control exited: {status}\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("pillion-control did not come up on {}:\n{}", self.addr, self.log());
+    }
+
+    /// The config directory.
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    /// The bootstrap token file.
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.path().join("token")
+    }
+
+    /// Replaces (or adds) one config file atomically, as an operator's tooling would.
+    pub fn write(&self, name: &str, text: &str) {
+        let tmp = self.config_dir().join(format!(".{name}.tmp"));
+        fs::write(&tmp, text).expect("write config file");
+        fs::rename(&tmp, self.config_dir().join(name)).expect("replace config file");
+    }
+
+    /// `https://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
+    }
+
+    /// `GET path`, with a client certificate directory (cert.pem, key.pem) if given.
+    pub fn get(&self, path: &str, cert: Option<&Path>) -> (u16, String) {
+        let mut args = vec!["-k".to_owned(), "-m".to_owned(), "10".to_owned()];
+        args.extend(cert_args(cert));
+        args.push(self.url(path));
+        curl_status(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// `POST path` with a body file and extra curl arguments (headers).
+    pub fn post(&self, path: &str, cert: Option<&Path>, body: &Path, extra: &[&str]) -> (u16, String) {
+        let mut args = vec!["-k".to_owned(), "-m".to_owned(), "10".to_owned()];
+        args.extend(cert_args(cert));
+        args.extend(["--data-binary".to_owned(), format!("@{}", body.display())]);
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args.push(self.url(path));
+        curl_status(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// `/v1/status` as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let (code, body) = self.get("/v1/status", None);
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status is JSON")
+    }
+
+    /// Opens `GET /v1/watch/{workload}{query}` with a client certificate and follows its lines.
+    pub fn watch(&self, workload: &str, query: &str, cert: &Path) -> WatchStream {
+        let mut args = vec!["-sS".to_owned(), "-N".to_owned(), "-k".to_owned()];
+        args.extend(cert_args(Some(cert)));
+        args.push(self.url(&format!("/v1/watch/{workload}{query}")));
+        let mut child = Command::new("curl")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("curl is installed");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        WatchStream { child, lines: rx }
+    }
+
+    /// Everything the control plane logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("control.log")).unwrap_or_default()
+    }
+}
+
+fn cert_args(cert: Option<&Path>) -> Vec<String> {
+    match cert {
+        Some(dir) => vec![
+            "--cert".into(),
+            dir.join("cert.pem").display().to_string(),
+            "--key".into(),
+            dir.join("key.pem").display().to_string(),
+        ],
+        None => Vec::new(),
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- pillion-control log ({}) ---\n{}", self.dir.path().display(), self.log());
+        }
+    }
+}
+
+/// A watch stream read by curl, line by line; curl is killed when dropped.
+pub struct WatchStream {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl WatchStream {
+    /// The next snapshot line (keep-alives skipped) within `limit`, parsed.
+    pub fn next_snapshot(&self, limit: Duration) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.lines.recv_timeout(left).ok()?;
+            let value: serde_json::Value = serde_json::from_str(&line).expect("each line is JSON");
+            if value.get("keepalive").is_none() {
+                return Some(value);
+            }
+        }
+    }
+
+    /// Every line (keep-alives included) that arrives within `limit`.
+    pub fn lines_for(&self, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => out.push(line),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
