@@ -20,19 +20,12 @@ use hyper_util::{
 pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Some((status, body))
 }
 
@@ -48,11 +41,7 @@ pub fn get_text(addr: SocketAddr, path: &str) -> Option<String> {
 
 /// Runs curl with `-sS` and the given arguments.
 pub fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .arg("-sS")
-        .args(args)
-        .output()
-        .expect("curl is installed (scripts/setup.sh)")
+    Command::new("curl").arg("-sS").args(args).output().expect("curl is installed (scripts/setup.sh)")
 }
 
 /// Runs curl and returns `(status code, stdout)` using `-w` to append the code.
@@ -74,27 +63,17 @@ pub struct HttpClient {
 impl HttpClient {
     /// HTTP/1.1 with keep-alive.
     pub fn http1() -> Self {
-        Self {
-            inner: Client::builder(TokioExecutor::new()).build_http(),
-        }
+        Self { inner: Client::builder(TokioExecutor::new()).build_http() }
     }
 
     /// HTTP/2 with prior knowledge (h2c).
     pub fn http2() -> Self {
-        Self {
-            inner: Client::builder(TokioExecutor::new())
-                .http2_only(true)
-                .build_http(),
-        }
+        Self { inner: Client::builder(TokioExecutor::new()).http2_only(true).build_http() }
     }
 
     /// Sends a request and collects the response body.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Bytes>, String> {
-        let resp = self
-            .inner
-            .request(req)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
+        let resp = self.inner.request(req).await.map_err(|e| format!("{e:?}"))?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok(Response::from_parts(parts, body))
@@ -111,7 +90,6 @@ impl HttpClient {
         if let Some(h) = host {
             b = b.header("host", h);
         }
-        self.send(b.body(Full::default()).map_err(|e| e.to_string())?)
-            .await
+        self.send(b.body(Full::default()).map_err(|e| e.to_string())?).await
     }
 }

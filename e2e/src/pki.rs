@@ -41,10 +41,7 @@ impl Pki {
 
 /// The `tls:` config section for an issued directory.
 pub fn tls_section(dir: &Path) -> String {
-    format!(
-        "tls: {{cert: \"{0}/cert.pem\", key: \"{0}/key.pem\", trust: \"{0}/ca.pem\"}}",
-        dir.display()
-    )
+    format!("tls: {{cert: \"{0}/cert.pem\", key: \"{0}/key.pem\", trust: \"{0}/ca.pem\"}}", dir.display())
 }
 
 /// Runs `pillion-certs` and panics with its output on failure.

@@ -61,20 +61,8 @@ async fn timeouts_and_dead_upstreams_get_local_replies() {
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["x-pillion-error"], "no-healthy-endpoint");
 
-    assert_eq!(
-        p.metric(
-            "pillion_requests_total",
-            &["code=\"504\"", "route=\"slow\""]
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        p.metric(
-            "pillion_requests_total",
-            &["code=\"503\"", "service=\"dead\""]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(p.metric("pillion_requests_total", &["code=\"504\"", "route=\"slow\""]), Some(1.0));
+    assert_eq!(p.metric("pillion_requests_total", &["code=\"503\"", "service=\"dead\""]), Some(1.0));
 }
 
 #[tokio::test]
@@ -91,16 +79,9 @@ async fn malformed_and_oversized_requests_are_refused_without_harming_others() {
     ];
     for req in bad {
         let reply = raw(ok, req);
-        assert!(
-            reply.starts_with("HTTP/1.1 400"),
-            "{:?} -> {reply:?}",
-            String::from_utf8_lossy(req)
-        );
+        assert!(reply.starts_with("HTTP/1.1 400"), "{:?} -> {reply:?}", String::from_utf8_lossy(req));
     }
-    let huge = format!(
-        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(128 * 1024)
-    );
+    let huge = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(128 * 1024));
     let reply = raw(ok, huge.as_bytes());
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply:?}");
 

@@ -58,20 +58,12 @@ fn http1_and_h2c_clients_reach_http1_and_http2_upstreams_independently() {
 fn inbound_listener_forwards_to_the_app() {
     let b = Backend::start("app");
     let inbound = free_addr();
-    let cfg = format!(
-        "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{inbound}\", app: \"{}\"}}\n",
-        b.addr
-    );
+    let cfg =
+        format!("admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{inbound}\", app: \"{}\"}}\n", b.addr);
     let p = Proxy::start(&cfg);
     let (code, body) = curl_status(&[&format!("http://{inbound}/")]);
     assert_eq!((code, body.as_str()), (200, "backend app\n"));
-    assert_eq!(
-        p.metric(
-            "pillion_requests_total",
-            &["direction=\"inbound\"", "code=\"200\""]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(p.metric("pillion_requests_total", &["direction=\"inbound\"", "code=\"200\""]), Some(1.0));
 }
 
 #[test]
@@ -94,17 +86,10 @@ fn hop_by_hop_headers_are_removed_and_a_request_id_added() {
     let has = |n: &str| heads.iter().any(|(k, _)| k == n);
     assert!(!has("x-hop") && !has("keep-alive"), "{heads:?}");
     assert!(has("x-app"));
-    let id = heads
-        .iter()
-        .find(|(k, _)| k == "x-request-id")
-        .map(|(_, v)| v.len());
+    let id = heads.iter().find(|(k, _)| k == "x-request-id").map(|(_, v)| v.len());
     assert_eq!(id, Some(36), "a UUID request id is added: {heads:?}");
 
-    let (_, body) = curl_status(&[
-        "-H",
-        "x-request-id: mine",
-        &format!("http://{auto}/headers"),
-    ]);
+    let (_, body) = curl_status(&["-H", "x-request-id: mine", &format!("http://{auto}/headers")]);
     assert!(body.contains("\"x-request-id\",\"mine\""), "{body}");
 }
 
@@ -119,38 +104,18 @@ fn fifty_megabytes_stream_up_and_down_intact_over_both_protocols() {
     let mut data = vec![0u8; SIZE];
     fastrand::fill(&mut data);
     let file = p.path("upload.bin");
-    std::fs::File::create(&file)
-        .unwrap()
-        .write_all(&data)
-        .unwrap();
+    std::fs::File::create(&file).unwrap().write_all(&data).unwrap();
     let expected_up = format!("{} {SIZE}", sha256_hex(&data));
-    let expected_down = sha256_hex(
-        &(0..SIZE as u64)
-            .map(backend::pattern_byte)
-            .collect::<Vec<_>>(),
-    );
+    let expected_down = sha256_hex(&(0..SIZE as u64).map(backend::pattern_byte).collect::<Vec<_>>());
 
     for (listener, flag) in [(h1, "--http2-prior-knowledge"), (h2, "--http1.1")] {
-        let (code, body) = curl_status(&[
-            flag,
-            "-T",
-            file.to_str().unwrap(),
-            &format!("http://{listener}/upload"),
-        ]);
-        assert_eq!(
-            (code, body.trim()),
-            (200, expected_up.as_str()),
-            "upload via {listener} ({flag})"
-        );
+        let (code, body) =
+            curl_status(&[flag, "-T", file.to_str().unwrap(), &format!("http://{listener}/upload")]);
+        assert_eq!((code, body.trim()), (200, expected_up.as_str()), "upload via {listener} ({flag})");
 
-        let out =
-            pillion_e2e::client::curl(&[flag, &format!("http://{listener}/download?bytes={SIZE}")]);
+        let out = pillion_e2e::client::curl(&[flag, &format!("http://{listener}/download?bytes={SIZE}")]);
         assert_eq!(out.stdout.len(), SIZE);
-        assert_eq!(
-            sha256_hex(&out.stdout),
-            expected_down,
-            "download via {listener} ({flag})"
-        );
+        assert_eq!(sha256_hex(&out.stdout), expected_down, "download via {listener} ({flag})");
     }
 }
 
@@ -160,10 +125,7 @@ async fn trailers_pass_through_over_http2() {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .build_http::<Full<Bytes>>();
-    let resp = client
-        .get(format!("http://{auto}/trailers").parse().unwrap())
-        .await
-        .unwrap();
+    let resp = client.get(format!("http://{auto}/trailers").parse().unwrap()).await.unwrap();
     assert_eq!(resp.status(), 200);
     let collected = resp.into_body().collect().await.unwrap();
     let trailers = collected.trailers().cloned().expect("trailers arrive");
@@ -174,14 +136,10 @@ async fn trailers_pass_through_over_http2() {
 #[tokio::test]
 async fn websocket_upgrade_is_tunnelled() {
     let (_b, _p, [auto, ..]) = setup();
-    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{auto}/ws"))
-        .await
-        .expect("upgrade");
+    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{auto}/ws")).await.expect("upgrade");
     assert_eq!(resp.status(), 101);
     for msg in ["hello", "through", "pillion"] {
-        ws.send(tokio_tungstenite::tungstenite::Message::text(msg))
-            .await
-            .unwrap();
+        ws.send(tokio_tungstenite::tungstenite::Message::text(msg)).await.unwrap();
         let echo = ws.next().await.unwrap().unwrap();
         assert_eq!(echo.into_text().unwrap().as_str(), msg);
     }

@@ -30,20 +30,12 @@ async fn metrics_pass_promtool_and_carry_the_contract_names() {
         "pillion_config_version",
         "pillion_config_updates_total",
     ] {
-        assert!(
-            text.lines().any(|l| l.starts_with(name)),
-            "{name} missing from:\n{text}"
-        );
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{text}");
     }
     assert_eq!(
         p.metric(
             "pillion_requests_total",
-            &[
-                "direction=\"outbound\"",
-                "service=\"app\"",
-                "code=\"503\"",
-                "tls=\"false\""
-            ]
+            &["direction=\"outbound\"", "service=\"app\"", "code=\"503\"", "tls=\"false\""]
         ),
         Some(1.0)
     );
@@ -72,12 +64,7 @@ impl OutputWithStdin for Command {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("promtool is installed (scripts/setup.sh installs the prometheus package)");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write to promtool");
+        child.stdin.take().expect("stdin").write_all(input).expect("write to promtool");
         child.wait_with_output().expect("promtool output")
     }
 }

@@ -108,9 +108,19 @@ fn http1_and_h2c_cross_both_sidecars_with_the_client_identity() {
         let want = if flag == "--http1.1" { "HTTP/1.1" } else { "HTTP/2.0" };
         assert_eq!(header(&heads, ":version"), Some(want));
     }
-    assert_eq!(m.a.metric("pillion_requests_total", &["direction=\"outbound\"", "tls=\"true\"", "code=\"200\""]), Some(2.0));
-    assert_eq!(m.b.metric("pillion_requests_total", &["direction=\"inbound\"", "tls=\"true\"", "code=\"200\""]), Some(2.0));
-    assert_eq!(m.b.metric("pillion_tcp_connections_total", &["direction=\"inbound\"", "tls=\"true\""]), Some(1.0), "HTTP/1 and h2 app connections share one meshed connection");
+    assert_eq!(
+        m.a.metric("pillion_requests_total", &["direction=\"outbound\"", "tls=\"true\"", "code=\"200\""]),
+        Some(2.0)
+    );
+    assert_eq!(
+        m.b.metric("pillion_requests_total", &["direction=\"inbound\"", "tls=\"true\"", "code=\"200\""]),
+        Some(2.0)
+    );
+    assert_eq!(
+        m.b.metric("pillion_tcp_connections_total", &["direction=\"inbound\"", "tls=\"true\""]),
+        Some(1.0),
+        "HTTP/1 and h2 app connections share one meshed connection"
+    );
     let expiry = m.b.metric("pillion_identity_cert_expiry_timestamp_seconds", &[]).unwrap();
     assert!(expiry > 1.7e9, "{expiry}");
 }
@@ -165,7 +175,8 @@ fn strict_inbound_refuses_plaintext_and_tls_without_a_client_cert() {
     assert!(!plain.status.success(), "plaintext was served");
 
     let ca = m.pki.ca_pem();
-    let no_cert = curl(&["-m", "10", "--cacert", ca.to_str().unwrap(), "-k", &format!("https://{}/", m.b_inbound)]);
+    let no_cert =
+        curl(&["-m", "10", "--cacert", ca.to_str().unwrap(), "-k", &format!("https://{}/", m.b_inbound)]);
     assert!(!no_cert.status.success(), "TLS without a client cert was served");
 
     let text = s_client(m.b_inbound, &ca, None);
@@ -210,10 +221,18 @@ fn foreign_ca_expired_cert_and_identity_mismatch_each_fail_clearly() {
 
     // An expired certificate: the sidecar refuses to start with it, and says why.
     let expired = m.pki.issue("expired", WEB, &["--valid-from", "-48h", "--ttl", "24h"]);
-    let cfg = format!("{}\nadmin: {{bind: \"{}\"}}\ninbound: {{bind: \"{}\"}}\n", tls_section(&expired), free_addr(), free_addr());
+    let cfg = format!(
+        "{}\nadmin: {{bind: \"{}\"}}\ninbound: {{bind: \"{}\"}}\n",
+        tls_section(&expired),
+        free_addr(),
+        free_addr()
+    );
     let file = m._dir.path().join("expired.yaml");
     std::fs::write(&file, cfg).unwrap();
-    let out = Command::new(workspace_bin("pillion")).args(["run", "--config", file.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(workspace_bin("pillion"))
+        .args(["run", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("expired"), "{err}");
@@ -227,9 +246,23 @@ fn foreign_ca_expired_cert_and_identity_mismatch_each_fail_clearly() {
 fn s_client(addr: SocketAddr, ca: &Path, client: Option<&Path>) -> String {
     // `timeout` bounds the run should the server never close.
     let mut cmd = Command::new("timeout");
-    cmd.args(["20", "openssl", "s_client", "-quiet", "-connect", &addr.to_string(), "-CAfile", ca.to_str().unwrap()]);
+    cmd.args([
+        "20",
+        "openssl",
+        "s_client",
+        "-quiet",
+        "-connect",
+        &addr.to_string(),
+        "-CAfile",
+        ca.to_str().unwrap(),
+    ]);
     if let Some(dir) = client {
-        cmd.args(["-cert", dir.join("cert.pem").to_str().unwrap(), "-key", dir.join("key.pem").to_str().unwrap()]);
+        cmd.args([
+            "-cert",
+            dir.join("cert.pem").to_str().unwrap(),
+            "-key",
+            dir.join("key.pem").to_str().unwrap(),
+        ]);
     }
     let mut child = cmd
         .stdin(std::process::Stdio::piped())
@@ -311,16 +344,30 @@ fn testssl_finds_no_old_protocol_and_no_non_aead_cipher_on_the_strict_port() {
         .output()
         .expect("testssl is installed (scripts/setup.sh installs testssl.sh)");
     let findings: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap_or_default())
-        .unwrap_or_else(|e| panic!("testssl report {json:?} unreadable ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+        .unwrap_or_else(|e| {
+            panic!("testssl report {json:?} unreadable ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        });
     let finding = |id: &str| {
-        findings.iter().find(|f| f["id"] == id).and_then(|f| f["finding"].as_str()).unwrap_or("missing").to_owned()
+        findings
+            .iter()
+            .find(|f| f["id"] == id)
+            .and_then(|f| f["finding"].as_str())
+            .unwrap_or("missing")
+            .to_owned()
     };
     for old in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
         assert!(finding(old).starts_with("not offered"), "{old}: {} (report {json:?})", finding(old));
     }
     assert!(finding("TLS1_2").starts_with("offered"), "TLS1_2: {}", finding("TLS1_2"));
     assert!(finding("TLS1_3").starts_with("offered"), "TLS1_3: {}", finding("TLS1_3"));
-    for weak in ["cipherlist_NULL", "cipherlist_aNULL", "cipherlist_EXPORT", "cipherlist_LOW", "cipherlist_3DES_IDEA", "cipherlist_AVERAGE"] {
+    for weak in [
+        "cipherlist_NULL",
+        "cipherlist_aNULL",
+        "cipherlist_EXPORT",
+        "cipherlist_LOW",
+        "cipherlist_3DES_IDEA",
+        "cipherlist_AVERAGE",
+    ] {
         assert!(finding(weak).starts_with("not offered"), "{weak}: {} (report {json:?})", finding(weak));
     }
     eprintln!("testssl report saved to {} and {}", json.display(), log.display());

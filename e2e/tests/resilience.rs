@@ -71,7 +71,11 @@ fn count(seen: &HashMap<(u16, String), usize>, status: u16, backend: &str) -> us
 fn wait_metric(p: &Proxy, name: &str, labels: &[&str], want: f64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while p.metric(name, labels) != Some(want) {
-        assert!(Instant::now() < deadline, "{name}{labels:?} never became {want}: {:?}", p.metric(name, labels));
+        assert!(
+            Instant::now() < deadline,
+            "{name}{labels:?} never became {want}: {:?}",
+            p.metric(name, labels)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -107,7 +111,11 @@ async fn a_killed_endpoint_costs_no_failed_gets() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let mut doomed = Backend::start("doomed");
     let route = "  - {name: r, backends: [{service: svc}], retry: {attempts: 2, on: [connect-failure, reset, \"503\"]}}";
-    let (p, l) = sidecar(&[(&a, 1), (&b, 1), (&doomed, 1)], ", lb: round_robin, outlier: {consecutive_failures: 3, ejection: 30s}", route);
+    let (p, l) = sidecar(
+        &[(&a, 1), (&b, 1), (&doomed, 1)],
+        ", lb: round_robin, outlier: {consecutive_failures: 3, ejection: 30s}",
+        route,
+    );
     let warm = load(l, 60, 2, "/").await;
     assert_eq!(count(&warm, 200, "doomed"), 20, "{warm:?}");
     doomed.kill();
@@ -132,7 +140,11 @@ async fn an_endpoint_answering_503_is_ejected_and_comes_back_after_the_ejection_
     assert_eq!(count(&first, 503, "sick"), 3, "{first:?}");
     wait_metric(&p, "pillion_endpoints", &["state=\"ejected\""], 1.0);
     let during = load(l, 30, 1, "/").await;
-    assert_eq!(count(&during, 200, "a") + count(&during, 200, "b"), 30, "ejected endpoint got traffic: {during:?}");
+    assert_eq!(
+        count(&during, 200, "a") + count(&during, 200, "b"),
+        30,
+        "ejected endpoint got traffic: {during:?}"
+    );
     // The ejection ends by time; then the endpoint is tried again (and, still sick, ejected
     // again for longer).
     wait_metric(&p, "pillion_endpoints", &["state=\"ejected\""], 0.0);
@@ -143,7 +155,8 @@ async fn an_endpoint_answering_503_is_ejected_and_comes_back_after_the_ejection_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_retry_budget_caps_retries_in_a_full_outage() {
     let (x, y) = (Backend::failing("x", 503), Backend::failing("y", 503));
-    let route = "  - {name: r, backends: [{service: svc}], retry: {attempts: 3, on: [\"503\"], budget_percent: 20}}";
+    let route =
+        "  - {name: r, backends: [{service: svc}], retry: {attempts: 3, on: [\"503\"], budget_percent: 20}}";
     let (p, l) = sidecar(&[(&x, 1), (&y, 1)], ", outlier: {consecutive_failures: 0}", route);
     let seen = load(l, 300, 3, "/").await;
     let failed: usize = seen.iter().filter(|((s, _), _)| *s == 503).map(|(_, n)| n).sum();

@@ -18,11 +18,7 @@ async fn sigterm_drains_an_in_flight_slow_request_then_exits_zero() {
         b.addr
     );
     let mut p = Proxy::start(&cfg);
-    let slow = tokio::spawn(async move {
-        HttpClient::http1()
-            .get(listener, "/delay?ms=2000", None)
-            .await
-    });
+    let slow = tokio::spawn(async move { HttpClient::http1().get(listener, "/delay?ms=2000", None).await });
 
     // Wait (bounded) until the request is in flight at the backend.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -33,16 +29,10 @@ async fn sigterm_drains_an_in_flight_slow_request_then_exits_zero() {
     p.signal("TERM");
     let deadline = Instant::now() + Duration::from_secs(20);
     while get_status(p.admin, "/ready") != Some(503) {
-        assert!(
-            Instant::now() < deadline,
-            "/ready never turned 503 while draining"
-        );
+        assert!(Instant::now() < deadline, "/ready never turned 503 while draining");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let resp = slow
-        .await
-        .unwrap()
-        .expect("the in-flight request completes");
+    let resp = slow.await.unwrap().expect("the in-flight request completes");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.body().as_ref(), b"backend app delayed\n");
     let status = p.wait_exit(Duration::from_secs(30));

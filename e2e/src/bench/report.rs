@@ -257,7 +257,8 @@ fn latency(out: &mut String, rows: &[Row], s: &Settings) {
         "## Latency at a fixed rate\n\n{} req/s for {} s over {} HTTP/1.1 keep-alive connections, \
          open loop, measured from each request's scheduled send time (coordinated omission \
          corrected). \"Added\" is the configuration minus direct; \"vs best peer\" compares the \
-         added latency with the lower of nginx's and haproxy's.\n\n\
+         added latency with the lower of nginx's and haproxy's. A negative added figure means \
+         the run's noise was larger than the proxy's cost at that percentile.\n\n\
          | configuration | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | \
          added p99 vs best peer | p99 vs direct | requests | errors |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

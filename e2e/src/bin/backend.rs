@@ -24,7 +24,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let a = Args::parse();
-    let behaviour =
-        pillion_e2e::backend::Behaviour { delay: Duration::from_millis(a.delay_ms), fail_status: a.fail_status };
+    let behaviour = pillion_e2e::backend::Behaviour {
+        delay: Duration::from_millis(a.delay_ms),
+        fail_status: a.fail_status,
+    };
     pillion_e2e::backend::run(a.listen, a.name, behaviour).await
 }

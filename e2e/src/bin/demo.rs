@@ -54,14 +54,8 @@ routes:
     for _ in 0..100 {
         match client.get(listener, "/", Some("orders")).await {
             Ok(r) => {
-                let who = r
-                    .headers()
-                    .get("x-backend")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("?");
-                *seen
-                    .entry(format!("{} {who}", r.status().as_u16()))
-                    .or_default() += 1;
+                let who = r.headers().get("x-backend").and_then(|v| v.to_str().ok()).unwrap_or("?");
+                *seen.entry(format!("{} {who}", r.status().as_u16())).or_default() += 1;
             }
             Err(e) => *seen.entry(format!("error {e}")).or_default() += 1,
         }
@@ -77,14 +71,8 @@ routes:
     println!("  h2c:              curl --http2-prior-knowledge http://{listener}/");
     println!("  metrics:          curl http://{}/metrics", proxy.admin);
     println!("  running config:   curl http://{}/config", proxy.admin);
-    println!(
-        "  config file:      {}  (edit it: the sidecar hot-reloads)",
-        proxy.config_path().display()
-    );
-    println!(
-        "  proxy log:        {}",
-        proxy.path("pillion.log").display()
-    );
+    println!("  config file:      {}  (edit it: the sidecar hot-reloads)", proxy.config_path().display());
+    println!("  proxy log:        {}", proxy.path("pillion.log").display());
     println!();
     if args.seconds > 0 {
         tokio::time::sleep(Duration::from_secs(args.seconds)).await;
