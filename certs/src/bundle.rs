@@ -60,9 +60,7 @@ impl TrustBundle {
             let info = CertInfo::parse(cert, path)?;
             for uri in &info.uri_sans {
                 if let Ok(id) = SpiffeId::parse(uri) {
-                    if id.is_trust_domain_id()
-                        && !trust_domains.iter().any(|td| td == id.trust_domain())
-                    {
+                    if id.is_trust_domain_id() && !trust_domains.iter().any(|td| td == id.trust_domain()) {
                         trust_domains.push(id.trust_domain().to_owned());
                     }
                 }
@@ -76,13 +74,7 @@ impl TrustBundle {
                     path: path.into(),
                     reason: format!("cannot build a verifier: {e}"),
                 })?;
-        Ok(TrustBundle {
-            path: path.into(),
-            certs,
-            roots,
-            trust_domains,
-            client_verifier,
-        })
+        Ok(TrustBundle { path: path.into(), certs, roots, trust_domains, client_verifier })
     }
 
     /// Where the bundle came from.
@@ -113,14 +105,9 @@ impl TrustBundle {
 
     /// Checks that `chain` (end entity first, then intermediates) chains to this
     /// bundle at time `now`; see [`TrustBundle::verify`].
-    pub fn verify_chain(
-        &self,
-        chain: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<(), rustls::Error> {
-        let (end_entity, intermediates) = chain
-            .split_first()
-            .ok_or(rustls::Error::NoCertificatesPresented)?;
+    pub fn verify_chain(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<(), rustls::Error> {
+        let (end_entity, intermediates) =
+            chain.split_first().ok_or(rustls::Error::NoCertificatesPresented)?;
         self.verify(end_entity, intermediates, now)
     }
 

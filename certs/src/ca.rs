@@ -9,8 +9,8 @@
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
     string::Ia5String,
 };
 use rustls_pki_types::CertificateDer;
@@ -69,29 +69,21 @@ impl std::fmt::Debug for IssuedCert {
 impl Ca {
     /// Creates a new root CA (ECDSA P-256) for `trust_domain`, e.g. `cluster.local`.
     pub fn generate(trust_domain: &str, validity: &Validity) -> Result<Ca> {
-        let td_id =
-            SpiffeId::for_trust_domain(trust_domain).map_err(|source| Error::BadSpiffeId {
-                what: "trust domain".into(),
-                value: trust_domain.to_owned(),
-                source,
-            })?;
+        let td_id = SpiffeId::for_trust_domain(trust_domain).map_err(|source| Error::BadSpiffeId {
+            what: "trust domain".into(),
+            value: trust_domain.to_owned(),
+            source,
+        })?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, ORGANIZATION);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("Pillion CA {trust_domain}"));
+        params.distinguished_name.push(DnType::OrganizationName, ORGANIZATION);
+        params.distinguished_name.push(DnType::CommonName, format!("Pillion CA {trust_domain}"));
         params.subject_alt_names = vec![uri_san(&td_id)?];
         // Path length 0: this CA signs workloads only, never another CA.
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.not_before = validity.not_before;
         params.not_after = validity.not_after;
         params.serial_number = Some(random_serial());
@@ -110,60 +102,34 @@ impl Ca {
     pub fn load(dir: &Path) -> Result<Ca> {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
-        let cert_pem =
-            String::from_utf8(pem::read_file(&cert_path)?).map_err(|_| Error::NotPem {
-                path: cert_path.clone(),
-                reason: "not UTF-8 text".into(),
-            })?;
+        let cert_pem = String::from_utf8(pem::read_file(&cert_path)?)
+            .map_err(|_| Error::NotPem { path: cert_path.clone(), reason: "not UTF-8 text".into() })?;
         let key_bytes = pem::read_file(&key_path)?;
         Self::from_pem(&cert_pem, &key_bytes, &cert_path, &key_path)
     }
 
     /// Builds a CA from PEM text; the paths name the sources in errors.
-    pub fn from_pem(
-        cert_pem: &str,
-        key_pem: &[u8],
-        cert_path: &Path,
-        key_path: &Path,
-    ) -> Result<Ca> {
+    pub fn from_pem(cert_pem: &str, key_pem: &[u8], cert_path: &Path, key_path: &Path) -> Result<Ca> {
         let cert_der = pem::parse_certs(cert_pem.as_bytes(), cert_path)?.remove(0);
         let key_der = pem::parse_key(key_pem, key_path)?;
-        let key = KeyPair::try_from(&key_der).map_err(|e| Error::BadKey {
-            path: key_path.into(),
-            reason: e.to_string(),
-        })?;
+        let key = KeyPair::try_from(&key_der)
+            .map_err(|e| Error::BadKey { path: key_path.into(), reason: e.to_string() })?;
         let info = CertInfo::parse(&cert_der, cert_path)?;
-        let bad_ca = |reason: String| Error::BadCa {
-            path: cert_path.into(),
-            reason,
-        };
+        let bad_ca = |reason: String| Error::BadCa { path: cert_path.into(), reason };
         if !info.is_ca {
             return Err(bad_ca("certificate is not a CA (basicConstraints)".into()));
         }
         if rcgen::PublicKeyData::subject_public_key_info(&key) != info.spki_der {
-            return Err(Error::KeyMismatch {
-                cert: cert_path.into(),
-                key: key_path.into(),
-            });
+            return Err(Error::KeyMismatch { cert: cert_path.into(), key: key_path.into() });
         }
         info.check_time(std::time::SystemTime::now(), cert_path)?;
         let trust_domain = info
             .uri_sans
             .iter()
-            .find_map(|uri| {
-                SpiffeId::parse(uri)
-                    .ok()
-                    .filter(SpiffeId::is_trust_domain_id)
-            })
+            .find_map(|uri| SpiffeId::parse(uri).ok().filter(SpiffeId::is_trust_domain_id))
             .ok_or_else(|| bad_ca("no trust domain URI SAN (spiffe://<trust domain>)".into()))?;
         let issuer = Issuer::from_ca_cert_der(&cert_der, key).map_err(|e| bad_ca(e.to_string()))?;
-        Ok(Ca {
-            cert_pem: cert_pem.to_owned(),
-            cert_der,
-            trust_domain,
-            not_after: info.not_after,
-            issuer,
-        })
+        Ok(Ca { cert_pem: cert_pem.to_owned(), cert_der, trust_domain, not_after: info.not_after, issuer })
     }
 
     /// Writes `ca.pem` and `ca-key.pem` (mode 0600) into `dir`, creating it.
@@ -199,22 +165,14 @@ impl Ca {
         let params = self.workload_params(identity, validity)?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(IssuedCert {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
     /// Signs a CSR (PEM) for `expected`, returning the certificate PEM.
     ///
     /// The CSR's signature must verify and its only SAN must be exactly `expected`;
     /// only its public key is used, everything else comes from the CA.
-    pub fn sign_csr(
-        &self,
-        csr_pem: &str,
-        expected: &SpiffeId,
-        validity: &Validity,
-    ) -> Result<String> {
+    pub fn sign_csr(&self, csr_pem: &str, expected: &SpiffeId, validity: &Validity) -> Result<String> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| Error::CsrRejected(format!("unreadable or badly signed CSR: {e}")))?;
         match csr.params.subject_alt_names.as_slice() {
@@ -231,11 +189,7 @@ impl Ca {
         Ok(params.signed_by(&csr.public_key, &self.issuer)?.pem())
     }
 
-    fn workload_params(
-        &self,
-        identity: &SpiffeId,
-        validity: &Validity,
-    ) -> Result<CertificateParams> {
+    fn workload_params(&self, identity: &SpiffeId, validity: &Validity) -> Result<CertificateParams> {
         if identity.trust_domain() != self.trust_domain() {
             return Err(Error::WrongTrustDomain {
                 identity: identity.clone(),
@@ -248,19 +202,12 @@ impl Ca {
         let validity = validity.clamped_to(self.not_after)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, ORGANIZATION);
+        params.distinguished_name.push(DnType::OrganizationName, ORGANIZATION);
         params.subject_alt_names = vec![uri_san(identity)?];
         params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
         params.not_before = validity.not_before;
         params.not_after = validity.not_after;
@@ -296,11 +243,7 @@ fn describe_san(san: &SanType) -> String {
 /// A random positive 16-byte serial, from the same provider as the TLS stack.
 fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
-    if crate::tls::provider()
-        .secure_random
-        .fill(&mut bytes)
-        .is_err()
-    {
+    if crate::tls::provider().secure_random.fill(&mut bytes).is_err() {
         // Fall back to the time: serials need to be unique, not secret.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -44,19 +44,14 @@ pub struct CertInfo {
 impl CertInfo {
     /// Parses a DER certificate; `path` names its source in errors.
     pub fn parse(der: &CertificateDer<'_>, path: &Path) -> Result<Self> {
-        let bad = |reason: String| Error::BadCertificate {
-            path: path.into(),
-            reason,
-        };
+        let bad = |reason: String| Error::BadCertificate { path: path.into(), reason };
         let (rest, cert) = X509Certificate::from_der(der).map_err(|e| bad(e.to_string()))?;
         if !rest.is_empty() {
             return Err(bad("trailing data after certificate".into()));
         }
         let mut uri_sans = Vec::new();
         let mut dns_sans = Vec::new();
-        let san = cert
-            .subject_alternative_name()
-            .map_err(|e| bad(e.to_string()))?;
+        let san = cert.subject_alternative_name().map_err(|e| bad(e.to_string()))?;
         for name in san.iter().flat_map(|ext| ext.value.general_names.iter()) {
             match name {
                 GeneralName::URI(uri) => uri_sans.push((*uri).to_owned()),
@@ -121,16 +116,10 @@ impl CertInfo {
     pub fn check_time(&self, now: SystemTime, path: &Path) -> Result<()> {
         let now = OffsetDateTime::from(now);
         if now > self.not_after {
-            return Err(Error::Expired {
-                path: path.into(),
-                not_after: format_time(self.not_after),
-            });
+            return Err(Error::Expired { path: path.into(), not_after: format_time(self.not_after) });
         }
         if now < self.not_before {
-            return Err(Error::NotYetValid {
-                path: path.into(),
-                not_before: format_time(self.not_before),
-            });
+            return Err(Error::NotYetValid { path: path.into(), not_before: format_time(self.not_before) });
         }
         Ok(())
     }
@@ -158,9 +147,7 @@ pub fn peer_spiffe_id(peer_certificates: Option<&[CertificateDer<'_>]>) -> Optio
 
 /// Formats a time as RFC 3339 in UTC, e.g. `2025-01-02T03:04:05Z`.
 pub fn format_time(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 #[cfg(test)]
@@ -182,18 +169,9 @@ mod tests {
         assert!(info.dns_sans.is_empty());
         assert_eq!(info.extended_key_usages, ["serverAuth", "clientAuth"]);
         assert!(info.issuer.contains("cluster.local"), "{}", info.issuer);
-        assert!(
-            info.check_time(SystemTime::now(), Path::new("cert.pem"))
-                .is_ok()
-        );
-        assert_eq!(
-            spiffe_id_from_der(der).unwrap(),
-            id("spiffe://cluster.local/ns/shop/sa/web")
-        );
-        assert_eq!(
-            peer_spiffe_id(Some(issued.chain())),
-            Some(id("spiffe://cluster.local/ns/shop/sa/web"))
-        );
+        assert!(info.check_time(SystemTime::now(), Path::new("cert.pem")).is_ok());
+        assert_eq!(spiffe_id_from_der(der).unwrap(), id("spiffe://cluster.local/ns/shop/sa/web"));
+        assert_eq!(peer_spiffe_id(Some(issued.chain())), Some(id("spiffe://cluster.local/ns/shop/sa/web")));
         assert_eq!(peer_spiffe_id(None), None);
     }
 
@@ -206,11 +184,7 @@ mod tests {
             .unwrap();
         let err = spiffe_id_from_der(cert.der()).unwrap_err();
         assert!(matches!(err, Error::NoSpiffeId { .. }), "{err}");
-        let err =
-            CertInfo::parse(&CertificateDer::from(vec![1, 2, 3]), Path::new("x.pem")).unwrap_err();
-        assert!(
-            err.to_string().starts_with("x.pem: invalid certificate"),
-            "{err}"
-        );
+        let err = CertInfo::parse(&CertificateDer::from(vec![1, 2, 3]), Path::new("x.pem")).unwrap_err();
+        assert!(err.to_string().starts_with("x.pem: invalid certificate"), "{err}");
     }
 }

@@ -34,11 +34,7 @@ pub struct CredentialPaths {
 impl CredentialPaths {
     /// `cert.pem`, `key.pem` and `ca.pem` in `dir`, as `pillion-certs issue` writes them.
     pub fn in_dir(dir: &Path) -> Self {
-        CredentialPaths {
-            cert: dir.join(CERT_FILE),
-            key: dir.join(KEY_FILE),
-            trust: dir.join(CA_CERT_FILE),
-        }
+        CredentialPaths { cert: dir.join(CERT_FILE), key: dir.join(KEY_FILE), trust: dir.join(CA_CERT_FILE) }
     }
 }
 
@@ -124,16 +120,11 @@ impl Credentials {
         key_path: &Path,
         time: TimeCheck,
     ) -> Result<Self> {
-        let leaf = chain.first().ok_or_else(|| Error::NoCertificate {
-            path: cert_path.into(),
-        })?;
+        let leaf = chain.first().ok_or_else(|| Error::NoCertificate { path: cert_path.into() })?;
         let info = CertInfo::parse(leaf, cert_path)?;
         let identity = info.spiffe_id(cert_path)?;
         if !bundle.allows_trust_domain(identity.trust_domain()) {
-            return Err(Error::WrongTrustDomain {
-                identity,
-                expected: bundle.trust_domains().join(", "),
-            });
+            return Err(Error::WrongTrustDomain { identity, expected: bundle.trust_domains().join(", ") });
         }
         let certified_key = certified_key(chain, key, cert_path, key_path)?;
         let verify_at = match time {
@@ -153,19 +144,12 @@ impl Credentials {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(UnixTime::since_unix_epoch)
             .map_err(|_| Error::BadValidity("time before 1970".into()))?;
-        bundle
-            .verify_chain(&certified_key.cert, unix)
-            .map_err(|e| Error::Untrusted {
-                path: cert_path.into(),
-                bundle: bundle.path().into(),
-                reason: e.to_string(),
-            })?;
-        Ok(Credentials {
-            identity,
-            info,
-            certified_key,
-            bundle,
-        })
+        bundle.verify_chain(&certified_key.cert, unix).map_err(|e| Error::Untrusted {
+            path: cert_path.into(),
+            bundle: bundle.path().into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Credentials { identity, info, certified_key, bundle })
     }
 
     /// The workload's SPIFFE ID (its certificate's URI SAN).
@@ -213,18 +197,12 @@ fn certified_key(
     let signing_key = crate::tls::provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|e| Error::BadKey {
-            path: key_path.into(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| Error::BadKey { path: key_path.into(), reason: e.to_string() })?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) => Ok(Arc::new(certified)),
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            Err(Error::KeyMismatch {
-                cert: cert_path.into(),
-                key: key_path.into(),
-            })
+            Err(Error::KeyMismatch { cert: cert_path.into(), key: key_path.into() })
         }
         Err(e) => Err(Error::BadKey {
             path: key_path.into(),

@@ -20,9 +20,7 @@ pub struct KeyAndCsr {
 
 impl std::fmt::Debug for KeyAndCsr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyAndCsr")
-            .field("csr_pem", &self.csr_pem)
-            .finish_non_exhaustive()
+        f.debug_struct("KeyAndCsr").field("csr_pem", &self.csr_pem).finish_non_exhaustive()
     }
 }
 
@@ -31,15 +29,10 @@ pub fn create_csr(identity: &SpiffeId) -> Result<KeyAndCsr> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "Pillion");
+    params.distinguished_name.push(DnType::OrganizationName, "Pillion");
     params.subject_alt_names = vec![SanType::URI(Ia5String::try_from(identity.as_str())?)];
     let csr = params.serialize_request(&key)?;
-    Ok(KeyAndCsr {
-        key_pem: key.serialize_pem(),
-        csr_pem: csr.pem()?,
-    })
+    Ok(KeyAndCsr { key_pem: key.serialize_pem(), csr_pem: csr.pem()? })
 }
 
 #[cfg(test)]
@@ -60,13 +53,9 @@ mod tests {
         let web = id("spiffe://cluster.local/ns/shop/sa/web");
         let req = create_csr(&web).unwrap();
         let cert_pem = pki.ca.sign_csr(&req.csr_pem, &web, &day()).unwrap();
-        let creds = Credentials::from_pem(
-            cert_pem.as_bytes(),
-            req.key_pem.as_bytes(),
-            pki.bundle(),
-            TimeCheck::Now,
-        )
-        .unwrap();
+        let creds =
+            Credentials::from_pem(cert_pem.as_bytes(), req.key_pem.as_bytes(), pki.bundle(), TimeCheck::Now)
+                .unwrap();
         assert_eq!(creds.identity(), &web);
     }
 
@@ -74,20 +63,10 @@ mod tests {
     fn ca_refuses_a_csr_for_another_identity() {
         let pki = TestPki::new("cluster.local");
         let req = create_csr(&id("spiffe://cluster.local/ns/shop/sa/admin")).unwrap();
-        let err = pki
-            .ca
-            .sign_csr(
-                &req.csr_pem,
-                &id("spiffe://cluster.local/ns/shop/sa/web"),
-                &day(),
-            )
-            .unwrap_err();
+        let err =
+            pki.ca.sign_csr(&req.csr_pem, &id("spiffe://cluster.local/ns/shop/sa/web"), &day()).unwrap_err();
         assert!(matches!(err, Error::CsrRejected(_)), "{err}");
-        assert!(
-            err.to_string()
-                .contains("spiffe://cluster.local/ns/shop/sa/admin"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("spiffe://cluster.local/ns/shop/sa/admin"), "{err}");
     }
 
     #[test]
@@ -96,24 +75,16 @@ mod tests {
         let web = id("spiffe://cluster.local/ns/shop/sa/web");
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
-        params
-            .subject_alt_names
-            .push(SanType::URI(Ia5String::try_from(web.as_str()).unwrap()));
+        params.subject_alt_names.push(SanType::URI(Ia5String::try_from(web.as_str()).unwrap()));
         let csr = params.serialize_request(&key).unwrap().pem().unwrap();
-        assert!(matches!(
-            pki.ca.sign_csr(&csr, &web, &day()),
-            Err(Error::CsrRejected(_))
-        ));
+        assert!(matches!(pki.ca.sign_csr(&csr, &web, &day()), Err(Error::CsrRejected(_))));
     }
 
     #[test]
     fn ca_refuses_garbage_and_foreign_trust_domains() {
         let pki = TestPki::new("cluster.local");
         let web = id("spiffe://cluster.local/ns/shop/sa/web");
-        assert!(matches!(
-            pki.ca.sign_csr("not a csr", &web, &day()),
-            Err(Error::CsrRejected(_))
-        ));
+        assert!(matches!(pki.ca.sign_csr("not a csr", &web, &day()), Err(Error::CsrRejected(_))));
         let other = id("spiffe://other.local/ns/shop/sa/web");
         let req = create_csr(&other).unwrap();
         let err = pki.ca.sign_csr(&req.csr_pem, &other, &day()).unwrap_err();

@@ -17,29 +17,20 @@ pub struct DurationError {
 
 /// Parses an unsigned duration such as `24h`, `30m`, `90s`, `250ms`, `7d` or `1h30m`.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = |reason| DurationError {
-        input: input.to_owned(),
-        reason,
-    };
+    let err = |reason| DurationError { input: input.to_owned(), reason };
     let mut rest = input.trim();
     if rest.is_empty() {
         return Err(err("empty"));
     }
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
             return Err(err("expected a number"));
         }
-        let value: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| err("number too large"))?;
+        let value: u64 = rest[..digits].parse().map_err(|_| err("number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(1),
             "s" => Duration::from_secs(1),
@@ -66,14 +57,10 @@ pub fn parse_offset(input: &str) -> Result<time::Duration, DurationError> {
         Some(b'+') => (false, &trimmed[1..]),
         _ => (false, trimmed),
     };
-    let d = parse_duration(magnitude).map_err(|e| DurationError {
-        input: input.to_owned(),
-        reason: e.reason,
-    })?;
-    let d = time::Duration::try_from(d).map_err(|_| DurationError {
-        input: input.to_owned(),
-        reason: "too large",
-    })?;
+    let d =
+        parse_duration(magnitude).map_err(|e| DurationError { input: input.to_owned(), reason: e.reason })?;
+    let d = time::Duration::try_from(d)
+        .map_err(|_| DurationError { input: input.to_owned(), reason: "too large" })?;
     Ok(if negative { -d } else { d })
 }
 
@@ -86,10 +73,7 @@ mod tests {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
-        assert_eq!(
-            parse_duration("7d").unwrap(),
-            Duration::from_secs(7 * 86_400)
-        );
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
     }
@@ -99,12 +83,7 @@ mod tests {
         for s in ["", "h", "10", "10x", "1.5h", "-1h", "99999999999999999999s"] {
             assert!(parse_duration(s).is_err(), "{s}");
         }
-        assert!(
-            parse_duration("10")
-                .unwrap_err()
-                .to_string()
-                .contains("missing unit")
-        );
+        assert!(parse_duration("10").unwrap_err().to_string().contains("missing unit"));
     }
 
     #[test]

@@ -40,9 +40,7 @@ pub enum SpiffeIdError {
     #[error("userinfo is not allowed in a SPIFFE ID")]
     UserInfo,
     /// The trust domain has a character outside `[a-z0-9.-_]`.
-    #[error(
-        "trust domain has character {0:?}; only lowercase letters, digits, '.', '-' and '_' are allowed"
-    )]
+    #[error("trust domain has character {0:?}; only lowercase letters, digits, '.', '-' and '_' are allowed")]
     BadTrustDomainChar(char),
     /// The ID has a `?query`.
     #[error("a query is not allowed in a SPIFFE ID")]
@@ -94,19 +92,13 @@ impl SpiffeId {
         };
         validate_trust_domain(authority)?;
         validate_path(path)?;
-        Ok(SpiffeId {
-            id: s.to_owned(),
-            path_start: SCHEME.len() + authority.len(),
-        })
+        Ok(SpiffeId { id: s.to_owned(), path_start: SCHEME.len() + authority.len() })
     }
 
     /// The ID naming a trust domain itself: `spiffe://<trust_domain>`.
     pub fn for_trust_domain(trust_domain: &str) -> Result<Self, SpiffeIdError> {
         validate_trust_domain(trust_domain)?;
-        Ok(SpiffeId {
-            id: format!("{SCHEME}{trust_domain}"),
-            path_start: SCHEME.len() + trust_domain.len(),
-        })
+        Ok(SpiffeId { id: format!("{SCHEME}{trust_domain}"), path_start: SCHEME.len() + trust_domain.len() })
     }
 
     /// The trust domain, e.g. `cluster.local`.
@@ -248,11 +240,7 @@ mod tests {
             ("spiffe://clüster/ns", BadTrustDomainChar('ü')),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                SpiffeId::parse(input).as_ref(),
-                Err(want),
-                "input {input:?}"
-            );
+            assert_eq!(SpiffeId::parse(input).as_ref(), Err(want), "input {input:?}");
         }
         let long_td = format!("spiffe://{}/a", "a".repeat(256));
         assert_eq!(SpiffeId::parse(&long_td), Err(TrustDomainTooLong));

@@ -18,11 +18,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 #[derive(Parser)]
-#[command(
-    name = "pillion-certs",
-    version,
-    about = "SPIFFE certificates for the Pillion mesh"
-)]
+#[command(name = "pillion-certs", version, about = "SPIFFE certificates for the Pillion mesh")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -150,9 +146,7 @@ fn parse_spiffe_id(s: &str) -> Result<SpiffeId, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Ca {
-            command: CaCommand::Init(args),
-        } => ca_init(args),
+        Command::Ca { command: CaCommand::Init(args) } => ca_init(args),
         Command::Issue(args) => issue(args),
         Command::Csr(args) => csr(args),
         Command::Sign(args) => sign(args),
@@ -212,23 +206,18 @@ fn issue(args: IssueArgs) -> anyhow::Result<ExitCode> {
 
 fn csr(args: CsrArgs) -> anyhow::Result<ExitCode> {
     let req = create_csr(&args.identity)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create", args.out.display()))?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     pem::write_private(&args.out.join(ca::KEY_FILE), req.key_pem.as_bytes())?;
     pem::write_public(&args.out.join("csr.pem"), req.csr_pem.as_bytes())?;
-    println!(
-        "wrote key.pem and csr.pem for {} in {}",
-        args.identity,
-        args.out.display()
-    );
+    println!("wrote key.pem and csr.pem for {} in {}", args.identity, args.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn sign(args: SignArgs) -> anyhow::Result<ExitCode> {
     let validity = args.validity.resolve()?;
     let ca = Ca::load(&args.ca_dir)?;
-    let csr_pem = std::fs::read_to_string(&args.csr)
-        .with_context(|| format!("{}: cannot read", args.csr.display()))?;
+    let csr_pem =
+        std::fs::read_to_string(&args.csr).with_context(|| format!("{}: cannot read", args.csr.display()))?;
     let cert_pem = ca.sign_csr(&csr_pem, &args.identity, &validity)?;
     pem::write_public(&args.out_file, cert_pem.as_bytes())?;
     println!("signed {} into {}", args.identity, args.out_file.display());
@@ -251,16 +240,8 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     println!("subject: {}", info.subject);
     println!("issuer: {}", info.issuer);
     println!("serial: {}", info.serial);
-    println!(
-        "not-before: {} ({})",
-        format_time(info.not_before),
-        info.not_before.unix_timestamp()
-    );
-    println!(
-        "not-after: {} ({})",
-        format_time(info.not_after),
-        info.not_after.unix_timestamp()
-    );
+    println!("not-before: {} ({})", format_time(info.not_before), info.not_before.unix_timestamp());
+    println!("not-after: {} ({})", format_time(info.not_after), info.not_after.unix_timestamp());
     let status = if now > info.not_after {
         "expired"
     } else if now < info.not_before {
@@ -269,10 +250,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         "valid"
     };
     println!("status: {status}");
-    println!(
-        "expired: {}",
-        if now > info.not_after { "yes" } else { "no" }
-    );
+    println!("expired: {}", if now > info.not_after { "yes" } else { "no" });
     println!("ca: {}", if info.is_ca { "yes" } else { "no" });
     if !info.extended_key_usages.is_empty() {
         println!("usages: {}", info.extended_key_usages.join(", "));
@@ -289,11 +267,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bundle = TrustBundle::load(&ca_file)?;
     // Check the signatures at a time inside the certificate's window: expiry is
     // reported above, this answers "was it issued by that CA".
-    let at = if info.not_before <= info.not_after {
-        now.clamp(info.not_before, info.not_after)
-    } else {
-        now
-    };
+    let at = if info.not_before <= info.not_after { now.clamp(info.not_before, info.not_after) } else { now };
     match bundle.verify(leaf, intermediates, unix_time(at)) {
         Ok(()) => {
             println!("chain: ok ({})", ca_file.display());
@@ -307,7 +281,5 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn unix_time(t: OffsetDateTime) -> UnixTime {
-    UnixTime::since_unix_epoch(Duration::from_secs(
-        u64::try_from(t.unix_timestamp()).unwrap_or(0),
-    ))
+    UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(t.unix_timestamp()).unwrap_or(0)))
 }

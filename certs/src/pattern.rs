@@ -19,9 +19,7 @@ use crate::identity::{SpiffeId, SpiffeIdError};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
     /// A `*` appears somewhere other than a trailing `/*` or the whole pattern.
-    #[error(
-        "identity pattern {0:?}: '*' is only allowed as a trailing '/*' or as the whole pattern"
-    )]
+    #[error("identity pattern {0:?}: '*' is only allowed as a trailing '/*' or as the whole pattern")]
     MisplacedWildcard(String),
     /// The ID part of the pattern is not a valid SPIFFE ID.
     #[error("identity pattern {pattern:?}: {source}")]
@@ -57,15 +55,9 @@ impl IdentityPattern {
         if id_part.contains('*') {
             return Err(PatternError::MisplacedWildcard(s.to_owned()));
         }
-        let id = SpiffeId::parse(id_part).map_err(|source| PatternError::BadId {
-            pattern: s.to_owned(),
-            source,
-        })?;
-        Ok(if below {
-            IdentityPattern::Below(id)
-        } else {
-            IdentityPattern::Exact(id)
-        })
+        let id = SpiffeId::parse(id_part)
+            .map_err(|source| PatternError::BadId { pattern: s.to_owned(), source })?;
+        Ok(if below { IdentityPattern::Below(id) } else { IdentityPattern::Exact(id) })
     }
 
     /// True when `id` is allowed by this pattern.
@@ -81,10 +73,7 @@ impl IdentityPattern {
     }
 
     /// True when any pattern in `patterns` matches `id`.
-    pub fn any_matches<'a>(
-        patterns: impl IntoIterator<Item = &'a IdentityPattern>,
-        id: &SpiffeId,
-    ) -> bool {
+    pub fn any_matches<'a>(patterns: impl IntoIterator<Item = &'a IdentityPattern>, id: &SpiffeId) -> bool {
         patterns.into_iter().any(|p| p.matches(id))
     }
 }
@@ -156,25 +145,11 @@ mod tests {
 
     #[test]
     fn rejects_misplaced_wildcards_and_bad_ids() {
-        for s in [
-            "spiffe://td/*/sa/web",
-            "spiffe://td/ns*",
-            "spiffe://*/a",
-            "**",
-        ] {
-            assert!(
-                matches!(
-                    IdentityPattern::parse(s),
-                    Err(PatternError::MisplacedWildcard(_))
-                ),
-                "{s}"
-            );
+        for s in ["spiffe://td/*/sa/web", "spiffe://td/ns*", "spiffe://*/a", "**"] {
+            assert!(matches!(IdentityPattern::parse(s), Err(PatternError::MisplacedWildcard(_))), "{s}");
         }
         for s in ["spiffe://TD/a", "http://td/a/*", "spiffe://td//*", ""] {
-            assert!(
-                matches!(IdentityPattern::parse(s), Err(PatternError::BadId { .. })),
-                "{s}"
-            );
+            assert!(matches!(IdentityPattern::parse(s), Err(PatternError::BadId { .. })), "{s}");
         }
     }
 }

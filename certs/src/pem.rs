@@ -39,10 +39,7 @@ pub fn parse_certs(pem_bytes: &[u8], path: &Path) -> Result<Vec<CertificateDer<'
         return Err(if has_pem_block(pem_bytes) {
             Error::NoCertificate { path: path.into() }
         } else {
-            Error::NotPem {
-                path: path.into(),
-                reason: "no PEM block found".into(),
-            }
+            Error::NotPem { path: path.into(), reason: "no PEM block found".into() }
         });
     }
     Ok(certs)
@@ -55,10 +52,9 @@ pub fn parse_key(pem_bytes: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>
         Err(pem::Error::NoItemsFound) if has_pem_block(pem_bytes) => {
             Err(Error::NoPrivateKey { path: path.into() })
         }
-        Err(pem::Error::NoItemsFound) => Err(Error::NotPem {
-            path: path.into(),
-            reason: "no PEM block found".into(),
-        }),
+        Err(pem::Error::NoItemsFound) => {
+            Err(Error::NotPem { path: path.into(), reason: "no PEM block found".into() })
+        }
         Err(e) => Err(not_pem(path, &e)),
     }
 }
@@ -68,10 +64,7 @@ fn has_pem_block(bytes: &[u8]) -> bool {
 }
 
 fn not_pem(path: &Path, e: &pem::Error) -> Error {
-    Error::NotPem {
-        path: path.into(),
-        reason: e.to_string(),
-    }
+    Error::NotPem { path: path.into(), reason: e.to_string() }
 }
 
 /// Writes a public file (certificate, bundle) atomically with mode 0644.
@@ -90,10 +83,7 @@ fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.tmp.{}.{unique}", std::process::id()));
@@ -155,14 +145,9 @@ mod tests {
         assert!(load_key(&key_only).is_ok());
 
         let cert_only = dir.path().join("cert.pem");
-        let cert = rcgen::CertificateParams::default()
-            .self_signed(&key)
-            .unwrap();
+        let cert = rcgen::CertificateParams::default().self_signed(&key).unwrap();
         write_public(&cert_only, cert.pem().as_bytes()).unwrap();
-        assert!(matches!(
-            load_key(&cert_only),
-            Err(Error::NoPrivateKey { .. })
-        ));
+        assert!(matches!(load_key(&cert_only), Err(Error::NoPrivateKey { .. })));
         assert_eq!(load_certs(&cert_only).unwrap().len(), 1);
     }
 

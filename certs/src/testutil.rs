@@ -14,8 +14,7 @@ impl TempDir {
     pub fn new(name: &str) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("pillion-certs-{name}-{}-{n}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("pillion-certs-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -48,9 +47,7 @@ pub struct TestPki {
 impl TestPki {
     pub fn new(trust_domain: &str) -> Self {
         let validity = Validity::for_ttl(Duration::from_secs(365 * 86_400)).unwrap();
-        TestPki {
-            ca: Ca::generate(trust_domain, &validity).unwrap(),
-        }
+        TestPki { ca: Ca::generate(trust_domain, &validity).unwrap() }
     }
 
     pub fn bundle(&self) -> Arc<TrustBundle> {

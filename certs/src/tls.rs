@@ -31,15 +31,12 @@ pub const ALPN_H2: &[u8] = b"h2";
 /// ALPN id of HTTP/1.1.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
-const VERSIONS: &[&rustls::SupportedProtocolVersion] =
-    &[&rustls::version::TLS13, &rustls::version::TLS12];
+const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// The one crypto provider Pillion uses: aws-lc-rs with its default (AEAD-only) suites.
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .clone()
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())).clone()
 }
 
 /// Whether an inbound listener requires a client certificate.
@@ -94,10 +91,7 @@ impl ResolvesClientCert for StoreCertResolver {
 ///
 /// After the handshake, [`crate::peer_spiffe_id`] on `peer_certificates()` gives
 /// the client's identity (None only for an anonymous client in `Optional` mode).
-pub fn server_config(
-    store: &Arc<CredentialStore>,
-    client_auth: ClientAuth,
-) -> Result<Arc<ServerConfig>> {
+pub fn server_config(store: &Arc<CredentialStore>, client_auth: ClientAuth) -> Result<Arc<ServerConfig>> {
     let verifier = SpiffeClientVerifier::live(store.clone(), client_auth == ClientAuth::Required);
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)?
@@ -112,10 +106,7 @@ pub fn server_config(
 ///
 /// Cheap to keep: build one per expected identity and cache it (it also holds
 /// that peer's session-resumption cache). Connect with [`server_name`].
-pub fn client_config(
-    store: &Arc<CredentialStore>,
-    expected: &SpiffeId,
-) -> Result<Arc<ClientConfig>> {
+pub fn client_config(store: &Arc<CredentialStore>, expected: &SpiffeId) -> Result<Arc<ClientConfig>> {
     let verifier = SpiffeServerVerifier::live(store.clone(), expected.clone());
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)?
@@ -166,10 +157,7 @@ pub struct ClientConfigs {
 impl ClientConfigs {
     /// An empty cache over `store`.
     pub fn new(store: Arc<CredentialStore>) -> Self {
-        ClientConfigs {
-            store,
-            by_identity: Mutex::new(HashMap::new()),
-        }
+        ClientConfigs { store, by_identity: Mutex::new(HashMap::new()) }
     }
 
     /// The config for connecting to `expected`, built on first use.

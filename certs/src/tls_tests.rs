@@ -26,10 +26,7 @@ async fn connect(
 ) -> (Result<ServerView, String>, Result<(), String>) {
     let (client_io, server_io) = tokio::io::duplex(64 * 1024);
     let server_side = async move {
-        let mut tls = TlsAcceptor::from(server)
-            .accept(server_io)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut tls = TlsAcceptor::from(server).accept(server_io).await.map_err(|e| e.to_string())?;
         let (_, conn) = tls.get_ref();
         let view = ServerView {
             peer: peer_spiffe_id(conn.peer_certificates()),
@@ -42,10 +39,7 @@ async fn connect(
     };
     let name = tls::server_name(expected);
     let client_side = async move {
-        let mut tls = TlsConnector::from(client)
-            .connect(name, client_io)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut tls = TlsConnector::from(client).connect(name, client_io).await.map_err(|e| e.to_string())?;
         let mut buf = [0u8; 2];
         tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
         let serial = tls
@@ -73,10 +67,7 @@ struct Pod {
 }
 
 fn pod(pki: &TestPki, identity: &str) -> Pod {
-    Pod {
-        store: CredentialStore::new(pki.issue(identity)),
-        id: id(identity),
-    }
+    Pod { store: CredentialStore::new(pki.issue(identity)), id: id(identity) }
 }
 
 const WEB: &str = "spiffe://cluster.local/ns/shop/sa/web";
@@ -115,8 +106,7 @@ async fn certificates_from_another_ca_are_rejected_both_ways() {
     let orders = pod(&ours, ORDERS);
     // The rogue client trusts both CAs, so only the server's check can fail.
     let both = format!("{}{}", ours.ca.cert_pem(), theirs.ca.cert_pem());
-    let both =
-        Arc::new(crate::TrustBundle::from_pem(both.as_bytes(), "both.pem".as_ref()).unwrap());
+    let both = Arc::new(crate::TrustBundle::from_pem(both.as_bytes(), "both.pem".as_ref()).unwrap());
     let issued = theirs.ca.issue(&id(WEB), &crate::testutil::day()).unwrap();
     let rogue_creds = crate::Credentials::from_pem(
         issued.cert_pem.as_bytes(),
@@ -222,9 +212,7 @@ fn client_configs_are_cached_per_identity() {
     let cache = tls::ClientConfigs::new(web.store.clone());
     let a = cache.get(&id(ORDERS)).unwrap();
     let b = cache.get(&id(ORDERS)).unwrap();
-    let c = cache
-        .get(&id("spiffe://cluster.local/ns/shop/sa/payments"))
-        .unwrap();
+    let c = cache.get(&id("spiffe://cluster.local/ns/shop/sa/payments")).unwrap();
     assert!(Arc::ptr_eq(&a, &b));
     assert!(!Arc::ptr_eq(&a, &c));
 }

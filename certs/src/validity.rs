@@ -34,10 +34,7 @@ impl Validity {
                 crate::cert::format_time(not_before)
             )));
         }
-        Ok(Validity {
-            not_before,
-            not_after,
-        })
+        Ok(Validity { not_before, not_after })
     }
 
     /// Valid from a minute ago (see [`CLOCK_SKEW_ALLOWANCE`]) until `ttl` from now.
@@ -81,9 +78,7 @@ fn add(t: OffsetDateTime, d: Duration) -> Result<OffsetDateTime> {
 }
 
 fn truncate(t: OffsetDateTime) -> OffsetDateTime {
-    t.to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(t)
+    t.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(t)
 }
 
 #[cfg(test)]
@@ -101,13 +96,9 @@ mod tests {
     #[test]
     fn rejects_empty_windows_and_clamps_to_a_limit() {
         let now = OffsetDateTime::now_utc();
-        assert!(matches!(
-            Validity::new(now, now),
-            Err(Error::BadValidity(_))
-        ));
+        assert!(matches!(Validity::new(now, now), Err(Error::BadValidity(_))));
         let v =
-            Validity::starting_at_offset(time::Duration::hours(-48), Duration::from_secs(86_400))
-                .unwrap();
+            Validity::starting_at_offset(time::Duration::hours(-48), Duration::from_secs(86_400)).unwrap();
         assert!(v.not_after < now);
         let clamped = Validity::for_ttl(Duration::from_secs(86_400))
             .unwrap()

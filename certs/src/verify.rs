@@ -16,9 +16,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
-};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::bundle::TrustBundle;
@@ -89,8 +87,7 @@ fn peer_identity(
     end_entity: &CertificateDer<'_>,
     bundle: &TrustBundle,
 ) -> Result<SpiffeId, PeerIdentityError> {
-    let id =
-        spiffe_id_from_der(end_entity).map_err(|e| PeerIdentityError::NoSpiffeId(e.to_string()))?;
+    let id = spiffe_id_from_der(end_entity).map_err(|e| PeerIdentityError::NoSpiffeId(e.to_string()))?;
     if !bundle.allows_trust_domain(id.trust_domain()) {
         return Err(PeerIdentityError::UntrustedDomain {
             presented: id,
@@ -120,11 +117,7 @@ impl SpiffeServerVerifier {
     }
 
     fn with_trust(trust: Trust, expected: SpiffeId) -> Self {
-        SpiffeServerVerifier {
-            trust,
-            expected,
-            algorithms: algorithms(),
-        }
+        SpiffeServerVerifier { trust, expected, algorithms: algorithms() }
     }
 
     /// The identity the server must present.
@@ -146,11 +139,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         bundle.verify(end_entity, intermediates, now)?;
         let presented = peer_identity(end_entity, &bundle)?;
         if presented != self.expected {
-            return Err(PeerIdentityError::Mismatch {
-                expected: self.expected.clone(),
-                presented,
-            }
-            .into());
+            return Err(PeerIdentityError::Mismatch { expected: self.expected.clone(), presented }.into());
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -201,11 +190,7 @@ impl SpiffeClientVerifier {
     }
 
     fn with_trust(trust: Trust, mandatory: bool) -> Self {
-        SpiffeClientVerifier {
-            trust,
-            mandatory,
-            algorithms: algorithms(),
-        }
+        SpiffeClientVerifier { trust, mandatory, algorithms: algorithms() }
     }
 }
 
@@ -230,9 +215,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let bundle = self.trust.bundle();
-        bundle
-            .webpki_client_verifier()
-            .verify_client_cert(end_entity, intermediates, now)?;
+        bundle.webpki_client_verifier().verify_client_cert(end_entity, intermediates, now)?;
         peer_identity(end_entity, &bundle)?;
         Ok(ClientCertVerified::assertion())
     }
@@ -277,21 +260,12 @@ mod tests {
     fn server_verifier_accepts_the_expected_identity_only() {
         let pki = TestPki::new("cluster.local");
         let orders = pki.issue("spiffe://cluster.local/ns/shop/sa/orders");
-        let ok =
-            SpiffeServerVerifier::new(pki.bundle(), id("spiffe://cluster.local/ns/shop/sa/orders"));
+        let ok = SpiffeServerVerifier::new(pki.bundle(), id("spiffe://cluster.local/ns/shop/sa/orders"));
         let (ee, rest) = orders.chain().split_first().unwrap();
-        assert!(
-            ok.verify_server_cert(ee, rest, &dummy_name(), &[], now())
-                .is_ok()
-        );
+        assert!(ok.verify_server_cert(ee, rest, &dummy_name(), &[], now()).is_ok());
 
-        let other = SpiffeServerVerifier::new(
-            pki.bundle(),
-            id("spiffe://cluster.local/ns/shop/sa/payments"),
-        );
-        let err = other
-            .verify_server_cert(ee, rest, &dummy_name(), &[], now())
-            .unwrap_err();
+        let other = SpiffeServerVerifier::new(pki.bundle(), id("spiffe://cluster.local/ns/shop/sa/payments"));
+        let err = other.verify_server_cert(ee, rest, &dummy_name(), &[], now()).unwrap_err();
         assert!(err.to_string().contains("not the expected"), "{err}");
     }
 
@@ -301,13 +275,8 @@ mod tests {
         let theirs = TestPki::new("cluster.local");
         let foreign = theirs.issue("spiffe://cluster.local/ns/shop/sa/orders");
         let (ee, rest) = foreign.chain().split_first().unwrap();
-        let server = SpiffeServerVerifier::new(
-            ours.bundle(),
-            id("spiffe://cluster.local/ns/shop/sa/orders"),
-        );
-        let err = server
-            .verify_server_cert(ee, rest, &dummy_name(), &[], now())
-            .unwrap_err();
+        let server = SpiffeServerVerifier::new(ours.bundle(), id("spiffe://cluster.local/ns/shop/sa/orders"));
+        let err = server.verify_server_cert(ee, rest, &dummy_name(), &[], now()).unwrap_err();
         // Same CA name, different key: webpki finds the anchor by name and the
         // signature fails; a differently named CA gives UnknownIssuer.
         assert!(
@@ -336,10 +305,7 @@ mod tests {
         ));
         let err = v.verify_client_cert(ee, rest, later).unwrap_err();
         assert!(
-            matches!(
-                err,
-                rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. })
-            ),
+            matches!(err, rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. })),
             "{err:?}"
         );
     }

@@ -29,9 +29,7 @@ pub struct CredentialStore {
 impl CredentialStore {
     /// A store holding `initial`.
     pub fn new(initial: Credentials) -> Arc<Self> {
-        Arc::new(CredentialStore {
-            current: ArcSwap::from_pointee(initial),
-        })
+        Arc::new(CredentialStore { current: ArcSwap::from_pointee(initial) })
     }
 
     /// The current credentials.
@@ -64,9 +62,7 @@ impl FileState {
     fn bytes(&self, path: &std::path::Path) -> Result<&[u8]> {
         match self {
             FileState::Read(bytes) => Ok(bytes),
-            FileState::Failed(kind, msg) => {
-                Err(Error::io(path, io::Error::new(*kind, msg.clone())))
-            }
+            FileState::Failed(kind, msg) => Err(Error::io(path, io::Error::new(*kind, msg.clone()))),
         }
     }
 }
@@ -114,23 +110,14 @@ impl CredentialWatcher {
     pub fn start(paths: CredentialPaths) -> Result<(Arc<CredentialStore>, CredentialWatcher)> {
         let snapshot = Snapshot::read(&paths);
         let store = CredentialStore::new(snapshot.load(&paths)?);
-        let watcher = CredentialWatcher {
-            paths,
-            store: store.clone(),
-            settled: Some(snapshot),
-            pending: None,
-        };
+        let watcher =
+            CredentialWatcher { paths, store: store.clone(), settled: Some(snapshot), pending: None };
         Ok((store, watcher))
     }
 
     /// A watcher for a store filled some other way; its first poll loads the files.
     pub fn new(paths: CredentialPaths, store: Arc<CredentialStore>) -> Self {
-        CredentialWatcher {
-            paths,
-            store,
-            settled: None,
-            pending: None,
-        }
+        CredentialWatcher { paths, store, settled: None, pending: None }
     }
 
     /// The store this watcher updates.
@@ -181,11 +168,7 @@ impl CredentialWatcher {
     /// Polls every `every` forever, passing each reload or error to `report`
     /// (log it; set the expiry gauge from `not_after_unix()`). Spawn it as a task.
     /// The three reads per poll are small and synchronous, like a config file read.
-    pub async fn run(
-        mut self,
-        every: Duration,
-        mut report: impl FnMut(Result<Arc<Credentials>>) + Send,
-    ) {
+    pub async fn run(mut self, every: Duration, mut report: impl FnMut(Result<Arc<Credentials>>) + Send) {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await; // the first tick is immediate; the files were just loaded

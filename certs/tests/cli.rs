@@ -9,8 +9,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("pillion-certs-cli-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("pillion-certs-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -75,42 +74,21 @@ fn ca_init_issue_and_inspect_round_trip() {
     {
         use std::os::unix::fs::PermissionsExt;
         for key in [ca.join("ca-key.pem"), web.join("key.pem")] {
-            assert_eq!(
-                std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-                0o600,
-                "{key:?}"
-            );
+            assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600, "{key:?}");
         }
     }
     let creds = Credentials::load(&CredentialPaths::in_dir(&web)).unwrap();
-    assert_eq!(
-        creds.identity().as_str(),
-        "spiffe://cluster.local/ns/shop/sa/web"
-    );
+    assert_eq!(creds.identity().as_str(), "spiffe://cluster.local/ns/shop/sa/web");
 
-    let out = ok(&certs(&[
-        "inspect",
-        s(&web.join("cert.pem")),
-        "--ca",
-        s(&ca.join("ca.pem")),
-    ]));
-    assert!(
-        out.contains("identity: spiffe://cluster.local/ns/shop/sa/web"),
-        "{out}"
-    );
+    let out = ok(&certs(&["inspect", s(&web.join("cert.pem")), "--ca", s(&ca.join("ca.pem"))]));
+    assert!(out.contains("identity: spiffe://cluster.local/ns/shop/sa/web"), "{out}");
     assert!(out.contains("status: valid"), "{out}");
     assert!(out.contains("expired: no"), "{out}");
-    assert!(
-        out.contains("issuer: O=Pillion, CN=Pillion CA cluster.local"),
-        "{out}"
-    );
+    assert!(out.contains("issuer: O=Pillion, CN=Pillion CA cluster.local"), "{out}");
     assert!(out.contains("chain: ok"), "{out}");
 
     let ca_out = ok(&certs(&["inspect", s(&ca.join("ca.pem"))]));
-    assert!(
-        ca_out.contains("identity: spiffe://cluster.local\n") && ca_out.contains("ca: yes"),
-        "{ca_out}"
-    );
+    assert!(ca_out.contains("identity: spiffe://cluster.local\n") && ca_out.contains("ca: yes"), "{ca_out}");
 }
 
 #[test]
@@ -149,10 +127,7 @@ fn issue_refuses_another_trust_domain_and_bad_ids() {
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("not in trust domain \"cluster.local\""),
-        "{err}"
-    );
+    assert!(err.contains("not in trust domain \"cluster.local\""), "{err}");
     let out = certs(&[
         "issue",
         "--ca",
@@ -202,30 +177,13 @@ fn test_flags_make_expired_and_not_yet_valid_certificates() {
     ]));
     let err = Credentials::load(&CredentialPaths::in_dir(&old)).unwrap_err();
     assert!(matches!(err, Error::Expired { .. }), "{err}");
-    let out = ok(&certs(&[
-        "inspect",
-        s(&old.join("cert.pem")),
-        "--ca",
-        s(&ca.join("ca.pem")),
-    ]));
+    let out = ok(&certs(&["inspect", s(&old.join("cert.pem")), "--ca", s(&ca.join("ca.pem"))]));
     assert!(
-        out.contains("status: expired")
-            && out.contains("expired: yes")
-            && out.contains("chain: ok"),
+        out.contains("status: expired") && out.contains("expired: yes") && out.contains("chain: ok"),
         "{out}"
     );
 
-    ok(&certs(&[
-        "issue",
-        "--ca",
-        s(&ca),
-        "--identity",
-        id,
-        "--out",
-        s(&future),
-        "--valid-from",
-        "+2h",
-    ]));
+    ok(&certs(&["issue", "--ca", s(&ca), "--identity", id, "--out", s(&future), "--valid-from", "+2h"]));
     let err = Credentials::load(&CredentialPaths::in_dir(&future)).unwrap_err();
     assert!(matches!(err, Error::NotYetValid { .. }), "{err}");
     let out = ok(&certs(&["inspect", s(&future.join("cert.pem"))]));
@@ -234,10 +192,7 @@ fn test_flags_make_expired_and_not_yet_valid_certificates() {
 
     // Absolute times, RFC 3339.
     let year = time::OffsetDateTime::now_utc().year() + 1;
-    let (start, end) = (
-        format!("{year}-01-01T00:00:00Z"),
-        format!("{year}-01-02T00:00:00Z"),
-    );
+    let (start, end) = (format!("{year}-01-01T00:00:00Z"), format!("{year}-01-02T00:00:00Z"));
     ok(&certs(&[
         "issue",
         "--ca",
@@ -256,17 +211,8 @@ fn test_flags_make_expired_and_not_yet_valid_certificates() {
         out.contains(&format!("not-before: {start}")) && out.contains(&format!("not-after: {end}")),
         "{out}"
     );
-    let bad = certs(&[
-        "issue",
-        "--ca",
-        s(&ca),
-        "--identity",
-        id,
-        "--out",
-        s(&future),
-        "--not-before",
-        "yesterday",
-    ]);
+    let bad =
+        certs(&["issue", "--ca", s(&ca), "--identity", id, "--out", s(&future), "--not-before", "yesterday"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
 }
 
@@ -275,14 +221,7 @@ fn inspect_fails_against_another_ca() {
     let tmp = TempDir::new("other-ca");
     let (ca, other, web) = (tmp.join("ca"), tmp.join("other"), tmp.join("web"));
     ok(&certs(&["ca", "init", "--out", s(&ca)]));
-    ok(&certs(&[
-        "ca",
-        "init",
-        "--out",
-        s(&other),
-        "--trust-domain",
-        "other.local",
-    ]));
+    ok(&certs(&["ca", "init", "--out", s(&other), "--trust-domain", "other.local"]));
     ok(&certs(&[
         "issue",
         "--ca",
@@ -292,12 +231,7 @@ fn inspect_fails_against_another_ca() {
         "--out",
         s(&web),
     ]));
-    let out = certs(&[
-        "inspect",
-        s(&web.join("cert.pem")),
-        "--ca",
-        s(&other.join("ca.pem")),
-    ]);
+    let out = certs(&["inspect", s(&web.join("cert.pem")), "--ca", s(&other.join("ca.pem"))]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("chain: FAILED"));
     let missing = certs(&["inspect", s(&tmp.join("nope.pem"))]);

@@ -93,7 +93,10 @@ async fn handle(
     Ok(match (method, path.as_str()) {
         (Method::GET, p) if p.starts_with("/v1/watch/") => {
             let workload = &p["/v1/watch/".len()..];
-            let resume = query(&req, "version").and_then(|v| v.parse().ok());
+            // A version means something only within the epoch (process lifetime) that issued it.
+            let same_epoch =
+                query(&req, "epoch").and_then(|e| e.parse::<u64>().ok()) == Some(crate::snapshot::epoch());
+            let resume = query(&req, "version").and_then(|v| v.parse().ok()).filter(|_| same_epoch);
             watch(state, &peer, workload, resume)
         }
         (Method::POST, "/v1/ack") => ack(&state, &peer, req).await,

@@ -134,12 +134,24 @@ fn content(mesh: &Mesh, w: &WorkloadSpec) -> Result<Bytes, serde_json::Error> {
     Ok(Bytes::from(serde_json::to_vec(&c)?))
 }
 
+/// This process's start, in unix milliseconds. Versions restart at 1 with the process, so a
+/// proxy may resume by version only within the same epoch (each line carries it).
+pub fn epoch() -> u64 {
+    static EPOCH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    })
+}
+
 fn snapshot(version: u64, content: Bytes) -> Snapshot {
     // `content` is a serialised, non-empty JSON object: splice the version in front of its
-    // fields rather than re-serialising it, keeping the field order of the wire contract.
-    let mut line = Vec::with_capacity(content.len() + 24);
+    // fields and the epoch after them rather than re-serialising it, keeping the field order
+    // of the wire contract.
+    let mut line = Vec::with_capacity(content.len() + 48);
     line.extend_from_slice(format!("{{\"version\":{version},").as_bytes());
-    line.extend_from_slice(content.get(1..).unwrap_or_default());
+    let fields = content.get(1..content.len().saturating_sub(1)).unwrap_or_default();
+    line.extend_from_slice(fields);
+    line.extend_from_slice(format!(",\"epoch\":{}}}", epoch()).as_bytes());
     line.push(b'\n');
     Snapshot { version, line: Bytes::from(line), content }
 }

@@ -1,7 +1,7 @@
 //! `GET /v1/watch/{workload}`: the NDJSON stream of one workload's snapshots.
 //!
-//! The current snapshot goes out at once (unless the caller resumes with `?version=N` and N is
-//! still current), then one line per change of that workload's snapshot, and a
+//! The current snapshot goes out at once (unless the caller resumes with `?version=N&epoch=E`,
+//! E is this process's epoch and N is still current), then one line per change of that workload's snapshot, and a
 //! `{"keepalive":true}` line whenever the stream has been quiet for the keep-alive interval. The
 //! stream ends when the workload is removed from the config or the caller's certificate
 //! expires; the proxy then reconnects (and gets 404 or must present its renewed certificate).

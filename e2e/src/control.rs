@@ -26,6 +26,7 @@ pub struct Control {
     /// Holds `config/`, `token`, `control.log` and the PKI.
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    keepalive: String,
 }
 
 impl Control {
@@ -40,15 +41,22 @@ impl Control {
             fs::write(config.join(name), text).expect("write config file");
         }
         fs::write(dir.path().join("token"), format!("{TOKEN}\n")).expect("write token");
-        let addr = free_addr();
-        let log = fs::File::create(dir.path().join("control.log")).expect("log file");
+        let mut control = Self { addr: free_addr(), pki, dir, child: None, keepalive: keepalive.to_owned() };
+        control.spawn();
+        control
+    }
+
+    fn spawn(&mut self) {
+        let dir = self.dir.path();
+        let log =
+            fs::OpenOptions::new().create(true).append(true).open(dir.join("control.log")).expect("log file");
         let child = Command::new(workspace_bin("pillion-control"))
             .arg("serve")
-            .env("PILLION_CONTROL_CONFIG_DIR", &config)
-            .env("PILLION_CA_DIR", pki.dir.join("ca"))
-            .env("PILLION_CONTROL_BIND", addr.to_string())
-            .env("PILLION_CONTROL_TOKEN_FILE", dir.path().join("token"))
-            .env("PILLION_CONTROL_KEEPALIVE", keepalive)
+            .env("PILLION_CONTROL_CONFIG_DIR", dir.join("config"))
+            .env("PILLION_CA_DIR", self.pki.dir.join("ca"))
+            .env("PILLION_CONTROL_BIND", self.addr.to_string())
+            .env("PILLION_CONTROL_TOKEN_FILE", dir.join("token"))
+            .env("PILLION_CONTROL_KEEPALIVE", &self.keepalive)
             .env("PILLION_LOG", "info,pillion_control=debug")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -56,9 +64,22 @@ impl Control {
             .stderr(log)
             .spawn()
             .expect("spawn pillion-control");
-        let mut control = Self { addr, pki, dir, child: Some(child) };
-        control.wait_up();
-        control
+        self.child = Some(child);
+        self.wait_up();
+    }
+
+    /// Kills the control plane (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same address, CA and config directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
     }
 
     fn wait_up(&mut self) {

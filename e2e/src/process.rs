@@ -132,6 +132,13 @@ impl Proxy {
 
     /// As `start`, with extra `pillion run` arguments.
     pub fn start_with_args(config: &str, args: &[&str]) -> Self {
+        let proxy = Self::spawn(config, args);
+        proxy.wait_ready();
+        proxy
+    }
+
+    /// Starts `pillion run` and returns once its admin port accepts connections, ready or not.
+    pub fn spawn(config: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin = free_addr();
         let config = with_outbound_bind(&config.replace("{admin}", &admin.to_string()));
@@ -150,12 +157,11 @@ impl Proxy {
             .spawn()
             .expect("spawn pillion");
         wait_for_port(admin, &mut child, "pillion");
-        let proxy = Self { admin, dir, child: Some(child) };
-        proxy.wait_ready();
-        proxy
+        Self { admin, dir, child: Some(child) }
     }
 
-    fn wait_ready(&self) {
+    /// Waits (bounded) until `/ready` answers 200.
+    pub fn wait_ready(&self) {
         let deadline = Instant::now() + START_WAIT;
         while Instant::now() < deadline {
             if crate::client::get_status(self.admin, "/ready") == Some(200) {

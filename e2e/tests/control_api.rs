@@ -117,10 +117,16 @@ fn a_proxy_watches_its_own_workload_and_follows_changes() {
     }
 
     // Resuming at the current version sends nothing at once; an older one gets the current line.
-    let resumed = control.watch("web", "?version=2", &web);
+    let epoch = first["epoch"].as_u64().expect("lines carry the epoch");
+    let resumed = control.watch("web", &format!("?version=2&epoch={epoch}"), &web);
     let lines = resumed.lines_for(Duration::from_millis(1500));
     assert!(lines.iter().all(|l| l.contains("keepalive")), "{lines:?}");
-    let stale = control.watch("web", "?version=1", &web);
+    let stale = control.watch("web", &format!("?version=1&epoch={epoch}"), &web);
+    let other_epoch = control.watch("web", "?version=2&epoch=1", &web);
+    assert_eq!(
+        other_epoch.next_snapshot(Duration::from_secs(5)).expect("a new epoch sends the line")["version"],
+        2
+    );
     assert_eq!(stale.next_snapshot(Duration::from_secs(5)).expect("current line")["version"], 2);
 
     // Acks and nacks show in /v1/status, with the watch's certificate expiry.

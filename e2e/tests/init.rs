@@ -2,12 +2,14 @@
 //! installing runs in a network namespace of its own, so the host's rules are never touched.
 
 use std::{
-    fs::OpenOptions,
     io::Write,
     process::{Command, Output},
 };
 
-use pillion_e2e::workspace_bin;
+use pillion_e2e::{
+    netns::{Netns, is_root, skipped},
+    workspace_bin,
+};
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -86,66 +88,19 @@ fn a_bad_flag_value_fails_with_the_reason() {
     assert!(err.contains("\"10.0.0.0/40\" is not a network"), "{err}");
 }
 
-/// Whether this process runs as root, read from the kernel rather than trusted from `$USER`.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1))
-            == Some("0")
-    })
-}
-
-/// Says loudly that a test did not run, and records it for CI, which fails on any skip.
-fn skipped(test: &str) {
-    // Straight to the stream, not `eprintln!`, which the test harness captures and hides.
-    let _ = writeln!(std::io::stderr(), "SKIPPED (needs root): {test}");
-    if let Some(path) = std::env::var_os("PILLION_SKIPPED_FILE") {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("cannot open PILLION_SKIPPED_FILE: {e}"));
-        writeln!(f, "{test}").expect("cannot write PILLION_SKIPPED_FILE");
-    }
-}
-
-/// A network namespace, deleted when dropped, failed test or not.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        // A namespace left by an earlier, killed run of this test would make `add` fail.
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        run(Command::new("ip").args(["netns", "add", &name]));
-        Netns(name)
-    }
-
-    /// `ip netns exec NAME program args...`.
-    fn exec(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.0, program]).args(args);
-        cmd
-    }
-
-    /// The nat table of one family, without the lines that change on their own: comments
-    /// (which carry a timestamp) and the packet counters on chain lines.
-    fn nat_table(&self, save: &str) -> String {
-        let out = run(&mut self.exec(save, &["-t", "nat"]));
-        stdout(&out)
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| match l.rsplit_once(" [") {
-                Some((chain, _counters)) if l.starts_with(':') => chain,
-                _ => l,
-            })
-            .map(|l| format!("{l}\n"))
-            .collect()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
+/// The nat table of one family in `ns`, without the lines that change on their own: comments
+/// (which carry a timestamp) and the packet counters on chain lines.
+fn nat_table(ns: &Netns, save: &str) -> String {
+    let out = run(&mut ns.exec(save, &["-t", "nat"]));
+    stdout(&out)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match l.rsplit_once(" [") {
+            Some((chain, _counters)) if l.starts_with(':') => chain,
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 #[test]
@@ -180,10 +135,10 @@ fn init_then_cleanup_restores_the_rule_set_exactly() {
     }
     let families: Vec<&str> = families.iter().map(|(save, _)| *save).collect();
 
-    let before: Vec<String> = families.iter().map(|f| ns.nat_table(f)).collect();
+    let before: Vec<String> = families.iter().map(|f| nat_table(&ns, f)).collect();
 
     run(&mut ns.exec(pillion, &["init"]));
-    let installed: Vec<String> = families.iter().map(|f| ns.nat_table(f)).collect();
+    let installed: Vec<String> = families.iter().map(|f| nat_table(&ns, f)).collect();
     for (table, save) in installed.iter().zip(&families) {
         for line in [
             ":PILLION_INBOUND -",
@@ -200,7 +155,7 @@ fn init_then_cleanup_restores_the_rule_set_exactly() {
 
     run(&mut ns.exec(pillion, &["init"]));
     for (save, first) in families.iter().zip(&installed) {
-        let again = ns.nat_table(save);
+        let again = nat_table(&ns, save);
         assert_eq!(&again, first, "{save}: a second init changed the rules");
         let mut rules: Vec<&str> = again.lines().filter(|l| l.starts_with("-A ")).collect();
         let all = rules.len();
@@ -210,11 +165,11 @@ fn init_then_cleanup_restores_the_rule_set_exactly() {
     }
 
     run(&mut ns.exec(pillion, &["init", "--cleanup"]));
-    let after: Vec<String> = families.iter().map(|f| ns.nat_table(f)).collect();
+    let after: Vec<String> = families.iter().map(|f| nat_table(&ns, f)).collect();
     assert_eq!(after, before, "cleanup did not restore the rule set exactly");
 
     // Cleaning up what is already clean is not an error, and changes nothing.
     run(&mut ns.exec(pillion, &["init", "--cleanup"]));
-    let again: Vec<String> = families.iter().map(|f| ns.nat_table(f)).collect();
+    let again: Vec<String> = families.iter().map(|f| nat_table(&ns, f)).collect();
     assert_eq!(again, before);
 }

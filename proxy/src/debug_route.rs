@@ -32,7 +32,8 @@ pub fn explain(rt: &Runtime, query: &str) -> Result<Value, String> {
                     .listeners
                     .get(i)
                     .ok_or(format!("there is no outbound.listeners[{i}]"))?;
-                logical = Some(l.service);
+                logical =
+                    Some(l.service.ok_or(format!("outbound.listeners[{i}]'s service is not known yet"))?);
             }
             "dst" => {
                 let addr = v.parse().map_err(|_| format!("dst {v:?} is not IP:port"))?;

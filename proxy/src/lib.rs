@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod balance;
 pub mod config;
+pub mod control;
 pub mod debug_route;
 pub mod detect;
 pub mod http;
@@ -49,6 +50,13 @@ pub struct RunOptions {
 /// Runs the proxy until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let config = config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let enrollment = match (&config.control, &config.tls) {
+        (Some(ctl), Some(paths)) => Some(enroll(ctl, paths).await?),
+        _ => None,
+    };
+    // With a control plane and no services of its own, the proxy has nothing to serve until the
+    // first snapshot arrives; a file with services is a local fallback and serves at once.
+    let wait_for_control = config.control.is_some() && config.services.is_empty();
     let metrics = Metrics::new();
     let tls = match &config.tls {
         Some(paths) => {
@@ -83,8 +91,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     tokio::spawn(publish_endpoints(Arc::clone(&shared)));
     drop(rt);
 
-    shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(version = 1, "pillion ready");
+    if let (Some(e), Some(tls)) = (enrollment, &shared.tls) {
+        tokio::spawn(e.clone().renew_forever(Arc::clone(&tls.store)));
+        tokio::spawn(control::run(Arc::clone(&shared), e.client, e.workload, Arc::clone(&tls.store)));
+    }
+    if wait_for_control {
+        tracing::info!("listening; ready once the control plane's first snapshot is applied");
+    } else {
+        shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(version = 1, "pillion ready");
+    }
 
     wait_for_stop_signal().await?;
     tracing::info!(deadline = ?opts.drain_timeout, "draining");
@@ -129,5 +145,39 @@ async fn publish_endpoints(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         shared.publish_endpoints();
+    }
+}
+
+/// Makes sure the workload has a certificate, asking the control plane for one if need be, and
+/// retrying with backoff while it cannot be reached.
+async fn enroll(
+    ctl: &config::ControlConfig,
+    paths: &config::schema::Tls,
+) -> anyhow::Result<control::certificate::Enrollment> {
+    let client = control::client::ControlClient::new(&ctl.address, ctl.identity.trust_domain())?;
+    let e = control::certificate::Enrollment {
+        client,
+        workload: ctl.workload.clone(),
+        identity: ctl.identity.clone(),
+        paths: pillion_certs::CredentialPaths {
+            cert: paths.cert.clone().into(),
+            key: paths.key.clone().into(),
+            trust: paths.trust.clone().into(),
+        },
+        token_file: ctl.token_file.clone(),
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match e.ensure().await {
+            Ok(()) => return Ok(e),
+            Err(err @ control::client::ClientError::Status { status: 400..=499, .. }) => {
+                return Err(anyhow::anyhow!("the control plane refused to issue a certificate: {err}"));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?backoff, "cannot get a workload certificate yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
     }
 }

@@ -2,8 +2,8 @@
 //! `Tls`) so that every call site spells them the same way.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Which side of the pod traffic is on.
@@ -68,6 +68,10 @@ pub struct Metrics {
     pub config_updates: IntCounterVec,
     /// Connections not accepted because a listener was at its limit, by direction.
     pub connections_refused: IntCounterVec,
+    /// Times the control-plane watch was lost and reconnected.
+    pub control_reconnects: IntCounter,
+    /// 1 while the control-plane watch is open.
+    pub control_connected: IntGauge,
 }
 
 impl Metrics {
@@ -108,6 +112,16 @@ impl Metrics {
         let config_version =
             IntGauge::new("pillion_config_version", "Version of the config in force.").expect("valid metric");
         registry.register(Box::new(config_version.clone())).expect("unique metric");
+        let control_reconnects = IntCounter::new(
+            "pillion_control_reconnects_total",
+            "Times the control-plane watch was lost and reconnected.",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(control_reconnects.clone())).expect("unique metric");
+        let control_connected =
+            IntGauge::new("pillion_control_connected", "1 while the control-plane watch is open.")
+                .expect("valid metric");
+        registry.register(Box::new(control_connected.clone())).expect("unique metric");
         let conn_labels = &["direction", "tls", "protocol"];
         Self {
             requests,
@@ -157,6 +171,8 @@ impl Metrics {
                 "Connections left unaccepted because a listener was at max_connections.",
                 &["direction"],
             ),
+            control_reconnects,
+            control_connected,
             registry,
         }
     }

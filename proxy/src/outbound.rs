@@ -27,7 +27,7 @@ pub async fn serve_explicit(stream: TcpStream, peer: SocketAddr, listener: usize
         .outbound
         .listeners
         .get(listener)
-        .map(|l| l.service)
+        .and_then(|l| l.service)
         .filter(|&s| rt.config.services[s].protocol == Protocol::Tcp);
     if let Some(s) = tcp_service {
         let stream = meter(&ctx.shared, stream, Direction::Outbound, false, "tcp");

@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering::Relaxed},
     },
 };
@@ -15,7 +15,8 @@ use tokio::sync::watch;
 
 use crate::{
     balance::Balancer,
-    config::Config,
+    config::{Config, schema},
+    control::Overlay,
     metrics::Metrics,
     tls::Tls,
     upstream::{Endpoint, EndpointConn, Service, ServiceState, direct::Direct},
@@ -119,12 +120,24 @@ pub struct Shared {
     pub tls: Option<Arc<Tls>>,
     /// Services for the local app's ports and passthrough destinations.
     pub direct: Direct,
+    /// What the config in force was made from: the file and the control plane's sections.
+    layers: Mutex<Layers>,
+}
+
+/// The two sources of config: the file, and what the control plane pushed over it.
+#[derive(Debug)]
+pub struct Layers {
+    /// The file as last accepted.
+    pub base: schema::File,
+    /// The control plane's sections as last accepted.
+    pub overlay: Option<Overlay>,
 }
 
 impl Shared {
     /// Shared state around a first runtime.
     pub fn new(runtime: Runtime, metrics: Metrics, access_log: bool, tls: Option<Arc<Tls>>) -> Arc<Self> {
         let (drain, _) = watch::channel(false);
+        let runtime_file = runtime.config.file.clone();
         metrics.config_version.set(runtime.version as i64);
         let shared = Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
@@ -132,11 +145,18 @@ impl Shared {
             access_log,
             ready: AtomicBool::new(false),
             drain,
+            layers: Mutex::new(Layers { base: runtime_file, overlay: None }),
             tls,
             direct: Direct::default(),
         });
         shared.publish_endpoints();
         shared
+    }
+
+    /// The config layers, locked while an update is merged and applied (updates are rare and
+    /// never on the request path).
+    pub fn layers(&self) -> MutexGuard<'_, Layers> {
+        self.layers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether `/ready` should say yes.

@@ -32,8 +32,23 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// Routes in match order.
     pub routes: Vec<RouteConfig>,
+    /// The control plane, when `services`, `routes` and `inbound.ports` come from it.
+    pub control: Option<ControlConfig>,
     /// The file as given, for `/config`.
     pub file: schema::File,
+}
+
+/// Where the control plane is and who we are to it.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// `https://host:port`.
+    pub address: String,
+    /// Bootstrap token file.
+    pub token_file: Option<std::path::PathBuf>,
+    /// Our workload name.
+    pub workload: String,
+    /// Our identity.
+    pub identity: pillion_certs::SpiffeId,
 }
 
 /// Inbound listener settings.
@@ -85,8 +100,8 @@ pub struct OutboundConfig {
 pub struct ListenerConfig {
     /// Address to bind.
     pub bind: SocketAddr,
-    /// Index into `Config::services`.
-    pub service: usize,
+    /// Index into `Config::services`; `None` while the control plane has not sent it yet.
+    pub service: Option<usize>,
 }
 
 /// Limits applied to a listener's clients, defaults filled in.

@@ -35,10 +35,11 @@ impl Source {
 
 /// Swaps in a validated config and returns its version; an error (counted and logged) leaves
 /// the old config serving.
-pub fn apply(shared: &Shared, config: Config, source: Source) -> Result<u64, String> {
+pub fn apply(shared: &Shared, config: Config, source: Source, version: Option<u64>) -> Result<u64, String> {
     let prev = shared.runtime.load_full();
     warn_on_restart_only_changes(&prev.config, &config);
-    let version = prev.version + 1;
+    // The control plane's versions are the ones operators see in its status; files count up.
+    let version = version.unwrap_or(prev.version + 1);
     let runtime = match Runtime::build(config, version, Some(&prev), shared.tls.as_deref()) {
         Ok(rt) => rt,
         Err(e) => {
@@ -124,12 +125,28 @@ pub async fn watch_file(path: PathBuf, shared: Arc<Shared>) {
         if !forced && text == last {
             continue;
         }
-        match super::yaml::load_str(&path, &text) {
-            Ok(config) => {
-                let _ = apply(&shared, config, Source::File);
-            }
-            Err(e) => reject(&shared, &e, Source::File),
-        }
+        reload_text(&shared, &path, &text);
         last = text;
+    }
+}
+
+/// Applies a new file text: with a control-plane overlay the merged result is validated as a
+/// whole; without one, problems are reported at their line and column in the file.
+fn reload_text(shared: &Shared, path: &Path, text: &str) {
+    let file = match super::yaml::parse(path, text) {
+        Ok(f) => f,
+        Err(e) => return reject(shared, &e, Source::File),
+    };
+    if shared.layers().overlay.is_some() {
+        let _ = crate::control::apply(shared, Some(file), None, Source::File);
+        return;
+    }
+    match super::validate::validate(file.clone()) {
+        Ok(config) => {
+            if apply(shared, config, Source::File, None).is_ok() {
+                shared.layers().base = file;
+            }
+        }
+        Err(problems) => reject(shared, &super::yaml::locate(path, text, problems), Source::File),
     }
 }

@@ -88,17 +88,43 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
     let mut listeners = Vec::new();
     for (i, l) in file.outbound.listeners.iter().enumerate() {
         let bind = c.socket_addr(format!("outbound.listeners[{i}].bind"), &l.bind);
-        let service = service_ref(&mut c, format!("outbound.listeners[{i}].service"), &l.service);
-        if let (Some(bind), Some(service)) = (bind, service) {
+        // With a control plane, a listener may name a service that only its snapshot brings.
+        let service = match (index.get(l.service.as_str()), &file.control) {
+            (Some(&s), _) => Some(s),
+            (None, Some(_)) => None,
+            (None, None) => service_ref(&mut c, format!("outbound.listeners[{i}].service"), &l.service),
+        };
+        if let Some(bind) = bind {
             listeners.push(ListenerConfig { bind, service });
         }
     }
     let outbound_bind = c.socket_addr("outbound.bind".into(), &file.outbound.bind);
-    if let Some(ctl) = &file.control {
+    let control = file.control.as_ref().and_then(|ctl| {
         if !ctl.address.starts_with("https://") {
             c.report("control.address", "the control plane address must start with https://");
         }
-    }
+        if file.tls.is_none() {
+            c.report(
+                "control",
+                "the control plane needs a `tls` section: where the workload certificate goes",
+            );
+        }
+        let Some(w) = &file.workload else {
+            c.report("control", "the control plane needs `workload` with a name and an identity");
+            return None;
+        };
+        let Some(id) = &w.identity else {
+            c.report("workload", "the control plane needs `workload.identity`");
+            return None;
+        };
+        let identity = c.identity("workload.identity".into(), id)?;
+        Some(super::ControlConfig {
+            address: ctl.address.clone(),
+            token_file: ctl.token_file.as_ref().map(Into::into),
+            workload: w.name.clone(),
+            identity,
+        })
+    });
 
     if !c.problems.is_empty() {
         return Err(c.problems);
@@ -119,6 +145,7 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
         },
         services,
         routes,
+        control,
         file,
     })
 }

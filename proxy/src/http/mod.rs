@@ -212,7 +212,9 @@ fn route_request<'a>(
                 retry: None,
             });
         }
-        Dest::Listener(i) => Some(cfg.outbound.listeners.get(*i).ok_or(LocalError::NoRoute)?.service),
+        Dest::Listener(i) => {
+            Some(cfg.outbound.listeners.get(*i).and_then(|l| l.service).ok_or(LocalError::NoRoute)?)
+        }
         Dest::Original { dst, .. } => rt.by_addr.get(dst).copied(),
     };
     let logical_name = logical.map(|s| &*cfg.services[s].name);

@@ -1,0 +1,205 @@
+//! The proxy's side of pillion-control: get a certificate, watch this workload's snapshot,
+//! merge it over the file's config, validate and apply it (or keep the last good one), and say
+//! which with an ack. While the control plane is away the proxy keeps serving and reconnects
+//! with jittered exponential backoff, resuming from the version it has.
+
+pub mod certificate;
+pub mod client;
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use pillion_certs::CredentialStore;
+use serde::Deserialize;
+
+use crate::{
+    config::{
+        reload::{self, Source},
+        schema, validate,
+    },
+    runtime::Shared,
+};
+use client::{ClientError, ControlClient};
+
+/// Longest snapshot line accepted.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The sections the control plane owns, as last applied.
+#[derive(Debug, Clone, Default)]
+pub struct Overlay {
+    /// Snapshot version.
+    pub version: u64,
+    /// The control plane epoch the version belongs to.
+    pub epoch: u64,
+    /// `services`.
+    pub services: Vec<schema::Service>,
+    /// `routes`.
+    pub routes: Vec<schema::Route>,
+    /// `inbound.ports`.
+    pub ports: Vec<schema::InboundPort>,
+}
+
+impl Overlay {
+    /// The file's config with the control plane's sections in place of its own.
+    pub fn apply_to(&self, mut file: schema::File) -> schema::File {
+        file.services = self.services.clone();
+        file.routes = self.routes.clone();
+        file.inbound.ports = self.ports.clone();
+        file
+    }
+}
+
+/// One NDJSON line of the watch stream.
+#[derive(Debug, Deserialize)]
+struct Line {
+    #[serde(default)]
+    keepalive: bool,
+    version: Option<u64>,
+    #[serde(default)]
+    services: Vec<schema::Service>,
+    #[serde(default)]
+    routes: Vec<schema::Route>,
+    #[serde(default)]
+    inbound: InboundPart,
+    /// The control plane's process epoch: versions are only comparable within one.
+    #[serde(default)]
+    epoch: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct InboundPart {
+    #[serde(default)]
+    ports: Vec<schema::InboundPort>,
+}
+
+/// Watches this workload's snapshots until the process exits.
+pub async fn run(shared: Arc<Shared>, client: ControlClient, workload: String, store: Arc<CredentialStore>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match watch_once(&shared, &client, &workload, &store, &mut backoff).await {
+            Ok(()) => tracing::info!("control plane closed the watch; reconnecting"),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "control plane unavailable; serving the last good config")
+            }
+        }
+        shared.metrics.control_reconnects.inc();
+        tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn watch_once(
+    shared: &Arc<Shared>,
+    client: &ControlClient,
+    workload: &str,
+    store: &Arc<CredentialStore>,
+    backoff: &mut Duration,
+) -> Result<(), ClientError> {
+    let (have, epoch) = shared.layers().overlay.as_ref().map_or((0, 0), |o| (o.version, o.epoch));
+    let tls = client.tls_config(&*pillion_certs::tls::client_config(store, &client.identity)?);
+    let req = Request::get(format!("/v1/watch/{workload}?version={have}&epoch={epoch}"))
+        .body(Full::default())
+        .map_err(|e| ClientError::Address(e.to_string()))?;
+    let resp = client.send(Arc::clone(&tls), req).await?;
+    *backoff = MIN_BACKOFF;
+    shared.metrics.control_connected.set(1);
+    tracing::info!(workload, version = have, "watching the control plane");
+    let mut body = resp.into_body();
+    let mut buf: Vec<u8> = Vec::new();
+    let result = loop {
+        let Some(frame) = body.frame().await else { break Ok(()) };
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => break Err(e.into()),
+        };
+        let Some(data) = frame.data_ref() else { continue };
+        buf.extend_from_slice(data);
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            on_line(shared, client, workload, &tls, &line);
+        }
+        if buf.len() > MAX_LINE {
+            break Err(ClientError::Status { status: 200, body: "a snapshot line over 16 MiB".into() });
+        }
+    };
+    shared.metrics.control_connected.set(0);
+    result
+}
+
+fn on_line(
+    shared: &Arc<Shared>,
+    client: &ControlClient,
+    workload: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    raw: &[u8],
+) {
+    let line: Line = match serde_json::from_slice(raw) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable line from the control plane");
+            return;
+        }
+    };
+    let (false, Some(version)) = (line.keepalive, line.version) else { return };
+    let overlay = Overlay {
+        version,
+        epoch: line.epoch,
+        services: line.services,
+        routes: line.routes,
+        ports: line.inbound.ports,
+    };
+    let error = match apply(shared, None, Some(overlay), Source::Control) {
+        Ok(()) => {
+            shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            None
+        }
+        Err(e) => Some(e),
+    };
+    let body = serde_json::json!({"workload": workload, "version": version, "error": error});
+    let (client, tls) = (client.clone(), Arc::clone(tls));
+    tokio::spawn(async move {
+        let req = Request::post("/v1/ack")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())));
+        if let Ok(req) = req {
+            if let Err(e) = client.send(tls, req).await {
+                tracing::warn!(error = %e, version, "could not ack to the control plane");
+            }
+        }
+    });
+}
+
+/// Merges `base` (or the current file config) with `overlay` (or the current one), validates
+/// and applies the result. On success whichever was given becomes current; on failure nothing
+/// changes and the reason is returned.
+pub fn apply(
+    shared: &Shared,
+    base: Option<schema::File>,
+    overlay: Option<Overlay>,
+    source: Source,
+) -> Result<(), String> {
+    let mut layers = shared.layers();
+    let file = base.as_ref().unwrap_or(&layers.base).clone();
+    let merged = match overlay.as_ref().or(layers.overlay.as_ref()) {
+        Some(o) => o.apply_to(file),
+        None => file,
+    };
+    let config = validate::validate(merged).map_err(|problems| {
+        let text: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+        let text = text.join("; ");
+        reload::reject(shared, &text, source);
+        text
+    })?;
+    reload::apply(shared, config, source, overlay.as_ref().map(|o| o.version))?;
+    if let Some(b) = base {
+        layers.base = b;
+    }
+    if overlay.is_some() {
+        layers.overlay = overlay;
+    }
+    Ok(())
+}
