@@ -109,8 +109,6 @@ pub struct ListenerConfig {
 pub struct ListenerLimits {
     /// Time allowed to receive request headers.
     pub header_read_timeout: Duration,
-    /// Idle time before a client connection is closed.
-    pub idle_timeout: Duration,
     /// Largest request head in bytes.
     pub max_header_bytes: usize,
     /// Most header fields per request.
@@ -126,7 +124,6 @@ impl ListenerLimits {
         let d = |v: Option<duration::HumanDuration>, def: u64| v.map_or(Duration::from_secs(def), |d| d.0);
         Self {
             header_read_timeout: d(l.and_then(|l| l.header_read_timeout), 30),
-            idle_timeout: d(l.and_then(|l| l.idle_timeout), 300),
             max_header_bytes: l.and_then(|l| l.max_header_bytes).unwrap_or(64 * 1024).max(8192),
             max_headers: l.and_then(|l| l.max_headers).unwrap_or(100),
             max_concurrent_streams: l.and_then(|l| l.max_concurrent_streams).unwrap_or(256),

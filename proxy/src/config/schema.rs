@@ -165,12 +165,10 @@ pub struct Listener {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerLimits {
-    /// Time allowed to receive a request's headers.
+    /// Time allowed to receive a request's headers; on HTTP/1.1 it also bounds how long a
+    /// keep-alive connection may sit idle between requests.
     #[serde(default)]
     pub header_read_timeout: Option<HumanDuration>,
-    /// Idle time after which a client connection is closed.
-    #[serde(default)]
-    pub idle_timeout: Option<HumanDuration>,
     /// Largest request head, in bytes.
     #[serde(default)]
     pub max_header_bytes: Option<usize>,

@@ -1,7 +1,11 @@
 //! Sending a request to the endpoint the balancer chose, over HTTP/1.1 or HTTP/2 as the service
 //! wants, whatever the client spoke.
 
-use http::{Request, Response, Uri, Version, header, request::Parts, uri::Scheme};
+use http::{
+    Request, Response, Uri, Version, header,
+    request::Parts,
+    uri::{self, Authority, PathAndQuery, Scheme},
+};
 use hyper::body::Incoming;
 
 use super::{body::Body, reply::LocalError};
@@ -68,20 +72,21 @@ pub async fn send(
 }
 
 /// Absolute URI with the request's own authority: each endpoint has its own pool, so the
-/// authority only names the virtual host, never where to connect.
+/// authority only names the virtual host, never where to connect. Shares the request's bytes
+/// where it can rather than copying them.
 fn upstream_uri(parts: &Parts, endpoint: &Endpoint) -> Uri {
     let authority = parts
         .uri
         .authority()
         .cloned()
-        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.as_bytes().try_into().ok()))
-        .or_else(|| endpoint.addr.to_string().try_into().ok());
-    let mut b = Uri::builder().scheme(Scheme::HTTP);
-    if let Some(a) = authority {
-        b = b.authority(a);
-    }
-    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    b.path_and_query(pq).build().unwrap_or_else(|_| parts.uri.clone())
+        .or_else(|| parts.headers.get(header::HOST).and_then(|h| Authority::try_from(h.as_bytes()).ok()))
+        .or_else(|| Authority::try_from(endpoint.addr.to_string()).ok());
+    let mut p = uri::Parts::default();
+    p.scheme = Some(Scheme::HTTP);
+    p.authority = authority;
+    p.path_and_query =
+        Some(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+    Uri::from_parts(p).unwrap_or_else(|_| parts.uri.clone())
 }
 
 /// An error and its causes on one line, for logs.

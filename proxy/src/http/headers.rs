@@ -20,6 +20,18 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// `Connection: upgrade` and `Upgrade` pair survives so that the upgrade can be forwarded.
 /// `TE: trailers` is end-to-end in practice (gRPC needs it) and is kept.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none of these: one pass over the names, no lookups, no removals.
+    let hop = |n: &HeaderName| {
+        n == header::CONNECTION
+            || n == header::TRANSFER_ENCODING
+            || n == header::UPGRADE
+            || n == header::TE
+            || n == KEEP_ALIVE
+            || n == PROXY_CONNECTION
+    };
+    if !headers.keys().any(hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -86,19 +98,22 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
 /// A random UUIDv4 as a header value.
 fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut n = fastrand::u128(..);
-    n = (n & !(0xf << 76)) | (0x4 << 76); // version 4
-    n = (n & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
-    let mut out = [0u8; 36];
-    let mut pos = 0;
-    for (i, nibble) in (0..32).rev().enumerate() {
-        if matches!(i, 8 | 12 | 16 | 20) {
-            out[pos] = b'-';
-            pos += 1;
+    let (hi, lo) = (fastrand::u64(..), fastrand::u64(..));
+    // Version 4 in the 13th hex digit, the RFC 4122 variant in the 17th.
+    let hi = (hi & !0xf000) | 0x4000;
+    let lo = (lo & !(0x3 << 62)) | (0x2 << 62);
+    let mut out = *b"00000000-0000-0000-0000-000000000000";
+    let mut put = |range: std::ops::Range<usize>, v: u64, mut shift: u32| {
+        for b in &mut out[range] {
+            shift -= 4;
+            *b = HEX[((v >> shift) & 0xf) as usize];
         }
-        out[pos] = HEX[((n >> (nibble * 4)) & 0xf) as usize];
-        pos += 1;
-    }
+    };
+    put(0..8, hi, 64);
+    put(9..13, hi, 32);
+    put(14..18, hi, 16);
+    put(19..23, lo, 64);
+    put(24..36, lo, 48);
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
