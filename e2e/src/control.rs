@@ -27,6 +27,7 @@ pub struct Control {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     keepalive: String,
+    cert_ttl: String,
 }
 
 impl Control {
@@ -41,7 +42,14 @@ impl Control {
             fs::write(config.join(name), text).expect("write config file");
         }
         fs::write(dir.path().join("token"), format!("{TOKEN}\n")).expect("write token");
-        let mut control = Self { addr: free_addr(), pki, dir, child: None, keepalive: keepalive.to_owned() };
+        let mut control = Self {
+            addr: free_addr(),
+            pki,
+            dir,
+            child: None,
+            keepalive: keepalive.to_owned(),
+            cert_ttl: "24h".into(),
+        };
         control.spawn();
         control
     }
@@ -57,6 +65,7 @@ impl Control {
             .env("PILLION_CONTROL_BIND", self.addr.to_string())
             .env("PILLION_CONTROL_TOKEN_FILE", dir.join("token"))
             .env("PILLION_CONTROL_KEEPALIVE", &self.keepalive)
+            .env("PILLION_CONTROL_CERT_TTL", &self.cert_ttl)
             .env("PILLION_LOG", "info,pillion_control=debug")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -66,6 +75,12 @@ impl Control {
             .expect("spawn pillion-control");
         self.child = Some(child);
         self.wait_up();
+    }
+
+    /// Restarts it signing certificates valid for `ttl` (e.g. `"9s"` to see renewals).
+    pub fn set_cert_ttl(&mut self, ttl: &str) {
+        self.cert_ttl = ttl.to_owned();
+        self.restart();
     }
 
     /// Kills the control plane (as a crash would).

@@ -242,3 +242,26 @@ async fn a_push_the_proxy_cannot_take_is_nacked_with_its_reason() {
             >= 1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_certificates_are_renewed_before_they_expire() {
+    let (_a, _b, mut control) = setup();
+    control.set_cert_ttl("9s");
+    let (p, l) = sidecar(&control, "web", WEB, "");
+    let first = p.metric("pillion_identity_cert_expiry_timestamp_seconds", &[]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.metric("pillion_identity_cert_expiry_timestamp_seconds", &[]).unwrap() <= first {
+        assert!(Instant::now() < deadline, "never renewed:\n{}", p.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(p.log().contains("workload certificate renewed"), "{}", p.log());
+    // Past the first certificate's expiry, the mesh still works on the renewed one.
+    while (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64())
+        < first + 1.0
+    {
+        assert!(Instant::now() < deadline, "clock never passed the first expiry");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(backend_of(&HttpClient::http1(), l).await.as_deref(), Ok("a"));
+    assert_eq!(control.get("/v1/status", None).0, 200);
+}

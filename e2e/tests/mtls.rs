@@ -372,3 +372,34 @@ fn testssl_finds_no_old_protocol_and_no_non_aead_cipher_on_the_strict_port() {
     }
     eprintln!("testssl report saved to {} and {}", json.display(), log.display());
 }
+
+#[test]
+fn permissive_inbound_serves_mtls_and_plaintext_on_one_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "mesh");
+    let app = Backend::start("orders-app");
+    let inbound = free_addr();
+    let cfg = format!(
+        "{}\nadmin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{inbound}\", app: \"{}\", mtls: permissive}}\n",
+        tls_section(&pki.issue("orders", ORDERS, &[])),
+        app.addr
+    );
+    let b = Proxy::start(&cfg);
+    // Plaintext: served, and no client identity reaches the app.
+    let (code, body) = curl_status(&[&format!("http://{inbound}/headers")]);
+    assert_eq!(code, 200, "{body}");
+    assert!(!body.contains("x-pillion-client-id"), "{body}");
+    // mTLS through a sidecar on the same port: served with the identity.
+    let (_a, a_listener) = sidecar_a(&pki.issue("web", WEB, &[]), inbound, ORDERS, "auto");
+    let (code, body) = curl_status(&[&format!("http://{a_listener}/headers")]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(WEB), "{body}");
+    assert_eq!(
+        b.metric("pillion_tcp_connections_total", &["direction=\"inbound\"", "tls=\"true\""]),
+        Some(1.0)
+    );
+    assert_eq!(
+        b.metric("pillion_tcp_connections_total", &["direction=\"inbound\"", "tls=\"false\""]),
+        Some(1.0)
+    );
+}

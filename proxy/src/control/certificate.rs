@@ -54,8 +54,13 @@ impl Enrollment {
         loop {
             let creds = store.current();
             let (start, end) = (creds.not_before_unix(), creds.not_after_unix());
+            // Two thirds into the lifetime; but certificates are backdated for clock skew, so a
+            // very short one may already be past that point: then a third of what is left, and
+            // never a busy loop.
+            let now = unix_now();
             let renew_at = start + (end - start) * 2 / 3;
-            tokio::time::sleep(Duration::from_secs(renew_at.saturating_sub(unix_now()).max(0) as u64)).await;
+            let wait = (renew_at - now).max((end - now) / 3).max(1);
+            tokio::time::sleep(Duration::from_secs(wait as u64)).await;
             let mut backoff = Duration::from_secs(1);
             loop {
                 let result = match pillion_certs::tls::client_config(&store, &self.client.identity) {
