@@ -87,6 +87,9 @@ impl Drop for Pending {
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle HTTP/1.1 connections kept per endpoint. A burst may open many more; keeping them all
+/// would hold memory (and the endpoint's sockets) for traffic that is gone.
+const POOL_MAX_IDLE: usize = 64;
 
 /// A pooled HTTP client bound to one endpoint.
 pub type HttpClient = Client<Connector, Body>;
@@ -155,7 +158,11 @@ impl EndpointConn {
         let h2_connector = Connector::new(addr, connect_timeout, h2_tls, Arc::clone(&limit));
         let tcp_connector = Connector::new(addr, connect_timeout, tcp_tls, limit);
         let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_timer(TokioTimer::new()).timer(TokioTimer::new()).pool_idle_timeout(POOL_IDLE_TIMEOUT);
+        builder
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE);
         let h1 = builder.build(h1_connector);
         builder
             .http2_only(true)
