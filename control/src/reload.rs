@@ -5,9 +5,6 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
-
 use crate::{
     State,
     source::{self, SourceError, Texts},
@@ -47,20 +44,8 @@ pub fn apply(state: &State, files: Result<Texts, SourceError>) -> Option<u64> {
 
 /// Re-reads `dir` whenever it changes, forever. `last` is what was loaded at start-up.
 pub async fn watch_dir(dir: PathBuf, state: Arc<State>, mut last: Result<Texts, SourceError>) {
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            let _ = tx.try_send(());
-        }
-    })
-    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
-    let _watcher = match watcher {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config directory; polling it");
-            None
-        }
-    };
+    // Events make changes quick; the poll below catches anything events miss.
+    let (_watcher, mut rx) = pillion_proxy::config::reload::watch_dir(&dir);
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -81,23 +81,10 @@ fn warn_on_restart_only_changes(old: &Config, new: &Config) {
 
 /// Reloads `path` on SIGHUP and whenever it changes, until the process exits.
 pub async fn watch_file(path: PathBuf, shared: Arc<Shared>) {
-    let (tx, mut rx) = mpsc::channel::<()>(1);
     // Watch the directory, not the file: editors and Kubernetes ConfigMaps replace files by
     // rename, which a watch on the old inode would miss.
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            let _ = tx.try_send(());
-        }
-    })
-    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
-    let _watcher = match watcher {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch config directory; reload with SIGHUP");
-            None
-        }
-    };
+    let (_watcher, mut rx) = watch_dir(&dir);
     let mut hup = match tokio::signal::unix::signal(SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
@@ -148,5 +135,25 @@ fn reload_text(shared: &Shared, path: &Path, text: &str) {
             }
         }
         Err(problems) => reject(shared, &super::yaml::locate(path, text, problems), Source::File),
+    }
+}
+
+/// Watches a directory (not recursively); the receiver gets a message after changes (bursts
+/// coalesce). `None` for the watcher means watching failed (logged); the caller should fall
+/// back to polling or signals. Keep the watcher alive as long as events are wanted.
+pub fn watch_dir(dir: &Path) -> (Option<notify::RecommendedWatcher>, mpsc::Receiver<()>) {
+    let (tx, rx) = mpsc::channel::<()>(1);
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.try_send(());
+        }
+    })
+    .and_then(|mut w| w.watch(dir, RecursiveMode::NonRecursive).map(|_| w));
+    match watcher {
+        Ok(w) => (Some(w), rx),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config directory");
+            (None, rx)
+        }
     }
 }
