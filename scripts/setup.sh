@@ -19,7 +19,8 @@ missing=()
 for cmd in "${!NEED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
 done
-python3 -c 'import h2' >/dev/null 2>&1 || missing+=(python3-h2)
+# The tests run Debian's python3 (/usr/bin/python3), which is where python3-h2 installs.
+/usr/bin/python3 -c 'import h2' >/dev/null 2>&1 || missing+=(python3-h2)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all test packages present"

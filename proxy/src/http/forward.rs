@@ -55,7 +55,7 @@ pub async fn send(
         // The client's own body failed (bad chunk, reset mid-upload): its fault, not the upstream's.
         let client_body = std::error::Error::source(&e)
             .and_then(|s| s.downcast_ref::<hyper::Error>())
-            .is_some_and(|h| h.is_user() || h.is_parse());
+            .is_some_and(|h| h.is_user());
         if overloaded {
             LocalError::Overloaded
         } else if client_body {
