@@ -139,12 +139,25 @@ impl Proxy {
 
     /// Starts `pillion run` and returns once its admin port accepts connections, ready or not.
     pub fn spawn(config: &str, args: &[&str]) -> Self {
+        Self::spawn_with_nofile(config, args, None)
+    }
+
+    /// As `spawn`, with the open-file limit (`ulimit -n`) set to `nofile` when given.
+    pub fn spawn_with_nofile(config: &str, args: &[&str], nofile: Option<u32>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin = free_addr();
         let config = with_outbound_bind(&config.replace("{admin}", &admin.to_string()));
         fs::write(dir.path().join("config.yaml"), config).expect("write config");
         let log = fs::File::create(dir.path().join("pillion.log")).expect("log file");
-        let mut child = Command::new(workspace_bin("pillion"))
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(workspace_bin("pillion"));
+                c
+            }
+            None => Command::new(workspace_bin("pillion")),
+        };
+        let mut child = cmd
             .arg("run")
             .arg("--config")
             .arg(dir.path().join("config.yaml"))

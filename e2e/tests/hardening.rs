@@ -133,3 +133,38 @@ async fn a_listener_at_max_connections_stops_accepting_and_counts_it() {
     let r = waiting.await.unwrap().unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_backs_off_and_recovers() {
+    let b = Backend::start("app");
+    let listener = free_addr();
+    let cfg = format!(
+        "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{}\"}}\noutbound:\n  listeners: [{{bind: \"{listener}\", service: app}}]\nservices:\n  - {{name: app, protocol: http1, endpoints: [{{addr: \"{}\"}}]}}\n",
+        free_addr(),
+        b.addr
+    );
+    // 64 descriptors: a few dozen go to the runtime, listeners and log; the rest to clients.
+    let p = Proxy::spawn_with_nofile(&cfg, &[], Some(64));
+    p.wait_ready();
+    let hogs: Vec<TcpStream> = (0..100).filter_map(|_| TcpStream::connect(listener).ok()).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !p.log().contains("accept failed; backing off") {
+        assert!(Instant::now() < deadline, "the proxy never hit its descriptor limit:\n{}", p.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Backing off, not spinning: a handful of log lines, not thousands.
+    std::thread::sleep(Duration::from_millis(500));
+    let backoffs = p.log().matches("accept failed; backing off").count();
+    assert!(backoffs < 200, "{backoffs} accept failures logged in a short while: spinning");
+    drop(hogs);
+    let c = HttpClient::http1();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match c.get(listener, "/", None).await {
+            Ok(r) if r.status() == 200 => break,
+            other => assert!(Instant::now() < deadline, "never recovered: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pillion_e2e::client::get_status(p.admin, "/live"), Some(200));
+}
