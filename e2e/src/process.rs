@@ -217,6 +217,24 @@ impl Proxy {
         metric_value(&self.metrics(), name, labels)
     }
 
+    /// The proxy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Open file descriptors and resident memory (KiB) of the proxy process, from /proc.
+    pub fn fds_and_rss(&self) -> (usize, u64) {
+        let pid = self.pid();
+        let fds = fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        (fds, rss)
+    }
+
     /// Sends a signal (e.g. `"TERM"`, `"HUP"`) to the proxy.
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("running").id();

@@ -39,6 +39,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     }
     Ok(match req.uri().path() {
         "/metrics" => {
+            shared
+                .metrics
+                .runtime_tasks
+                .set(tokio::runtime::Handle::current().metrics().num_alive_tasks() as i64);
             let mut r = Response::new(Body::full(shared.metrics.encode()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -72,6 +72,8 @@ pub struct Metrics {
     pub control_reconnects: IntCounter,
     /// 1 while the control-plane watch is open.
     pub control_connected: IntGauge,
+    /// Tasks alive in the async runtime (one per connection, plus a few), to spot leaks.
+    pub runtime_tasks: IntGauge,
 }
 
 impl Metrics {
@@ -122,6 +124,9 @@ impl Metrics {
             IntGauge::new("pillion_control_connected", "1 while the control-plane watch is open.")
                 .expect("valid metric");
         registry.register(Box::new(control_connected.clone())).expect("unique metric");
+        let runtime_tasks = IntGauge::new("pillion_runtime_tasks", "Tasks alive in the async runtime.")
+            .expect("valid metric");
+        registry.register(Box::new(runtime_tasks.clone())).expect("unique metric");
         let conn_labels = &["direction", "tls", "protocol"];
         Self {
             requests,
@@ -173,6 +178,7 @@ impl Metrics {
             ),
             control_reconnects,
             control_connected,
+            runtime_tasks,
             registry,
         }
     }
