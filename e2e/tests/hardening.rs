@@ -168,3 +168,46 @@ async fn running_out_of_file_descriptors_backs_off_and_recovers() {
     }
     assert_eq!(pillion_e2e::client::get_status(p.admin, "/live"), Some(200));
 }
+
+#[test]
+fn bodies_over_a_routes_limit_get_413_declared_or_streamed() {
+    let b = Backend::start("app");
+    let listener = free_addr();
+    let cfg = format!(
+        "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{}\"}}\noutbound:\n  listeners: [{{bind: \"{listener}\", service: app}}]\n  limits: {{max_requests_per_connection: 3}}\nservices:\n  - {{name: app, protocol: http1, endpoints: [{{addr: \"{}\"}}]}}\nroutes:\n  - {{name: uploads, match: {{path: /upload}}, backends: [{{service: app}}], max_request_bytes: 1000}}\n",
+        free_addr(),
+        b.addr
+    );
+    let _p = Proxy::start(&cfg);
+    let declared =
+        format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n{}", "a".repeat(2000));
+    assert!(raw(listener, declared.as_bytes()).starts_with("HTTP/1.1 413"));
+    let chunk = "b".repeat(600);
+    let streamed = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    assert!(raw(listener, streamed.as_bytes()).starts_with("HTTP/1.1 413"));
+    let small = "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    assert!(raw(listener, small.as_bytes()).starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn http1_connections_close_after_max_requests() {
+    let b = Backend::start("app");
+    let listener = free_addr();
+    let cfg = format!(
+        "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{}\"}}\noutbound:\n  listeners: [{{bind: \"{listener}\", service: app}}]\n  limits: {{max_requests_per_connection: 3}}\nservices:\n  - {{name: app, protocol: http1, endpoints: [{{addr: \"{}\"}}]}}\n",
+        free_addr(),
+        b.addr
+    );
+    let _p = Proxy::start(&cfg);
+    let mut s = TcpStream::connect(listener).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Five pipelined requests: three answers, the third with `connection: close`, then EOF.
+    s.write_all("GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(5).as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+    assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+}

@@ -2,7 +2,13 @@
 //! metering, and serving HTTP/1.1 + HTTP/2 on a connection. What a connection is for is decided
 //! in `inbound` and `outbound`.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering::Relaxed},
+    },
+    time::Duration,
+};
 
 use hyper::service::service_fn;
 use hyper_util::{
@@ -17,7 +23,7 @@ use tokio::{
 
 use crate::{
     config::ListenerLimits,
-    http::{self, Conn},
+    http::Conn,
     inbound,
     metered::{ConnMetrics, Metered},
     metrics::{Direction, tls_label},
@@ -73,11 +79,14 @@ pub struct ConnCtx<'a> {
     pub shared: Arc<Shared>,
     /// Held while the connection lives, so that draining waits for it.
     pub drain: watch::Receiver<bool>,
+    /// Requests per HTTP/1.1 connection before it is closed; 0 is no limit.
+    pub max_requests: u32,
 }
 
 /// Accepts connections until the proxy drains.
 pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerLimits, shared: Arc<Shared>) {
     let builder = Arc::new(http_builder(&limits));
+    let max_requests = limits.max_requests_per_connection;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut drain = shared.drain.subscribe();
     let dir = spec.direction().as_str();
@@ -122,7 +131,7 @@ pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerL
         tokio::spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
-            let ctx = ConnCtx { builder: &builder, shared, drain };
+            let ctx = ConnCtx { builder: &builder, shared, drain, max_requests };
             match spec {
                 ListenerSpec::Inbound => inbound::serve(stream, peer, ctx).await,
                 ListenerSpec::Transparent => outbound::serve_transparent(stream, peer, ctx).await,
@@ -151,10 +160,25 @@ pub async fn serve_http<S>(stream: S, conn: Conn, ctx: ConnCtx<'_>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ConnCtx { builder, shared, mut drain } = ctx;
+    let ConnCtx { builder, shared, mut drain, max_requests } = ctx;
     let peer = conn.peer;
     let conn = Arc::new(conn);
-    let svc = service_fn(move |req| http::handle(Arc::clone(&shared), Arc::clone(&conn), req));
+    let count = AtomicU32::new(0);
+    let svc = service_fn(move |req: ::http::Request<hyper::body::Incoming>| {
+        // HTTP/1.1 connections end after `max_requests_per_connection` requests: the last
+        // response says `Connection: close`, and hyper closes once it is sent.
+        let n = count.fetch_add(1, Relaxed) + 1;
+        let last = max_requests > 0 && n >= max_requests && req.version() < ::http::Version::HTTP_2;
+        let answer = crate::http::handle(Arc::clone(&shared), Arc::clone(&conn), req);
+        async move {
+            let mut resp = answer.await?;
+            if last {
+                resp.headers_mut()
+                    .insert(::http::header::CONNECTION, ::http::HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
     let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(served);
     let result = tokio::select! {

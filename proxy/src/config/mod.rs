@@ -117,6 +117,8 @@ pub struct ListenerLimits {
     pub max_concurrent_streams: u32,
     /// Most open connections.
     pub max_connections: usize,
+    /// Most requests per HTTP/1.1 connection; 0 is no limit.
+    pub max_requests_per_connection: u32,
 }
 
 impl ListenerLimits {
@@ -128,6 +130,7 @@ impl ListenerLimits {
             max_headers: l.and_then(|l| l.max_headers).unwrap_or(100),
             max_concurrent_streams: l.and_then(|l| l.max_concurrent_streams).unwrap_or(256),
             max_connections: l.and_then(|l| l.max_connections).unwrap_or(16 * 1024),
+            max_requests_per_connection: l.and_then(|l| l.max_requests_per_connection).unwrap_or(0),
         }
     }
 }
@@ -197,6 +200,8 @@ pub struct RouteConfig {
     pub timeout: Option<Duration>,
     /// Retry policy.
     pub retry: Option<RetryPolicy>,
+    /// Largest request body, bytes.
+    pub max_request_bytes: Option<u64>,
 }
 
 /// A route's retry policy.

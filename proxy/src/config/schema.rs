@@ -181,6 +181,9 @@ pub struct ListenerLimits {
     /// Most open client connections; beyond it the listener stops accepting.
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// Most requests on one HTTP/1.1 connection before the proxy closes it (0: no limit).
+    #[serde(default)]
+    pub max_requests_per_connection: Option<u32>,
 }
 
 /// Wire protocol of a service or port.
@@ -300,6 +303,9 @@ pub struct Route {
     /// Retry policy.
     #[serde(default)]
     pub retry: Option<Retry>,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[serde(default)]
+    pub max_request_bytes: Option<u64>,
 }
 
 /// Conditions that all must hold for a route to match.

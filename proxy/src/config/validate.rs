@@ -288,6 +288,7 @@ fn routes(
                 backends,
                 timeout: r.timeout.map(|d| d.0),
                 retry,
+                max_request_bytes: r.max_request_bytes,
             });
         }
     }

@@ -35,6 +35,8 @@ pub struct Plan<'a> {
     pub upgrade: bool,
     /// The HTTP version the client (or the meshed peer's client) spoke.
     pub client_version: Version,
+    /// The route's `max_request_bytes`.
+    pub max_body: Option<u64>,
 }
 
 /// The final try's result, and whether it went over mTLS.
@@ -101,7 +103,11 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: Incoming
         let Some(mut try_parts) = head else { return Sent::failed(LocalError::BadRequest) };
         let try_body = match &replay {
             Some(bytes) => replay_body(bytes),
-            None => body.take().map_or(Body::Empty, Body::from),
+            None => match (body.take(), plan.max_body) {
+                (Some(inner), Some(left)) => Body::Limited { inner, left },
+                (Some(inner), None) => Body::Streaming(inner),
+                (None, _) => Body::Empty,
+            },
         };
 
         // Meshed hops use HTTP/2 whatever the app spoke, so many app connections share a few
@@ -128,7 +134,9 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: Incoming
         let outcome = match judged {
             TryResult::Status(code) if code >= 500 => Outcome::Failure,
             TryResult::Status(_) => Outcome::Success,
-            TryResult::Failed(LocalError::Overloaded | LocalError::BadRequest) => Outcome::Success,
+            TryResult::Failed(LocalError::Overloaded | LocalError::BadRequest | LocalError::TooLarge) => {
+                Outcome::Success
+            }
             TryResult::Failed(_) => Outcome::Failure,
         };
         plan.service.balancer.report(i, outcome);

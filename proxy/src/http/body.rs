@@ -20,7 +20,22 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A peer's body, streamed through frame by frame.
     Streaming(Incoming),
+    /// A peer's body that may carry at most `left` more bytes (a route's `max_request_bytes`).
+    Limited {
+        /// The body.
+        inner: Incoming,
+        /// Bytes still allowed.
+        left: u64,
+    },
 }
+
+/// A request body went over its route's `max_request_bytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body over the route's max_request_bytes")]
+pub struct TooLarge;
+
+/// Errors a body can end with: the peer's, or our limit.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Body {
     /// A body of fixed bytes.
@@ -37,16 +52,27 @@ impl From<Incoming> for Body {
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             Self::Empty => Poll::Ready(None),
             Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Self::Streaming(b) => Pin::new(b).poll_frame(cx),
+            Self::Streaming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Limited { inner, left } => {
+                let frame = std::task::ready!(Pin::new(inner).poll_frame(cx));
+                if let Some(Ok(f)) = &frame {
+                    let n = f.data_ref().map_or(0, |d| d.len() as u64);
+                    if n > *left {
+                        return Poll::Ready(Some(Err(Box::new(TooLarge))));
+                    }
+                    *left -= n;
+                }
+                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+            }
         }
     }
 
@@ -54,7 +80,7 @@ impl http_body::Body for Body {
         match self {
             Self::Empty => true,
             Self::Full(b) => b.is_none(),
-            Self::Streaming(b) => b.is_end_stream(),
+            Self::Streaming(b) | Self::Limited { inner: b, .. } => b.is_end_stream(),
         }
     }
 
@@ -62,7 +88,7 @@ impl http_body::Body for Body {
         match self {
             Self::Empty => SizeHint::with_exact(0),
             Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Self::Streaming(b) => b.size_hint(),
+            Self::Streaming(b) | Self::Limited { inner: b, .. } => b.size_hint(),
         }
     }
 }

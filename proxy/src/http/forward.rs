@@ -56,7 +56,10 @@ pub async fn send(
         let client_body = std::error::Error::source(&e)
             .and_then(|s| s.downcast_ref::<hyper::Error>())
             .is_some_and(|h| h.is_user());
-        if overloaded {
+        let too_large = chain(&e).any(|c| c.is::<super::body::TooLarge>());
+        if too_large {
+            LocalError::TooLarge
+        } else if overloaded {
             LocalError::Overloaded
         } else if client_body {
             tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(&e), "client request body failed");
@@ -87,6 +90,13 @@ fn upstream_uri(parts: &Parts, endpoint: &Endpoint) -> Uri {
     p.path_and_query =
         Some(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
     Uri::from_parts(p).unwrap_or_else(|_| parts.uri.clone())
+}
+
+/// An error and its causes, outermost first.
+fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
 }
 
 /// An error and its causes on one line, for logs.

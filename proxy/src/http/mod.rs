@@ -102,6 +102,14 @@ struct Target<'a> {
     service: &'a Service,
     timeout: Option<std::time::Duration>,
     retry: Option<&'a RetryPolicy>,
+    max_body: Option<u64>,
+}
+
+impl<'a> Target<'a> {
+    /// A target outside the config's routes: the local app, or a passthrough destination.
+    fn direct(name: &'a str, route: &'a str, service: &'a Service) -> Self {
+        Target { name, route, protocol: Protocol::Auto, service, timeout: None, retry: None, max_body: None }
+    }
 }
 
 /// Serves one request. Never fails: every problem becomes a local reply.
@@ -152,6 +160,21 @@ pub async fn handle(
         Err(e) => return Ok(log.finish(&shared, &conn, start, None, e.response(), conn.tls)),
     };
 
+    let declared =
+        parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let (Some(limit), Some(n)) = (target.max_body, declared) {
+        if n > limit {
+            return Ok(log.finish(
+                &shared,
+                &conn,
+                start,
+                Some(&target),
+                LocalError::TooLarge.response(),
+                conn.tls,
+            ));
+        }
+    }
+
     // Upstream peer and request: balanced, sent, retried as the route allows.
     let plan = attempt::Plan {
         service: target.service,
@@ -160,6 +183,7 @@ pub async fn handle(
         retry: target.retry,
         upgrade,
         client_version: if orig_http1 { Version::HTTP_11 } else { parts.version },
+        max_body: target.max_body,
     };
     let sending = attempt::send(&shared, &plan, parts, body);
     let sent = match target.timeout {
@@ -203,14 +227,7 @@ fn route_request<'a>(
     let logical = match &conn.dest {
         Dest::App { service, .. } => {
             let name = cfg.file.workload.as_ref().map_or("inbound", |w| w.name.as_str());
-            return Ok(Target {
-                name,
-                route: "inbound",
-                protocol: Protocol::Auto,
-                service,
-                timeout: None,
-                retry: None,
-            });
+            return Ok(Target::direct(name, "inbound", service));
         }
         Dest::Listener(i) => {
             Some(cfg.outbound.listeners.get(*i).and_then(|l| l.service).ok_or(LocalError::NoRoute)?)
@@ -228,16 +245,7 @@ fn route_request<'a>(
         (Some(r), _, _) => (route::pick_backend(&r.backends), Some(r)),
         (None, Some(s), _) => (s, None),
         (None, None, Dest::Original { passthrough, .. }) => {
-            let name = outbound::PASSTHROUGH;
-            let service = passthrough;
-            return Ok(Target {
-                name,
-                route: name,
-                protocol: Protocol::Auto,
-                service,
-                timeout: None,
-                retry: None,
-            });
+            return Ok(Target::direct(outbound::PASSTHROUGH, outbound::PASSTHROUGH, passthrough));
         }
         (None, None, _) => return Err(LocalError::NoRoute),
     };
@@ -249,6 +257,7 @@ fn route_request<'a>(
         service: &rt.services[service],
         timeout: route.and_then(|r| r.timeout),
         retry: route.and_then(|r| r.retry.as_ref()),
+        max_body: route.and_then(|r| r.max_request_bytes),
     })
 }
 

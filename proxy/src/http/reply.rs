@@ -24,6 +24,8 @@ pub enum LocalError {
     NoRoute,
     /// The request cannot be forwarded as it is.
     BadRequest,
+    /// The request body is over the route's `max_request_bytes`.
+    TooLarge,
     /// No inbound application address is known for this connection.
     NoApp,
 }
@@ -40,6 +42,7 @@ impl LocalError {
             Self::Unauthorized => (StatusCode::FORBIDDEN, "unauthorized"),
             Self::NoRoute => (StatusCode::NOT_FOUND, "no-route"),
             Self::BadRequest => (StatusCode::BAD_REQUEST, "bad-request"),
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request-too-large"),
             Self::NoApp => (StatusCode::BAD_GATEWAY, "no-inbound-app"),
         }
     }
