@@ -13,6 +13,7 @@ export PILLION_SKIPPED_FILE="$skipped"
 
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
+scripts/fuzz.sh --short
 
 if [ -s "$skipped" ]; then
   echo "SKIPPED tests (need root or packages):"

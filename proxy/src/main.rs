@@ -1,6 +1,6 @@
 //! The `pillion` command: `run` the proxy, `check` a config file, `init` the pod's iptables.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use pillion_proxy::{RunOptions, config, iptables};
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, drain_timeout, access_log } => {
-            let opts = RunOptions { config, drain_timeout: Duration::from(drain_timeout.0), access_log };
+            let opts = RunOptions { config, drain_timeout: drain_timeout.0, access_log };
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
