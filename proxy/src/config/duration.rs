@@ -37,9 +37,17 @@ impl FromStr for HumanDuration {
 }
 
 impl fmt::Display for HumanDuration {
+    /// Exact, so that a config sent on (the control plane's JSON, `/config`) parses back to
+    /// the same value: whole seconds as `5s`, else milliseconds, with a fraction if need be.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.as_millis();
-        if ms % 1000 == 0 { write!(f, "{}s", ms / 1000) } else { write!(f, "{ms}ms") }
+        let nanos = self.0.as_nanos();
+        if nanos % 1_000_000_000 == 0 {
+            write!(f, "{}s", nanos / 1_000_000_000)
+        } else if nanos % 1_000_000 == 0 {
+            write!(f, "{}ms", nanos / 1_000_000)
+        } else {
+            write!(f, "{}ms", nanos as f64 / 1e6)
+        }
     }
 }
 
@@ -78,8 +86,13 @@ mod tests {
 
     #[test]
     fn displays_round_trip() {
-        for s in ["250ms", "5s"] {
+        for s in ["250ms", "5s", "0.5ms", "1000.5ms"] {
             assert_eq!(s.parse::<HumanDuration>().unwrap().to_string(), s);
+        }
+        // Found by the `snapshot` fuzz target: sub-millisecond values used to print as `0s`.
+        for s in ["0.5ms", "1.0005s", "0.001ms"] {
+            let d = s.parse::<HumanDuration>().unwrap();
+            assert_eq!(d.to_string().parse::<HumanDuration>().unwrap(), d, "{s}");
         }
     }
 }
