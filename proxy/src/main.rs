@@ -6,11 +6,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use pillion_proxy::{RunOptions, config, iptables};
 use tracing_subscriber::EnvFilter;
 
-// A request allocates a handful of small, short-lived objects across two threads' worth of
-// hyper state; mimalloc serves those faster than glibc's malloc (measured in BENCHMARKS.md).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Pillion: a lightweight sidecar proxy.
 #[derive(Parser)]
 #[command(version, about)]
