@@ -189,3 +189,18 @@ pub async fn run(addr: SocketAddr, name: String, behaviour: Behaviour) -> std::i
     serve(listener, name, behaviour).await;
     Ok(())
 }
+
+/// A TCP echo server on a free loopback port, for opaque-TCP tests; runs until the runtime ends.
+pub async fn tcp_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind an echo port");
+    let addr = l.local_addr().expect("echo address");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}

@@ -125,25 +125,11 @@ fn http1_and_h2c_cross_both_sidecars_with_the_client_identity() {
     assert!(expiry > 1.7e9, "{expiry}");
 }
 
-async fn echo_server() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn raw_tcp_crosses_both_sidecars_over_mtls() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path(), "mesh");
-    let echo = echo_server().await;
+    let echo = pillion_e2e::backend::tcp_echo().await;
     let (b, b_inbound) = sidecar_b(&pki.issue("orders", ORDERS, &[]), echo, "tcp");
     let (_a, a_listener) = sidecar_a(&pki.issue("web", WEB, &[]), b_inbound, ORDERS, "tcp");
     let mut s = tokio::net::TcpStream::connect(a_listener).await.unwrap();

@@ -71,20 +71,6 @@ routes:
     )
 }
 
-async fn echo_server() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
-
 /// Runs `one` in a loop until `stop`, counting successes and failures.
 fn worker<F, Fut>(
     stop: Arc<AtomicBool>,
@@ -126,7 +112,7 @@ async fn soak_under_chaos_fails_no_idempotent_request_and_leaks_nothing() {
     ));
     let addrs = Addrs {
         web: web_addrs,
-        echo: echo_server().await,
+        echo: pillion_e2e::backend::tcp_echo().await,
         b_inbound,
         l_http: free_addr(),
         l_tcp: free_addr(),
