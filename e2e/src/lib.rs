@@ -10,3 +10,19 @@ pub mod pki;
 pub mod process;
 
 pub use process::{Backend, Proxy, free_port, workspace_bin};
+
+/// Says loudly that a test did not run (`why`: "needs root", "needs packages"), and records it in
+/// `$PILLION_SKIPPED_FILE`, which CI fails on.
+pub fn skip(why: &str, test: &str) {
+    use std::io::Write;
+    // Straight to the stream, not `eprintln!`, which the test harness captures and hides.
+    let _ = writeln!(std::io::stderr(), "SKIPPED ({why}): {test}");
+    if let Some(path) = std::env::var_os("PILLION_SKIPPED_FILE") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("cannot open PILLION_SKIPPED_FILE: {e}"));
+        writeln!(f, "{test}").expect("cannot write PILLION_SKIPPED_FILE");
+    }
+}

@@ -15,8 +15,7 @@
 //! Also home to what every root-only test shares: [`is_root`] and the loud [`skipped`].
 
 use std::{
-    fs::{self, OpenOptions},
-    io::Write,
+    fs,
     net::{Ipv4Addr, SocketAddr},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -42,19 +41,9 @@ pub fn is_root() -> bool {
     })
 }
 
-/// Says loudly that a test did not run, and records it in `$PILLION_SKIPPED_FILE` for CI, which
-/// fails on any skip.
+/// Says loudly that a root-only test did not run, and records it for CI (see `crate::skip`).
 pub fn skipped(test: &str) {
-    // Straight to the stream, not `eprintln!`, which the test harness captures and hides.
-    let _ = writeln!(std::io::stderr(), "SKIPPED (needs root): {test}");
-    if let Some(path) = std::env::var_os("PILLION_SKIPPED_FILE") {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("cannot open PILLION_SKIPPED_FILE: {e}"));
-        writeln!(f, "{test}").expect("cannot write PILLION_SKIPPED_FILE");
-    }
+    crate::skip("needs root", test);
 }
 
 /// Runs `cmd` to completion and panics with its output unless it succeeded.

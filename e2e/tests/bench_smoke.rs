@@ -3,8 +3,6 @@
 //! configuration and that each passed its correctness check.
 
 use std::{
-    fs::OpenOptions,
-    io::Write,
     path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -20,7 +18,7 @@ const LIMIT: Duration = Duration::from_secs(300);
 #[test]
 fn bench_smoke_measures_every_configuration_after_its_correctness_check() {
     if !tools_installed() {
-        skipped("bench_smoke");
+        pillion_e2e::skip("needs packages", "bench_smoke");
         return;
     }
     // The bench runs the workspace's binaries found next to it; fail clearly if not built.
@@ -75,18 +73,4 @@ fn run_bench(report: &Path) -> bool {
 fn tools_installed() -> bool {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench-setup.sh");
     Command::new("bash").arg(script).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-/// Says loudly that the test did not run, and records it for CI, which fails on any skip.
-fn skipped(test: &str) {
-    // Straight to the stream, not `eprintln!`, which the test harness captures and hides.
-    let _ = writeln!(std::io::stderr(), "SKIPPED (needs packages): {test}");
-    if let Some(path) = std::env::var_os("PILLION_SKIPPED_FILE") {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("cannot open PILLION_SKIPPED_FILE: {e}"));
-        writeln!(f, "{test}").expect("cannot write PILLION_SKIPPED_FILE");
-    }
 }
