@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod debug_route;
 pub mod detect;
+pub mod guard;
 pub mod http;
 pub mod inbound;
 pub mod iptables;

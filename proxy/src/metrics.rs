@@ -68,6 +68,8 @@ pub struct Metrics {
     pub config_updates: IntCounterVec,
     /// Connections not accepted because a listener was at its limit, by direction.
     pub connections_refused: IntCounterVec,
+    /// Client connections the guard ended (bad framing, timeouts, floods), by direction and reason.
+    pub http_rejected: IntCounterVec,
     /// Times the control-plane watch was lost and reconnected.
     pub control_reconnects: IntCounter,
     /// 1 while the control-plane watch is open.
@@ -175,6 +177,11 @@ impl Metrics {
                 "pillion_listener_connections_refused_total",
                 "Connections left unaccepted because a listener was at max_connections.",
                 &["direction"],
+            ),
+            http_rejected: counter(
+                "pillion_http_rejected_total",
+                "Client connections ended before routing: malformed framing, header timeout, HTTP/2 control-frame flood.",
+                &["direction", "reason"],
             ),
             control_reconnects,
             control_connected,

@@ -23,6 +23,7 @@ use tokio::{
 
 use crate::{
     config::ListenerLimits,
+    guard::{Guarded, Rejections},
     http::Conn,
     inbound,
     metered::{ConnMetrics, Metered},
@@ -54,9 +55,10 @@ impl ListenerSpec {
 /// The HTTP server settings for a listener's clients.
 fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // The guard keeps the header and idle timeouts: hyper's would close without a 408.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
     b.http2()
@@ -79,14 +81,13 @@ pub struct ConnCtx<'a> {
     pub shared: Arc<Shared>,
     /// Held while the connection lives, so that draining waits for it.
     pub drain: watch::Receiver<bool>,
-    /// Requests per HTTP/1.1 connection before it is closed; 0 is no limit.
-    pub max_requests: u32,
+    /// The listener's limits.
+    pub limits: &'a ListenerLimits,
 }
 
 /// Accepts connections until the proxy drains.
 pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerLimits, shared: Arc<Shared>) {
-    let builder = Arc::new(http_builder(&limits));
-    let max_requests = limits.max_requests_per_connection;
+    let http = Arc::new((http_builder(&limits), limits.clone()));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut drain = shared.drain.subscribe();
     let dir = spec.direction().as_str();
@@ -126,12 +127,12 @@ pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerL
             }
         };
         let shared = Arc::clone(&shared);
-        let builder = Arc::clone(&builder);
+        let http = Arc::clone(&http);
         let drain = drain.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
-            let ctx = ConnCtx { builder: &builder, shared, drain, max_requests };
+            let ctx = ConnCtx { builder: &http.0, shared, drain, limits: &http.1 };
             match spec {
                 ListenerSpec::Inbound => inbound::serve(stream, peer, ctx).await,
                 ListenerSpec::Transparent => outbound::serve_transparent(stream, peer, ctx).await,
@@ -160,8 +161,12 @@ pub async fn serve_http<S>(stream: S, conn: Conn, ctx: ConnCtx<'_>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ConnCtx { builder, shared, mut drain, max_requests } = ctx;
+    let ConnCtx { builder, shared, mut drain, limits } = ctx;
+    let max_requests = limits.max_requests_per_connection;
     let peer = conn.peer;
+    let rejections =
+        Rejections { counter: shared.metrics.http_rejected.clone(), direction: conn.direction.as_str() };
+    let stream = Guarded::new(stream, limits, peer, rejections);
     let conn = Arc::new(conn);
     let count = AtomicU32::new(0);
     let svc = service_fn(move |req: ::http::Request<hyper::body::Incoming>| {

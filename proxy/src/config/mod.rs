@@ -107,8 +107,12 @@ pub struct ListenerConfig {
 /// Limits applied to a listener's clients, defaults filled in.
 #[derive(Debug, Clone)]
 pub struct ListenerLimits {
-    /// Time allowed to receive request headers.
+    /// Time allowed to receive a request head once it has started.
     pub header_read_timeout: Duration,
+    /// Time a client connection may pass no bytes before it is closed.
+    pub idle_timeout: Duration,
+    /// Longest HTTP/1.1 request line in bytes.
+    pub max_request_line_bytes: usize,
     /// Largest request head in bytes.
     pub max_header_bytes: usize,
     /// Most header fields per request.
@@ -126,6 +130,8 @@ impl ListenerLimits {
         let d = |v: Option<duration::HumanDuration>, def: u64| v.map_or(Duration::from_secs(def), |d| d.0);
         Self {
             header_read_timeout: d(l.and_then(|l| l.header_read_timeout), 30),
+            idle_timeout: d(l.and_then(|l| l.idle_timeout), 300),
+            max_request_line_bytes: l.and_then(|l| l.max_request_line_bytes).unwrap_or(16 * 1024),
             max_header_bytes: l.and_then(|l| l.max_header_bytes).unwrap_or(64 * 1024).max(8192),
             max_headers: l.and_then(|l| l.max_headers).unwrap_or(100),
             max_concurrent_streams: l.and_then(|l| l.max_concurrent_streams).unwrap_or(256),

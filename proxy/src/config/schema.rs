@@ -165,10 +165,15 @@ pub struct Listener {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerLimits {
-    /// Time allowed to receive a request's headers; on HTTP/1.1 it also bounds how long a
-    /// keep-alive connection may sit idle between requests.
+    /// Time allowed to receive a request's head once its first byte has arrived (408 after).
     #[serde(default)]
     pub header_read_timeout: Option<HumanDuration>,
+    /// How long a client connection may pass no bytes either way before it is closed.
+    #[serde(default)]
+    pub idle_timeout: Option<HumanDuration>,
+    /// Longest HTTP/1.1 request line, in bytes (414 beyond).
+    #[serde(default)]
+    pub max_request_line_bytes: Option<usize>,
     /// Largest request head, in bytes.
     #[serde(default)]
     pub max_header_bytes: Option<usize>,

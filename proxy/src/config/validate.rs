@@ -126,6 +126,7 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
         })
     });
 
+    let outbound_limits = listener_limits(&mut c, "outbound.limits", file.outbound.limits.as_ref());
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
@@ -138,11 +139,7 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
         tls: file.tls.clone(),
         admin_bind,
         inbound,
-        outbound: OutboundConfig {
-            bind: outbound_bind,
-            listeners,
-            limits: ListenerLimits::from_schema(file.outbound.limits.as_ref()),
-        },
+        outbound: OutboundConfig { bind: outbound_bind, listeners, limits: outbound_limits },
         services,
         routes,
         control,
@@ -188,8 +185,31 @@ fn inbound(c: &mut Checker, file: &schema::File) -> Option<InboundConfig> {
         app: app.flatten(),
         mtls,
         ports,
-        limits: ListenerLimits::from_schema(i.limits.as_ref()),
+        limits: listener_limits(c, "inbound.limits", i.limits.as_ref()),
     })
+}
+
+/// A listener's limits; a zero that would refuse every request or connection is an error.
+fn listener_limits(c: &mut Checker, path: &str, l: Option<&schema::ListenerLimits>) -> ListenerLimits {
+    if let Some(l) = l {
+        for (key, d) in [("header_read_timeout", l.header_read_timeout), ("idle_timeout", l.idle_timeout)] {
+            if d.is_some_and(|d| d.0.is_zero()) {
+                c.report(format!("{path}.{key}"), format!("{key} must be more than 0s"));
+            }
+        }
+        let counts = [
+            ("max_request_line_bytes", l.max_request_line_bytes),
+            ("max_headers", l.max_headers),
+            ("max_connections", l.max_connections),
+            ("max_concurrent_streams", l.max_concurrent_streams.map(|n| n as usize)),
+        ];
+        for (key, n) in counts {
+            if n == Some(0) {
+                c.report(format!("{path}.{key}"), format!("{key} must be at least 1"));
+            }
+        }
+    }
+    ListenerLimits::from_schema(l)
 }
 
 fn services(c: &mut Checker, list: &[schema::Service]) -> Vec<ServiceConfig> {

@@ -278,6 +278,20 @@ routes:
     }
 
     #[test]
+    fn zero_listener_limits_are_errors_at_their_key() {
+        let text = "outbound:\n  limits: {idle_timeout: 0s, max_request_line_bytes: 0}\n";
+        let err = load_str(Path::new("f.yaml"), text).unwrap_err();
+        let found: Vec<_> = err.problems.iter().map(|p| (p.line, p.col, p.message.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                (2, 26, "outbound.limits.idle_timeout: idle_timeout must be more than 0s"),
+                (2, 54, "outbound.limits.max_request_line_bytes: max_request_line_bytes must be at least 1"),
+            ]
+        );
+    }
+
+    #[test]
     fn missing_values_fall_back_to_the_parent_position() {
         let p = positions(TEXT);
         assert_eq!(lookup(&p, "routes[0].timeout"), (5, 5));

@@ -1,0 +1,345 @@
+//! The guard: a client connection's bytes pass through it on their way to hyper, and it enforces
+//! what hyper does not: a header timeout that answers 408, an idle timeout, the request-line
+//! limit (414), RFC 9112 framing that hyper forgives (Content-Length next to Transfer-Encoding,
+//! bare CR or LF: 400), and a budget for HTTP/2 control frames (GOAWAY ENHANCE_YOUR_CALM).
+//!
+//! A rejected connection is not handed the offending bytes: hyper reads end-of-stream instead
+//! and closes, so nothing of that request is ever forwarded. The reply goes out when the
+//! connection is dropped, written by a short task that then drains what the client still sends
+//! for a moment, so the kernel does not answer those bytes with a reset that destroys the reply.
+
+pub mod h1;
+pub mod h2;
+
+use std::{
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use prometheus::IntCounterVec;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
+    time::{Instant, Sleep},
+};
+
+use crate::config::ListenerLimits;
+
+/// How long a rejected connection may take to receive its reply, and then how long the client
+/// is read from (and ignored) before the socket closes.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Why the guard ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// A request head took longer than `header_read_timeout`.
+    HeaderTimeout,
+    /// The request line is longer than `max_request_line_bytes`.
+    RequestLineTooLong,
+    /// A line ended in LF alone.
+    BareLf,
+    /// A CR not followed by LF.
+    BareCr,
+    /// Both Content-Length and Transfer-Encoding.
+    LengthAndChunked,
+    /// A Content-Length that is not one decimal number.
+    BadContentLength,
+    /// A malformed chunk.
+    BadChunk,
+    /// Too many HTTP/2 control frames.
+    H2Flood,
+}
+
+impl Rejection {
+    /// The `reason` label of `pillion_http_rejected_total`, also sent as `x-pillion-error`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::HeaderTimeout => "header-timeout",
+            Self::RequestLineTooLong => "request-line-too-long",
+            Self::BareLf | Self::BareCr => "bad-line-ending",
+            Self::LengthAndChunked | Self::BadContentLength | Self::BadChunk => "bad-framing",
+            Self::H2Flood => "h2-control-flood",
+        }
+    }
+
+    /// What was wrong, for the reply body and the log.
+    fn detail(self) -> &'static str {
+        match self {
+            Self::HeaderTimeout => "request head not received within header_read_timeout",
+            Self::RequestLineTooLong => "request line longer than max_request_line_bytes",
+            Self::BareLf => "line ended with LF without CR",
+            Self::BareCr => "CR not followed by LF",
+            Self::LengthAndChunked => "both Content-Length and Transfer-Encoding",
+            Self::BadContentLength => "Content-Length is not a single decimal number",
+            Self::BadChunk => "malformed chunk in a chunked body",
+            Self::H2Flood => "too many SETTINGS, PING, PRIORITY or empty DATA frames",
+        }
+    }
+
+    /// The HTTP/1.1 reply.
+    fn http1_reply(self) -> Vec<u8> {
+        let status = match self {
+            Self::HeaderTimeout => "408 Request Timeout",
+            Self::RequestLineTooLong => "414 URI Too Long",
+            _ => "400 Bad Request",
+        };
+        let (reason, detail) = (self.reason(), self.detail());
+        let body = format!("pillion: {reason}: {detail}\n");
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\nx-pillion-error: {reason}\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+}
+
+/// What the guard parses the client's bytes as.
+#[derive(Debug)]
+enum Scan {
+    Http1(h1::Requests),
+    Http2(h2::Frames),
+    /// After an upgrade: the bytes are the application's.
+    Opaque,
+}
+
+impl Scan {
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), Rejection> {
+        match self {
+            Self::Http1(r) => match r.feed(bytes)? {
+                h1::Next::Http1 => Ok(()),
+                h1::Next::Opaque(_) => {
+                    *self = Self::Opaque;
+                    Ok(())
+                }
+                h1::Next::Http2(at) => {
+                    *self = Self::Http2(h2::Frames::new(h2::PREFACE_REST));
+                    self.feed(&bytes[at..])
+                }
+            },
+            Self::Http2(f) => f.feed(bytes),
+            Self::Opaque => Ok(()),
+        }
+    }
+
+    fn in_head(&self) -> bool {
+        matches!(self, Self::Http1(r) if r.in_head())
+    }
+}
+
+/// A client connection the guard can own.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for S {}
+
+/// Counts rejections for one listener direction.
+#[derive(Debug, Clone)]
+pub struct Rejections {
+    /// `pillion_http_rejected_total`.
+    pub counter: IntCounterVec,
+    /// Its `direction` label.
+    pub direction: &'static str,
+}
+
+/// A client connection with the guard in front of it.
+#[derive(Debug)]
+pub struct Guarded<S: Stream> {
+    /// `None` only once dropped.
+    io: Option<S>,
+    scan: Scan,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    head_started: Option<Instant>,
+    last_active: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Set once the guard ended the connection: hyper reads end-of-stream from then on.
+    ended: bool,
+    /// Sent when the connection is dropped.
+    reply: Option<Vec<u8>>,
+    peer: SocketAddr,
+    rejections: Rejections,
+}
+
+impl<S: Stream> Guarded<S> {
+    /// Guards `io`, a connection from `peer`, with a listener's limits.
+    pub fn new(io: S, limits: &ListenerLimits, peer: SocketAddr, rejections: Rejections) -> Self {
+        Self {
+            io: Some(io),
+            scan: Scan::Http1(h1::Requests::new(limits.max_request_line_bytes)),
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
+            head_started: None,
+            last_active: Instant::now(),
+            timer: None,
+            ended: false,
+            reply: None,
+            peer,
+            rejections,
+        }
+    }
+
+    fn reject(&mut self, why: Rejection) {
+        self.ended = true;
+        self.rejections.counter.with_label_values(&[self.rejections.direction, why.reason()]).inc();
+        tracing::debug!(peer = %self.peer, reason = why.reason(), "{}; closing the connection", why.detail());
+        self.reply = match &self.scan {
+            Scan::Http2(f) => f.goaway(),
+            _ => Some(why.http1_reply()),
+        };
+    }
+
+    /// Polls the header deadline inside a request head, else the idle deadline; ready once it
+    /// has passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = match self.head_started {
+            Some(t) => t + self.header_read_timeout,
+            None => self.last_active + self.idle_timeout,
+        };
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        // A timer set for later is moved earlier; one set for earlier is left to fire and is
+        // moved on then, which saves re-arming it after every request.
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
+
+    fn wrote<'a>(&mut self, bufs: impl IntoIterator<Item = &'a [u8]>) {
+        self.last_active = Instant::now();
+        if let Scan::Http2(f) = &mut self.scan {
+            bufs.into_iter().for_each(|b| f.wrote(b));
+        }
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection handed to the guard's closer")
+}
+
+impl<S: Stream> AsyncRead for Guarded<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let io = this.io.as_mut().ok_or_else(gone)?;
+        match Pin::new(io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                if new.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                let now = Instant::now();
+                this.last_active = now;
+                if let Err(why) = this.scan.feed(new) {
+                    // hyper never sees the bytes, so the request cannot be forwarded.
+                    buf.set_filled(before);
+                    this.reject(why);
+                    return Poll::Ready(Ok(()));
+                }
+                match (this.scan.in_head(), this.head_started) {
+                    (true, None) => this.head_started = Some(now),
+                    (false, Some(_)) => this.head_started = None,
+                    _ => {}
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                ready!(this.poll_deadline(cx));
+                if this.head_started.is_some() {
+                    this.reject(Rejection::HeaderTimeout);
+                } else {
+                    this.ended = true;
+                    tracing::debug!(peer = %this.peer, "idle_timeout passed; closing the connection");
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl<S: Stream> AsyncWrite for Guarded<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let n = ready!(Pin::new(this.io.as_mut().ok_or_else(gone)?).poll_write(cx, buf))?;
+        if n > 0 {
+            this.wrote([&buf[..n]]);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let n = ready!(Pin::new(this.io.as_mut().ok_or_else(gone)?).poll_write_vectored(cx, bufs))?;
+        if n > 0 {
+            let mut left = n;
+            this.wrote(bufs.iter().map(|b| {
+                let take = left.min(b.len());
+                left -= take;
+                &b[..take]
+            }));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.io.as_mut().ok_or_else(gone)?).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.reply.is_some() {
+            // The closer sends the reply first, then shuts down.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(self.io.as_mut().ok_or_else(gone)?).poll_shutdown(cx)
+    }
+}
+
+impl<S: Stream> Drop for Guarded<S> {
+    fn drop(&mut self) {
+        let (Some(reply), Some(io)) = (self.reply.take(), self.io.take()) else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        rt.spawn(close_with(io, reply));
+    }
+}
+
+/// Sends a rejection's reply, half-closes, and reads (and drops) what the client still sends
+/// for a moment: closing with unread bytes would reset the connection and lose the reply.
+async fn close_with<S: Stream>(mut io: S, reply: Vec<u8>) {
+    let _ = tokio::time::timeout(LINGER, async {
+        io.write_all(&reply).await?;
+        io.shutdown().await
+    })
+    .await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = io.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
