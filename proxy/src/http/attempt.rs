@@ -13,7 +13,7 @@ use crate::{
     config::{Protocol, RetryPolicy},
     retry::{self, MAX_REPLAY_BODY, TryResult},
     runtime::Shared,
-    upstream::Service,
+    upstream::{Service, UpstreamBody},
 };
 
 /// Retry share of recent requests when a route sets no policy (connect failures only).
@@ -42,7 +42,7 @@ pub struct Plan<'a> {
 /// The final try's result, and whether it went over mTLS.
 pub struct Sent {
     /// The upstream response, or why there is none.
-    pub result: Result<Response<Incoming>, LocalError>,
+    pub result: Result<Response<UpstreamBody>, LocalError>,
     /// Whether the endpoint that answered is meshed.
     pub tls: bool,
 }

@@ -10,6 +10,8 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::upstream::pool::UpstreamBody;
+
 /// A request or response body.
 #[derive(Debug, Default)]
 pub enum Body {
@@ -20,6 +22,8 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A peer's body, streamed through frame by frame.
     Streaming(Incoming),
+    /// An endpoint's response, streamed through; its connection goes back to the pool at the end.
+    Upstream(UpstreamBody),
     /// A peer's body that may carry at most `left` more bytes (a route's `max_request_bytes`).
     Limited {
         /// The body.
@@ -50,6 +54,12 @@ impl From<Incoming> for Body {
     }
 }
 
+impl From<UpstreamBody> for Body {
+    fn from(b: UpstreamBody) -> Self {
+        Self::Upstream(b)
+    }
+}
+
 impl http_body::Body for Body {
     type Data = Bytes;
     type Error = BodyError;
@@ -62,6 +72,7 @@ impl http_body::Body for Body {
             Self::Empty => Poll::Ready(None),
             Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Self::Streaming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Self::Limited { inner, left } => {
                 let frame = std::task::ready!(Pin::new(inner).poll_frame(cx));
                 if let Some(Ok(f)) = &frame {
@@ -81,6 +92,7 @@ impl http_body::Body for Body {
             Self::Empty => true,
             Self::Full(b) => b.is_none(),
             Self::Streaming(b) | Self::Limited { inner: b, .. } => b.is_end_stream(),
+            Self::Upstream(b) => b.is_end_stream(),
         }
     }
 
@@ -89,6 +101,7 @@ impl http_body::Body for Body {
             Self::Empty => SizeHint::with_exact(0),
             Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Streaming(b) | Self::Limited { inner: b, .. } => b.size_hint(),
+            Self::Upstream(b) => b.size_hint(),
         }
     }
 }

@@ -2,16 +2,18 @@
 //! wants, whatever the client spoke.
 
 use http::{
-    Request, Response, Uri, Version, header,
+    HeaderValue, Method, Request, Response, Uri, Version, header,
     request::Parts,
     uri::{self, Authority, PathAndQuery, Scheme},
 };
-use hyper::body::Incoming;
 
-use super::{body::Body, reply::LocalError};
+use super::{
+    body::{Body, TooLarge},
+    reply::LocalError,
+};
 use crate::{
     config::Protocol,
-    upstream::{ConnectError, Endpoint},
+    upstream::{ConnectError, Endpoint, SendError, UpstreamBody},
 };
 
 /// The HTTP version to speak upstream. Upgrades need HTTP/1.1; meshed hops (proxy to proxy
@@ -38,58 +40,91 @@ pub async fn send(
     mut parts: Parts,
     body: Body,
     version: Version,
-) -> Result<Response<Incoming>, LocalError> {
-    parts.uri = upstream_uri(&parts, endpoint);
+) -> Result<Response<UpstreamBody>, LocalError> {
     parts.version = version;
-    let client = if version == Version::HTTP_2 {
+    let pool = &endpoint.conn.pool;
+    let sent = if version == Version::HTTP_2 {
+        parts.uri = Uri::from_parts(absolute_uri(&parts, endpoint)).unwrap_or_else(|_| parts.uri.clone());
         // HTTP/2 carries the authority in `:authority`; a second copy in Host could disagree.
         parts.headers.remove(header::HOST);
-        &endpoint.conn.h2
+        pool.send_http2(Request::from_parts(parts, body)).await
     } else {
-        &endpoint.conn.h1
+        http1_target(&mut parts, endpoint);
+        pool.send_http1(Request::from_parts(parts, body)).await
     };
-    client.request(Request::from_parts(parts, body)).await.map_err(|e| {
-        let overloaded = std::error::Error::source(&e)
-            .and_then(|s| s.downcast_ref::<ConnectError>())
-            .is_some_and(|c| matches!(c, ConnectError::Overloaded(_)));
-        // The client's own body failed (bad chunk, reset mid-upload): its fault, not the upstream's.
-        let client_body = std::error::Error::source(&e)
-            .and_then(|s| s.downcast_ref::<hyper::Error>())
-            .is_some_and(|h| h.is_user());
-        let too_large = chain(&e).any(|c| c.is::<super::body::TooLarge>());
-        if too_large {
-            LocalError::TooLarge
-        } else if overloaded {
-            LocalError::Overloaded
-        } else if client_body {
-            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(&e), "client request body failed");
-            LocalError::BadRequest
-        } else if e.is_connect() {
-            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(&e), "upstream connect failed");
-            LocalError::ConnectFailed
-        } else {
-            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(&e), "upstream request failed");
-            LocalError::UpstreamReset
-        }
-    })
+    sent.map_err(|e| local_error(endpoint, &e))
 }
 
-/// Absolute URI with the request's own authority: each endpoint has its own pool, so the
-/// authority only names the virtual host, never where to connect. Shares the request's bytes
-/// where it can rather than copying them.
-fn upstream_uri(parts: &Parts, endpoint: &Endpoint) -> Uri {
-    let authority = parts
+/// The local reply for a failed send.
+fn local_error(endpoint: &Endpoint, e: &SendError) -> LocalError {
+    if chain(e).any(|c| c.is::<TooLarge>()) {
+        return LocalError::TooLarge;
+    }
+    match e {
+        SendError::Connect(ConnectError::Overloaded(_)) => LocalError::Overloaded,
+        SendError::Connect(_) => {
+            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(e), "upstream connect failed");
+            LocalError::ConnectFailed
+        }
+        // The client's own body failed (bad chunk, reset mid-upload): its fault, not the upstream's.
+        SendError::Http(h) if h.is_user() => {
+            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(e), "client request body failed");
+            LocalError::BadRequest
+        }
+        SendError::Http(_) => {
+            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(e), "upstream request failed");
+            LocalError::UpstreamReset
+        }
+    }
+}
+
+/// The request's own authority: each endpoint has its own pool, so the authority only names
+/// the virtual host, never where to connect.
+fn authority(parts: &Parts, endpoint: &Endpoint) -> Option<Authority> {
+    parts
         .uri
         .authority()
         .cloned()
         .or_else(|| parts.headers.get(header::HOST).and_then(|h| Authority::try_from(h.as_bytes()).ok()))
-        .or_else(|| Authority::try_from(endpoint.addr.to_string()).ok());
+        .or_else(|| Authority::try_from(endpoint.addr.to_string()).ok())
+}
+
+/// Absolute URI with the request's own authority, as HTTP/2 sends it. Shares the request's
+/// bytes where it can rather than copying them.
+fn absolute_uri(parts: &Parts, endpoint: &Endpoint) -> uri::Parts {
     let mut p = uri::Parts::default();
     p.scheme = Some(Scheme::HTTP);
-    p.authority = authority;
+    p.authority = authority(parts, endpoint);
     p.path_and_query =
         Some(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
-    Uri::from_parts(p).unwrap_or_else(|_| parts.uri.clone())
+    p
+}
+
+/// HTTP/1.1 names the virtual host in `Host` (the client's own if it sent one) and the
+/// resource in the request line: the path alone (origin form), or the authority for CONNECT.
+fn http1_target(parts: &mut Parts, endpoint: &Endpoint) {
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(host) = authority(parts, endpoint).as_ref().and_then(host_value) {
+            parts.headers.insert(header::HOST, host);
+        }
+    }
+    if parts.method == Method::CONNECT {
+        if let Some(a) = authority(parts, endpoint) {
+            parts.uri = Uri::from(a);
+        }
+    } else if parts.uri.authority().is_some() || parts.uri.scheme().is_some() {
+        parts.uri = parts.uri.path_and_query().cloned().map_or_else(Uri::default, Uri::from);
+    }
+}
+
+/// The `Host` value for an authority: no userinfo, and no port when it is HTTP's default.
+fn host_value(a: &Authority) -> Option<HeaderValue> {
+    let host = if a.port_u16() == Some(80) {
+        a.host()
+    } else {
+        a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h)
+    };
+    HeaderValue::from_str(host).ok()
 }
 
 /// An error and its causes, outermost first.
@@ -109,4 +144,53 @@ pub fn source_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use http::Request;
+
+    use super::*;
+    use crate::upstream::{ConnLimit, EndpointConn};
+
+    fn endpoint() -> Endpoint {
+        let addr = "127.0.0.1:8080".parse().unwrap();
+        let conn = EndpointConn::plain(addr, Duration::from_secs(1), ConnLimit::new(1));
+        Endpoint { addr, weight: 1, conn: Arc::new(conn) }
+    }
+
+    /// The request line's target and `Host`, as sent over HTTP/1.1.
+    fn http1(req: Request<()>) -> (String, String) {
+        let mut parts = req.into_parts().0;
+        http1_target(&mut parts, &endpoint());
+        let host = parts.headers.get(header::HOST).map(|h| h.to_str().unwrap().to_owned());
+        (parts.uri.to_string(), host.unwrap_or_default())
+    }
+
+    fn pair(target: &str, host: &str) -> (String, String) {
+        (target.to_owned(), host.to_owned())
+    }
+
+    #[test]
+    fn http1_sends_the_path_and_names_the_host_in_host() {
+        // An h2 client's request: the authority is in the URI only.
+        assert_eq!(
+            http1(Request::get("http://example.com:80/a?b=c").body(()).unwrap()),
+            pair("/a?b=c", "example.com")
+        );
+        assert_eq!(
+            http1(Request::get("http://user@example.com:8443").body(()).unwrap()),
+            pair("/", "example.com:8443")
+        );
+    }
+
+    #[test]
+    fn http1_keeps_the_clients_host_and_falls_back_to_the_endpoint() {
+        let req = Request::get("http://other/x").header(header::HOST, "mine").body(()).unwrap();
+        assert_eq!(http1(req), pair("/x", "mine"));
+        assert_eq!(http1(Request::get("/x").body(()).unwrap()), pair("/x", "127.0.0.1:8080"));
+        assert_eq!(http1(Request::connect("db:5432").body(()).unwrap()).0, "db:5432");
+    }
 }

@@ -1,11 +1,10 @@
 //! Opening upstream connections: TCP with a per-service connect timeout, to one fixed endpoint,
 //! wrapped in mutual TLS when the endpoint has an identity.
 //!
-//! The connector ignores the request URI: each endpoint owns its own client and pool, so the URI
-//! can carry the request's real authority while the bytes go to the endpoint the balancer picked.
+//! A connector is bound to one endpoint (each endpoint owns its pools, see `pool`), so requests
+//! keep their real authority while the bytes go to the endpoint the balancer picked.
 
 use std::{
-    future::Future,
     io,
     net::SocketAddr,
     pin::Pin,
@@ -17,11 +16,6 @@ use std::{
     time::Duration,
 };
 
-use http::Uri;
-use hyper_util::{
-    client::legacy::connect::{Connected, Connection},
-    rt::TokioIo,
-};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
@@ -30,15 +24,16 @@ use tokio_rustls::{TlsConnector, client::TlsStream};
 
 use crate::tls::TlsTarget;
 
-/// Why an upstream connection could not be made.
-#[derive(Debug, thiserror::Error)]
+/// Why an upstream connection could not be made. Cheap to clone (causes sit behind `Arc`), so
+/// that requests waiting on one shared HTTP/2 connect can all be told why it failed.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectError {
     /// No connection within the service's `connect_timeout`.
     #[error("connect to {0} timed out after {1:?}")]
     Timeout(SocketAddr, Duration),
     /// The connection was refused, unreachable, or failed.
     #[error("connect to {0}: {1}")]
-    Io(SocketAddr, io::Error),
+    Io(SocketAddr, Arc<io::Error>),
     /// The service already has `max_connections` upstream connections open.
     #[error("service at max_connections ({0})")]
     Overloaded(usize),
@@ -50,8 +45,11 @@ pub enum ConnectError {
         /// The identity the endpoint had to prove.
         expected: String,
         /// What went wrong.
-        error: io::Error,
+        error: Arc<io::Error>,
     },
+    /// The connection opened but the HTTP handshake on it failed.
+    #[error("HTTP handshake with {0}: {1}")]
+    Handshake(SocketAddr, Arc<hyper::Error>),
 }
 
 /// Upstream connections open to one service, against its `max_connections`.
@@ -104,6 +102,11 @@ impl Connector {
         Self { addr, timeout, tls, limit }
     }
 
+    /// The endpoint address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Opens one connection: TCP with `TCP_NODELAY`, then the TLS handshake if meshed, all
     /// within the connect timeout.
     pub async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
@@ -121,29 +124,14 @@ impl Connector {
 
     async fn open(&self, slot: ConnSlot) -> Result<UpstreamStream, ConnectError> {
         let addr = self.addr;
-        let tcp = TcpStream::connect(addr).await.map_err(|e| ConnectError::Io(addr, e))?;
-        tcp.set_nodelay(true).map_err(|e| ConnectError::Io(addr, e))?;
+        let tcp = TcpStream::connect(addr).await.map_err(|e| ConnectError::Io(addr, Arc::new(e)))?;
+        tcp.set_nodelay(true).map_err(|e| ConnectError::Io(addr, Arc::new(e)))?;
         let Some(t) = &self.tls else { return Ok(UpstreamStream { io: Io::Plain(tcp), _slot: slot }) };
         let tls = TlsConnector::from(t.config.clone())
             .connect(t.server_name.clone(), tcp)
             .await
-            .map_err(|error| ConnectError::Tls { addr, expected: t.identity.to_string(), error })?;
+            .map_err(|e| ConnectError::Tls { addr, expected: t.identity.to_string(), error: Arc::new(e) })?;
         Ok(UpstreamStream { io: Io::Tls(Box::new(tls)), _slot: slot })
-    }
-}
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<UpstreamStream>;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { this.connect().await.map(TokioIo::new) })
     }
 }
 
@@ -158,18 +146,6 @@ pub struct UpstreamStream {
 enum Io {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl Connection for UpstreamStream {
-    fn connected(&self) -> Connected {
-        match &self.io {
-            Io::Plain(s) => s.connected(),
-            Io::Tls(s) => {
-                let c = s.get_ref().0.connected();
-                if s.get_ref().1.alpn_protocol() == Some(b"h2") { c.negotiated_h2() } else { c }
-            }
-        }
-    }
 }
 
 impl AsyncRead for UpstreamStream {

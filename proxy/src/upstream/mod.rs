@@ -1,9 +1,10 @@
-//! Upstream services and endpoints: where requests go once routed. Each endpoint owns pooled
-//! HTTP/1.1 and HTTP/2 clients, its load and its health; each service its limits and retry
+//! Upstream services and endpoints: where requests go once routed. Each endpoint owns its pool
+//! of HTTP/1.1 and HTTP/2 connections, its load and its health; each service its limits and retry
 //! budget. All of it outlives config reloads that keep the service or endpoint.
 
 pub mod connect;
 pub mod direct;
+pub mod pool;
 
 use std::{
     net::SocketAddr,
@@ -14,11 +15,6 @@ use std::{
     time::Duration,
 };
 
-use hyper_util::{
-    client::legacy::Client,
-    rt::{TokioExecutor, TokioTimer},
-};
-
 use pillion_certs::{
     SpiffeId,
     tls::{ALPN_H2, ALPN_HTTP11},
@@ -26,11 +22,11 @@ use pillion_certs::{
 
 use crate::{
     balance::{Balancer, load::Load, outlier::Health},
-    http::body::Body,
     retry::Budget,
     tls::{ALPN_TCP, Tls, TlsTarget},
 };
 pub use connect::{ConnLimit, ConnectError, Connector, UpstreamStream};
+pub use pool::{Pool, SendError, UpstreamBody};
 
 /// A service as the request path sees it: its balancer over endpoints, and its shared state.
 #[derive(Debug)]
@@ -85,15 +81,6 @@ impl Drop for Pending {
     }
 }
 
-/// How long an idle pooled connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Idle HTTP/1.1 connections kept per endpoint. A burst may open many more; keeping them all
-/// would hold memory (and the endpoint's sockets) for traffic that is gone.
-const POOL_MAX_IDLE: usize = 64;
-
-/// A pooled HTTP client bound to one endpoint.
-pub type HttpClient = Client<Connector, Body>;
-
 /// One upstream endpoint and what we know of it.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -108,10 +95,8 @@ pub struct Endpoint {
 /// The long-lived part of an endpoint.
 #[derive(Debug)]
 pub struct EndpointConn {
-    /// HTTP/1.1 client (keep-alive pool).
-    pub h1: HttpClient,
-    /// HTTP/2 prior-knowledge client (one multiplexed connection).
-    pub h2: HttpClient,
+    /// HTTP/1.1 keep-alive connections and the one HTTP/2 (prior knowledge) connection.
+    pub pool: Arc<Pool>,
     /// For raw TCP proxying (over mTLS it announces ALPN `pillion/tcp`, so the peer proxy
     /// knows to copy bytes rather than parse HTTP).
     pub connector: Connector,
@@ -126,7 +111,7 @@ pub struct EndpointConn {
 }
 
 impl EndpointConn {
-    /// Fresh clients for `addr`, over mTLS when `identity` is set (which needs `tls`).
+    /// An empty pool for `addr`, over mTLS when `identity` is set (which needs `tls`).
     pub fn new(
         addr: SocketAddr,
         connect_timeout: Duration,
@@ -142,7 +127,7 @@ impl EndpointConn {
         Ok(Self::build(addr, connect_timeout, identity, targets.map(Some), limit))
     }
 
-    /// Fresh plaintext clients for `addr`.
+    /// An empty plaintext pool for `addr`.
     pub fn plain(addr: SocketAddr, connect_timeout: Duration, limit: Arc<ConnLimit>) -> Self {
         Self::build(addr, connect_timeout, None, [None, None, None], limit)
     }
@@ -154,24 +139,13 @@ impl EndpointConn {
         [h1_tls, h2_tls, tcp_tls]: [Option<TlsTarget>; 3],
         limit: Arc<ConnLimit>,
     ) -> Self {
-        let h1_connector = Connector::new(addr, connect_timeout, h1_tls, Arc::clone(&limit));
-        let h2_connector = Connector::new(addr, connect_timeout, h2_tls, Arc::clone(&limit));
-        let tcp_connector = Connector::new(addr, connect_timeout, tcp_tls, limit);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE);
-        let h1 = builder.build(h1_connector);
-        builder
-            .http2_only(true)
-            .http2_adaptive_window(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_timeout(Duration::from_secs(10));
-        let h2 = builder.build(h2_connector);
+        let pool = Pool::new(
+            Connector::new(addr, connect_timeout, h1_tls, Arc::clone(&limit)),
+            Connector::new(addr, connect_timeout, h2_tls, Arc::clone(&limit)),
+        );
+        let connector = Connector::new(addr, connect_timeout, tcp_tls, limit);
         let (load, health) = (Load::default(), Health::default());
-        Self { h1, h2, connector: tcp_connector, connect_timeout, identity, load, health }
+        Self { pool, connector, connect_timeout, identity, load, health }
     }
 
     /// Whether connections to this endpoint are mutual TLS.

@@ -1,0 +1,159 @@
+//! HTTP/1.1 to one endpoint: a LIFO stack of idle connections, and sending on one of them or on
+//! a new one.
+//!
+//! LIFO hands out the most recently used connection, so the ones an upstream is about to close
+//! for idleness age out at the bottom instead of being picked. The stack sits behind a
+//! `std::sync::Mutex` held for one push or pop and never across an await: uncontended that is
+//! one atomic each way, cheaper than any lock-free structure would be here.
+
+use std::{
+    fmt,
+    sync::{Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use http::{Request, Response};
+use hyper::{
+    body::Incoming,
+    client::conn::http1::{Builder, SendRequest},
+};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use super::{IDLE_TIMEOUT, MAX_IDLE, SendError};
+use crate::{
+    http::body::Body,
+    upstream::connect::{ConnectError, Connector},
+};
+
+/// How long checkout waits for a pooled connection that is not yet ready. A connection goes
+/// back to the pool as soon as its response body ends, a moment before its own task has made
+/// it idle; waiting that moment out beats opening a new connection. Longer means the request
+/// body is still being written after the response (an early answer to an upload): give up on
+/// that connection.
+const READY_WAIT: Duration = Duration::from_millis(20);
+
+/// The HTTP/1.1 side of an endpoint's pool.
+pub(super) struct Http1 {
+    connector: Connector,
+    builder: Builder,
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// A pooled connection and when it went idle.
+struct Idle {
+    tx: SendRequest<Body>,
+    since: Instant,
+}
+
+impl Http1 {
+    pub(super) fn new(connector: Connector) -> Self {
+        Self { connector, builder: Builder::new(), idle: Mutex::new(Vec::new()) }
+    }
+
+    /// Sends `req` on an idle connection or a new one; returns the response with the connection,
+    /// for the caller to check in once the body is read. A request that an idle connection
+    /// refused unsent (it closed while pooled) goes once more, on a new connection; one that
+    /// may have been written is never sent again.
+    pub(super) async fn send(
+        &self,
+        req: Request<Body>,
+    ) -> Result<(Response<Incoming>, SendRequest<Body>), SendError> {
+        let mut req = req;
+        if let Some(mut tx) = self.checkout().await {
+            match tx.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, tx)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => {
+                        tracing::debug!(
+                            endpoint = %self.connector.addr(),
+                            error = %e.error(),
+                            "pooled connection closed before the request was written; retrying on a new one"
+                        );
+                        req = unsent;
+                    }
+                    None => return Err(SendError::Http(e.into_error())),
+                },
+            }
+        }
+        let mut tx = self.connect().await?;
+        let resp = tx.send_request(req).await.map_err(SendError::Http)?;
+        Ok((resp, tx))
+    }
+
+    /// The most recently idle connection that is open, ready and not expired. Connections
+    /// passed over are dropped, which closes them.
+    async fn checkout(&self) -> Option<SendRequest<Body>> {
+        loop {
+            let Idle { mut tx, since } = self.lock().pop()?;
+            if tx.is_closed() || since.elapsed() >= IDLE_TIMEOUT {
+                continue;
+            }
+            if tx.is_ready() || matches!(tokio::time::timeout(READY_WAIT, tx.ready()).await, Ok(Ok(()))) {
+                return Some(tx);
+            }
+        }
+    }
+
+    /// Opens a connection and runs it in its own task (which holds the connection's slot in
+    /// the service's `max_connections` until the connection closes).
+    async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
+        let addr = self.connector.addr();
+        let io = self.connector.connect().await.map_err(SendError::Connect)?;
+        let (tx, conn) = self
+            .builder
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| SendError::Connect(ConnectError::Handshake(addr, e.into())))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(endpoint = %addr, error = %e, "upstream HTTP/1.1 connection failed");
+            }
+        });
+        Ok(tx)
+    }
+
+    /// Puts a connection whose exchange is complete on top of the stack, unless it closed or
+    /// the stack is full (then it is dropped, which closes it).
+    pub(super) fn checkin(&self, tx: SendRequest<Body>) {
+        if tx.is_closed() {
+            return;
+        }
+        let idle = Idle { tx, since: Instant::now() };
+        let mut stack = self.lock();
+        if stack.len() < MAX_IDLE {
+            stack.push(idle);
+            return;
+        }
+        drop(stack);
+        drop(idle);
+    }
+
+    /// Drops idle connections that closed or expired.
+    pub(super) fn sweep(&self) {
+        let now = Instant::now();
+        let mut stack = self.lock();
+        stack.retain(|c| !c.tx.is_closed() && now.saturating_duration_since(c.since) < IDLE_TIMEOUT);
+    }
+
+    #[cfg(test)]
+    pub(super) fn idle(&self) -> usize {
+        self.lock().len()
+    }
+
+    #[cfg(test)]
+    pub(super) fn idle_open(&self) -> usize {
+        self.lock().iter().filter(|c| !c.tx.is_closed()).count()
+    }
+
+    /// The stack; a panic while it was held cannot leave it inconsistent (one push or pop).
+    fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for Http1 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http1").field("addr", &self.connector.addr()).finish_non_exhaustive()
+    }
+}

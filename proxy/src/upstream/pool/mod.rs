@@ -1,0 +1,126 @@
+//! The connections of one endpoint: a stack of idle HTTP/1.1 connections (`h1`) and one shared
+//! HTTP/2 connection (`h2`), and the sweep that closes what sat idle too long.
+//!
+//! Each endpoint owns its pool, so there is no map keyed by authority and no lock shared between
+//! endpoints: a request costs one uncontended mutex push and pop (HTTP/1.1) or one `ArcSwap` load
+//! (HTTP/2). The sweep is one tokio task per endpoint, started on first use and holding only a
+//! `Weak` to the pool: every 30 s it drops idle connections that closed or passed the idle
+//! timeout, and it is aborted when the pool is dropped (a reload that removes the endpoint).
+
+mod body;
+mod h1;
+mod h2;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    fmt,
+    sync::{Arc, OnceLock, Weak},
+    time::Duration,
+};
+
+use http::{Request, Response, StatusCode};
+use tokio::task::AbortHandle;
+
+use super::connect::{ConnectError, Connector};
+use crate::http::body::Body;
+pub use body::UpstreamBody;
+
+/// How long an idle connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle HTTP/1.1 connections kept per endpoint. A burst may open many more; keeping them all
+/// would hold memory (and the endpoint's sockets) for traffic that is gone.
+const MAX_IDLE: usize = 64;
+/// How often the sweep looks for idle connections to close.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Why a request got no response from the endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be had: connect, TLS, handshake, or the service's connection limit.
+    #[error("no connection to the endpoint")]
+    Connect(#[source] ConnectError),
+    /// The exchange failed on an open connection, or the request's own body failed.
+    #[error("upstream exchange failed")]
+    Http(#[source] hyper::Error),
+}
+
+/// The HTTP/1.1 and HTTP/2 connections to one endpoint.
+pub struct Pool {
+    h1: h1::Http1,
+    h2: h2::Http2,
+    /// The sweep task, once started.
+    sweeper: OnceLock<AbortHandle>,
+}
+
+impl Pool {
+    /// An empty pool; `h1` and `h2` open its connections (each offers only its own ALPN).
+    pub fn new(h1: Connector, h2: Connector) -> Arc<Self> {
+        Arc::new(Self { h1: h1::Http1::new(h1), h2: h2::Http2::new(h2), sweeper: OnceLock::new() })
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) over HTTP/1.1. The connection returns to the
+    /// pool when the response body has been read to its end.
+    pub async fn send_http1(
+        self: &Arc<Self>,
+        req: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let (resp, tx) = self.h1.send(req).await?;
+        // After a 101 the connection belongs to the upgrade, never to the pool.
+        let back = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| (Arc::clone(self), tx));
+        Ok(resp.map(|inner| UpstreamBody::new(inner, back)))
+    }
+
+    /// Sends `req` (absolute URI) on the endpoint's shared HTTP/2 connection.
+    pub async fn send_http2(
+        self: &Arc<Self>,
+        req: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        self.start_sweep();
+        let resp = self.h2.send(req).await?;
+        Ok(resp.map(|inner| UpstreamBody::new(inner, None)))
+    }
+
+    /// Takes back an HTTP/1.1 connection whose response was read to its end.
+    fn checkin(self: &Arc<Self>, tx: hyper::client::conn::http1::SendRequest<Body>) {
+        self.h1.checkin(tx);
+        self.start_sweep();
+    }
+
+    /// Starts the sweep on first use: a pool made outside a runtime (`pillion check`, tests)
+    /// or never used spawns nothing.
+    fn start_sweep(self: &Arc<Self>) {
+        self.sweeper.get_or_init(|| tokio::spawn(sweep(Arc::downgrade(self))).abort_handle());
+    }
+
+    #[cfg(test)]
+    fn idle_http1(&self) -> usize {
+        self.h1.idle()
+    }
+}
+
+/// Every `SWEEP_EVERY`, drops the pool's closed and expired idle connections; ends with the pool.
+async fn sweep(pool: Weak<Pool>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        pool.h1.sweep();
+        pool.h2.sweep();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if let Some(task) = self.sweeper.get() {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool").field("h1", &self.h1).field("h2", &self.h2).finish_non_exhaustive()
+    }
+}
