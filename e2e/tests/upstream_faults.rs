@@ -296,6 +296,10 @@ async fn upstream_garbage_gets_502() {
     // Counted as a 502 of the service.
     let n = s.proxy.metric("pillion_requests_total", &["code=\"502\"", "service=\"bad\""]);
     assert_eq!(n, Some(1.0));
+    // And logged as a warning naming the endpoint.
+    let log = s.proxy.log();
+    let line = log.lines().find(|l| l.contains("upstream request failed")).unwrap_or_default();
+    assert!(line.contains("WARN") && line.contains("endpoint="), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,12 @@
 //! Sending a request to the endpoint the balancer chose, over HTTP/1.1 or HTTP/2 as the service
 //! wants, whatever the client spoke.
 
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
 use http::{
     HeaderValue, Method, Request, Response, Uri, Version, header,
     request::Parts,
@@ -63,7 +69,7 @@ fn local_error(endpoint: &Endpoint, e: &SendError) -> LocalError {
     match e {
         SendError::Connect(ConnectError::Overloaded(_)) => LocalError::Overloaded,
         SendError::Connect(_) => {
-            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(e), "upstream connect failed");
+            log_upstream_failure(endpoint.addr, "upstream connect failed", e);
             LocalError::ConnectFailed
         }
         // The client's own body failed (bad chunk, reset mid-upload): its fault, not the upstream's.
@@ -72,9 +78,22 @@ fn local_error(endpoint: &Endpoint, e: &SendError) -> LocalError {
             LocalError::BadRequest
         }
         SendError::Http(_) => {
-            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(e), "upstream request failed");
+            log_upstream_failure(endpoint.addr, "upstream request failed", e);
             LocalError::UpstreamReset
         }
+    }
+}
+
+/// Upstream failures are warnings, at most one a second (the rest at debug): a dead upstream
+/// under load would otherwise log a line per request. Each is counted in
+/// `pillion_requests_total` under its local reply's code either way.
+pub fn log_upstream_failure(endpoint: SocketAddr, what: &'static str, e: &(dyn std::error::Error + 'static)) {
+    static LAST_WARNED: AtomicU64 = AtomicU64::new(0);
+    let second = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if LAST_WARNED.swap(second, Relaxed) != second {
+        tracing::warn!(%endpoint, error = %source_chain(e), "{what}");
+    } else {
+        tracing::debug!(%endpoint, error = %source_chain(e), "{what}");
     }
 }
 

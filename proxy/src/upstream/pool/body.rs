@@ -4,6 +4,7 @@
 
 use std::{
     fmt,
+    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
@@ -14,19 +15,25 @@ use http_body::{Body as _, Frame, SizeHint};
 use hyper::{body::Incoming, client::conn::http1::SendRequest};
 
 use super::Pool;
-use crate::http::body::Body;
+use crate::http::{body::Body, forward::log_upstream_failure};
 
 /// A response body from an endpoint.
 pub struct UpstreamBody {
     inner: Incoming,
+    /// The endpoint, for the log when the body fails.
+    endpoint: SocketAddr,
     /// The pool and the HTTP/1.1 connection to return to it; none for HTTP/2 (multiplexed,
     /// nothing to return) or once returned.
     back: Option<(Arc<Pool>, SendRequest<Body>)>,
 }
 
 impl UpstreamBody {
-    pub(super) fn new(inner: Incoming, back: Option<(Arc<Pool>, SendRequest<Body>)>) -> Self {
-        Self { inner, back }
+    pub(super) fn new(
+        inner: Incoming,
+        endpoint: SocketAddr,
+        back: Option<(Arc<Pool>, SendRequest<Body>)>,
+    ) -> Self {
+        Self { inner, endpoint, back }
     }
 
     fn check_in(&mut self) {
@@ -51,7 +58,11 @@ impl http_body::Body for UpstreamBody {
             None => this.check_in(),
             Some(Ok(_)) if this.inner.is_end_stream() => this.check_in(),
             Some(Ok(_)) => {}
-            Some(Err(_)) => this.back = None,
+            Some(Err(e)) => {
+                // The client sees the response cut short (a reset stream, or a closed connection).
+                this.back = None;
+                log_upstream_failure(this.endpoint, "upstream response body failed", e);
+            }
         }
         Poll::Ready(frame)
     }

@@ -129,6 +129,11 @@ impl Http1 {
         drop(idle);
     }
 
+    /// The endpoint's address.
+    pub(super) fn addr(&self) -> std::net::SocketAddr {
+        self.connector.addr()
+    }
+
     /// Drops idle connections that closed or expired.
     pub(super) fn sweep(&self) {
         let now = Instant::now();

@@ -46,6 +46,11 @@ pub(super) struct Http2 {
 }
 
 impl Http2 {
+    /// The endpoint's address.
+    pub(super) fn addr(&self) -> std::net::SocketAddr {
+        self.connector.addr()
+    }
+
     pub(super) fn new(connector: Connector) -> Self {
         let mut builder = Builder::new(TokioExecutor::new());
         builder

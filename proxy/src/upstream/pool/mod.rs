@@ -68,7 +68,8 @@ impl Pool {
         let (resp, tx) = self.h1.send(req).await?;
         // After a 101 the connection belongs to the upgrade, never to the pool.
         let back = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| (Arc::clone(self), tx));
-        Ok(resp.map(|inner| UpstreamBody::new(inner, back)))
+        let addr = self.h1.addr();
+        Ok(resp.map(|inner| UpstreamBody::new(inner, addr, back)))
     }
 
     /// Sends `req` (absolute URI) on the endpoint's shared HTTP/2 connection.
@@ -78,7 +79,8 @@ impl Pool {
     ) -> Result<Response<UpstreamBody>, SendError> {
         self.start_sweep();
         let resp = self.h2.send(req).await?;
-        Ok(resp.map(|inner| UpstreamBody::new(inner, None)))
+        let addr = self.h2.addr();
+        Ok(resp.map(|inner| UpstreamBody::new(inner, addr, None)))
     }
 
     /// Takes back an HTTP/1.1 connection whose response was read to its end.
