@@ -47,8 +47,6 @@ fn setup() -> Setup {
 struct Seen {
     /// Frames the attacker sent.
     sent: u64,
-    /// Whether a send blocked: the proxy stopped reading the attacker.
-    send_blocked: bool,
     /// GOAWAY error code.
     goaway: Option<u64>,
     goaway_debug: String,
@@ -86,7 +84,6 @@ fn attack(listener: SocketAddr, mode: &str, count: u64) -> Seen {
         |k: &str| v[k].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
     Seen {
         sent: v["sent"].as_u64().unwrap_or(0),
-        send_blocked: v["send_blocked"].as_bool().unwrap_or(false),
         goaway: v["goaway"].as_u64(),
         goaway_debug: v["goaway_debug"].as_str().unwrap_or("").to_owned(),
         closed: v["closed"].as_bool().unwrap_or(false),

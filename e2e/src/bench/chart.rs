@@ -5,7 +5,7 @@ use std::{fmt::Write as _, path::Path, process::Command, time::Duration};
 
 use anyhow::{Context, Result, bail};
 
-use super::{procs, report::Row};
+use super::{procs, results::Row};
 
 /// Writes `png` from the rows' medians.
 pub fn draw(rows: &[Row], rate: u32, png: &Path) -> Result<()> {

@@ -1,90 +1,15 @@
-//! The results of a run and the Markdown report (`BENCHMARKS.md`): a summary row per
-//! configuration, then one table per measure with each figure as a ratio to `direct` and to
-//! the best of nginx and haproxy, the correctness checks, the machine and the method.
+//! The Markdown report (`BENCHMARKS.md`): a summary row per configuration, then one table per
+//! measure with each figure as a ratio to `direct` and to the best of nginx and haproxy, the
+//! correctness checks, the machine and the method.
 
 use std::{fmt::Write as _, time::Duration};
 
-use super::{client::Latency, env::Machine, load::Throughput};
-
-/// The peers Pillion is compared with.
-pub const PEERS: [&str; 2] = ["nginx", "haproxy"];
-
-/// Everything measured for one configuration, over all rounds.
-pub struct Row {
-    pub name: &'static str,
-    pub note: String,
-    /// Why the configuration was aborted (failed correctness check or measurement).
-    pub failure: Option<String>,
-    pub h1: Vec<Throughput>,
-    pub h2: Vec<Throughput>,
-    pub latency: Vec<Latency>,
-    pub rss_idle_kib: Option<u64>,
-    pub rss_conns_kib: Option<u64>,
-    /// Whether it has proxy processes (CPU and memory apply).
-    pub proxied: bool,
-}
-
-impl Row {
-    pub fn new(name: &'static str, note: String, proxied: bool) -> Self {
-        Self {
-            name,
-            note,
-            failure: None,
-            h1: Vec::new(),
-            h2: Vec::new(),
-            latency: Vec::new(),
-            rss_idle_kib: None,
-            rss_conns_kib: None,
-            proxied,
-        }
-    }
-
-    pub fn h1_rps(&self) -> Option<f64> {
-        median(self.h1.iter().map(|t| t.rps))
-    }
-    pub fn h2_rps(&self) -> Option<f64> {
-        median(self.h2.iter().map(|t| t.rps))
-    }
-    pub fn h1_cpu(&self) -> Option<f64> {
-        median(self.h1.iter().filter_map(|t| t.cpu_per_10k))
-    }
-    pub fn h2_cpu(&self) -> Option<f64> {
-        median(self.h2.iter().filter_map(|t| t.cpu_per_10k))
-    }
-    /// Median of one latency percentile, in microseconds.
-    pub fn lat_us(&self, pick: fn(&Latency) -> Duration) -> Option<f64> {
-        median(self.latency.iter().map(|l| pick(l).as_secs_f64() * 1e6))
-    }
-    /// Non-2xx answers and failed requests over every run.
-    pub fn errors(&self) -> u64 {
-        self.h1.iter().chain(&self.h2).map(|t| t.errors).sum::<u64>()
-            + self.latency.iter().map(|l| l.errors).sum::<u64>()
-    }
-}
-
-/// How the run was set up, for the report's method section.
-pub struct Settings {
-    pub smoke: bool,
-    pub rounds: u32,
-    pub secs: u64,
-    pub rate: u32,
-    pub latency_conns: u32,
-    pub idle_conns: usize,
-    /// `Err(reason)` when the mTLS row was left out.
-    pub mtls: Result<(), String>,
-    /// Remarks given with `--note` (e.g. other work on the machine).
-    pub notes: Vec<String>,
-}
-
-fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = values.collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    Some(if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 })
-}
+use super::{
+    client::Latency,
+    env::Machine,
+    load::Throughput,
+    results::{PEERS, Row, Settings},
+};
 
 /// Reads one figure of a row.
 type Getter<'a> = Box<dyn Fn(&Row) -> Option<f64> + 'a>;
@@ -440,13 +365,6 @@ fn method(out: &mut String, rows: &[Row], s: &Settings, m: &Machine) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_of_even_and_odd_counts() {
-        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
-        assert_eq!(median([4.0, 1.0].into_iter()), Some(2.5));
-        assert_eq!(median(std::iter::empty()), None);
-    }
 
     #[test]
     fn thousands_are_separated() {

@@ -26,13 +26,15 @@ mod peers;
 mod procs;
 #[path = "../bench/report.rs"]
 mod report;
+#[path = "../bench/results.rs"]
+mod results;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use peers::{Bins, Target};
-use report::{Row, Settings};
+use results::{Row, Settings};
 
 /// Benchmark Pillion against direct, nginx and haproxy on loopback.
 #[derive(Parser)]
