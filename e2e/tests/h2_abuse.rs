@@ -219,3 +219,21 @@ async fn window_overflow_is_a_flow_control_error() {
     assert_eq!(seen.goaway, Some(FLOW_CONTROL_ERROR), "{seen:?}");
     assert!(seen.closed, "{seen:?}");
 }
+
+/// Malformed HTTP/2 requests (RFC 9113 section 8.1.1: connection-specific fields, a TE other
+/// than "trailers", a body shorter than its content-length) are stream errors: each gets
+/// RST_STREAM(PROTOCOL_ERROR), the upstream answers nothing of it, and the next request on the
+/// same connection is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_reset_and_never_answered_upstream() {
+    let s = setup();
+    let answered = |p: &Proxy| p.metric("pillion_requests_total", &["code=\"200\""]).unwrap_or(0.0);
+    for mode in ["connection_header", "te_header", "length_mismatch"] {
+        let before = answered(&s.proxy);
+        let l = s.listener;
+        let seen = tokio::task::spawn_blocking(move || attack(l, mode, 0)).await.unwrap();
+        assert_eq!(seen.rst, [PROTOCOL_ERROR], "{mode}: {seen:?}");
+        assert_eq!(seen.statuses, [200], "{mode}: {seen:?}");
+        assert_eq!(answered(&s.proxy), before + 1.0, "{mode}: only the well-formed request was answered");
+    }
+}

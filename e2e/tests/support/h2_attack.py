@@ -37,6 +37,7 @@ import h2.settings
 import hpack
 from hyperframe.frame import (
     ContinuationFrame,
+    DataFrame,
     Frame,
     GoAwayFrame,
     HeadersFrame,
@@ -254,6 +255,23 @@ def run(addr, mode, count):
         a.preface()
         a.send(WindowUpdateFrame(0, window_increment=0x7FFFFFFF).serialize(), 1)
         a.read_all()
+    elif mode in ("connection_header", "te_header"):
+        a.preface()
+        bad = ("connection", "keep-alive") if mode == "connection_header" else ("te", "gzip")
+        f = HeadersFrame(1, a.headers_block(request_headers(a.authority, extra=[bad])))
+        f.flags.add("END_HEADERS")
+        f.flags.add("END_STREAM")
+        a.send(f.serialize() + a.request(3), 2)
+        a.read_all(lambda r: r["rst"] and r["statuses"])
+    elif mode == "length_mismatch":
+        a.preface()
+        head = [(":method", "POST"), (":scheme", "http"), (":authority", a.authority), (":path", "/")]
+        f = HeadersFrame(1, a.headers_block(head + [("content-length", "10")]))
+        f.flags.add("END_HEADERS")
+        d = DataFrame(1, b"abc")
+        d.flags.add("END_STREAM")
+        a.send(f.serialize() + d.serialize() + a.request(3), 3)
+        a.read_all(lambda r: r["rst"] and r["statuses"])
     elif mode == "normal":
         a.preface()
         a.send(a.request(1), 1)
