@@ -57,13 +57,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx<'_>) {
                 matches!(detect::detect(&stream, DETECT_TIMEOUT).await, Detected::Http1 | Detected::Http2)
             }
         };
-        let conn = Conn {
-            direction: Direction::Inbound,
-            peer,
-            tls: false,
-            client: None,
-            dest: Dest::App { port, service },
-        };
+        let conn = Conn::new(Direction::Inbound, peer, false, None, Dest::App { port, service });
         return to_app(stream, conn, is_http, ctx).await;
     }
 
@@ -92,8 +86,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx<'_>) {
         None => port_protocol != Protocol::Tcp,
     };
     let client = pillion_certs::peer_spiffe_id(session.peer_certificates()).map(ClientIdentity::new);
-    let conn =
-        Conn { direction: Direction::Inbound, peer, tls: true, client, dest: Dest::App { port, service } };
+    let conn = Conn::new(Direction::Inbound, peer, true, client, Dest::App { port, service });
     to_app(stream, conn, is_http, ctx).await
 }
 

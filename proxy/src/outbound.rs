@@ -36,13 +36,7 @@ pub async fn serve_explicit(stream: TcpStream, peer: SocketAddr, listener: usize
     }
     drop(rt);
     let stream = meter(&ctx.shared, stream, Direction::Outbound, false, "http");
-    let conn = Conn {
-        direction: Direction::Outbound,
-        peer,
-        tls: false,
-        client: None,
-        dest: Dest::Listener(listener),
-    };
+    let conn = Conn::new(Direction::Outbound, peer, false, None, Dest::Listener(listener));
     serve_http(stream, conn, ctx).await
 }
 
@@ -66,13 +60,7 @@ pub async fn serve_transparent(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx
         drop(rt);
         let passthrough = ctx.shared.direct.get(dst, PASSTHROUGH);
         let stream = meter(&ctx.shared, stream, Direction::Outbound, false, "http");
-        let conn = Conn {
-            direction: Direction::Outbound,
-            peer,
-            tls: false,
-            client: None,
-            dest: Dest::Original { dst, passthrough },
-        };
+        let conn = Conn::new(Direction::Outbound, peer, false, None, Dest::Original { dst, passthrough });
         return serve_http(stream, conn, ctx).await;
     }
     let stream = meter(&ctx.shared, stream, Direction::Outbound, false, "tcp");

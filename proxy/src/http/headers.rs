@@ -87,12 +87,8 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Adds `x-request-id` when missing and returns it.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&REQUEST_ID) {
-        return v.clone();
-    }
-    let v = new_request_id();
-    headers.insert(REQUEST_ID.clone(), v.clone());
-    v
+    // One lookup whether the client sent one or not.
+    headers.entry(&REQUEST_ID).or_insert_with(new_request_id).clone()
 }
 
 /// A random UUIDv4 as a header value.

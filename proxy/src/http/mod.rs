@@ -7,6 +7,7 @@ pub mod forward;
 pub mod headers;
 pub mod reply;
 pub mod route;
+pub mod series;
 pub mod upgrade;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
@@ -24,6 +25,7 @@ use crate::{
 };
 use body::Body;
 use reply::LocalError;
+use series::{Sample, SeriesCache};
 
 /// What a connection's requests share: where they came in, from whom, and where they go.
 #[derive(Debug)]
@@ -38,6 +40,21 @@ pub struct Conn {
     pub client: Option<ClientIdentity>,
     /// Where the connection's requests go.
     pub dest: Dest,
+    /// The request metrics series its requests last went to.
+    pub series: SeriesCache,
+}
+
+impl Conn {
+    /// A client connection's facts, before its first request.
+    pub fn new(
+        direction: Direction,
+        peer: SocketAddr,
+        tls: bool,
+        client: Option<ClientIdentity>,
+        dest: Dest,
+    ) -> Self {
+        Self { direction, peer, tls, client, dest, series: SeriesCache::default() }
+    }
 }
 
 /// Where a connection's requests go before routing.
@@ -282,9 +299,15 @@ impl LogParts {
         let elapsed = start.elapsed();
         let (service, route) = target.map_or(("unknown", "none"), |t| (t.name, t.route));
         let dir = conn.direction.as_str();
-        let m = &shared.metrics;
-        m.requests.with_label_values(&[dir, service, route, resp.status().as_str(), tls_label(tls)]).inc();
-        m.request_duration.with_label_values(&[dir, service, route]).observe(elapsed.as_secs_f64());
+        let sample = Sample {
+            direction: dir,
+            service,
+            route,
+            tls: tls_label(tls),
+            code: resp.status(),
+            seconds: elapsed.as_secs_f64(),
+        };
+        conn.series.record(&shared.metrics, sample);
         if shared.access_log {
             tracing::info!(
                 target: "pillion::access",

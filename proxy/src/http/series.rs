@@ -1,0 +1,111 @@
+//! The request metrics a connection records into. Resolving a labelled series costs a hash of
+//! every label and a read lock on the registry's map, per request; a connection's requests
+//! nearly always go to one service and route, so each connection keeps the series of its last
+//! (service, route, tls) and resolves again only when that changes. Only `code="200"` is kept:
+//! other codes are rarer, and resolved each time.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use http::StatusCode;
+use prometheus::{Histogram, IntCounter};
+
+use crate::metrics::Metrics;
+
+/// One connection's cached series; empty until its first request.
+#[derive(Debug, Default)]
+pub struct SeriesCache(ArcSwapOption<Series>);
+
+/// The series of one (direction, service, route, tls).
+#[derive(Debug)]
+struct Series {
+    service: Box<str>,
+    route: Box<str>,
+    tls: &'static str,
+    ok: IntCounter,
+    duration: Histogram,
+}
+
+/// What one finished request is recorded as.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    /// `direction` label.
+    pub direction: &'static str,
+    /// `service` label.
+    pub service: &'a str,
+    /// `route` label.
+    pub route: &'a str,
+    /// `tls` label.
+    pub tls: &'static str,
+    /// Response status.
+    pub code: StatusCode,
+    /// Seconds to the response head.
+    pub seconds: f64,
+}
+
+impl SeriesCache {
+    /// Counts the request and records its duration.
+    pub fn record(&self, m: &Metrics, s: Sample<'_>) {
+        let cached = self.0.load();
+        if let Some(series) = cached.as_ref().filter(|c| c.is(&s)) {
+            series.record(m, &s);
+            return;
+        }
+        drop(cached);
+        let series = Series {
+            service: s.service.into(),
+            route: s.route.into(),
+            tls: s.tls,
+            ok: m.requests.with_label_values(&[s.direction, s.service, s.route, "200", s.tls]),
+            duration: m.request_duration.with_label_values(&[s.direction, s.service, s.route]),
+        };
+        series.record(m, &s);
+        self.0.store(Some(Arc::new(series)));
+    }
+}
+
+impl Series {
+    /// Whether `s` belongs to this series (a connection's direction never changes).
+    fn is(&self, s: &Sample<'_>) -> bool {
+        self.tls == s.tls && *self.service == *s.service && *self.route == *s.route
+    }
+
+    fn record(&self, m: &Metrics, s: &Sample<'_>) {
+        if s.code == StatusCode::OK {
+            self.ok.inc();
+        } else {
+            m.requests.with_label_values(&[s.direction, s.service, s.route, s.code.as_str(), s.tls]).inc();
+        }
+        self.duration.observe(s.seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_land_in_the_same_series_cached_or_not() {
+        let m = Metrics::new();
+        let cache = SeriesCache::default();
+        let sample = |service, code| Sample {
+            direction: "outbound",
+            service,
+            route: "r",
+            tls: "false",
+            code,
+            seconds: 0.001,
+        };
+        for _ in 0..3 {
+            cache.record(&m, sample("a", StatusCode::OK));
+        }
+        cache.record(&m, sample("a", StatusCode::BAD_GATEWAY));
+        cache.record(&m, sample("b", StatusCode::OK));
+        cache.record(&m, sample("a", StatusCode::OK));
+        let count =
+            |service, code| m.requests.with_label_values(&["outbound", service, "r", code, "false"]).get();
+        assert_eq!((count("a", "200"), count("a", "502"), count("b", "200")), (4, 1, 1));
+        let d = m.request_duration.with_label_values(&["outbound", "a", "r"]);
+        assert_eq!(d.get_sample_count(), 5);
+    }
+}
