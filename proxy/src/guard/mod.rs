@@ -22,6 +22,7 @@ use std::{
 use prometheus::IntCounterVec;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
+    sync::Semaphore,
     time::{Instant, Sleep},
 };
 
@@ -30,6 +31,9 @@ use crate::config::ListenerLimits;
 /// How long a rejected connection may take to receive its reply, and then how long the client
 /// is read from (and ignored) before the socket closes.
 const LINGER: Duration = Duration::from_secs(2);
+/// Rejected connections lingering at once, process-wide.
+const MAX_CLOSERS: usize = 1024;
+static CLOSERS: Semaphore = Semaphore::const_new(MAX_CLOSERS);
 
 /// Why the guard ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +325,13 @@ impl<S: Stream> Drop for Guarded<S> {
     fn drop(&mut self) {
         let (Some(reply), Some(io)) = (self.reply.take(), self.io.take()) else { return };
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
-        rt.spawn(close_with(io, reply));
+        // Bounded: a client opening connection after connection of bad requests gets its
+        // replies only while fewer than `MAX_CLOSERS` are lingering; past that it is closed.
+        let Ok(permit) = CLOSERS.try_acquire() else { return };
+        rt.spawn(async move {
+            close_with(io, reply).await;
+            drop(permit);
+        });
     }
 }
 
