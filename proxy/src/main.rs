@@ -47,6 +47,18 @@ enum Command {
     Init(iptables::InitOptions),
 }
 
+/// The async runtime: one thread when the process may use one CPU (a sidecar with a CPU limit
+/// of 1, or pinned), which saves the work-stealing scheduler's synchronisation; otherwise a
+/// worker per CPU.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -70,7 +82,7 @@ fn main() -> ExitCode {
         },
         Command::Run { config, drain_timeout, access_log } => {
             let opts = RunOptions { config, drain_timeout: drain_timeout.0, access_log };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match runtime() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("pillion: cannot start the async runtime: {e}");

@@ -346,7 +346,7 @@ fn method(out: &mut String, rows: &[Row], s: &Settings, m: &Machine) {
          (`-t1`) and the bench's own latency and idle-connection clients on core 0. This machine \
          has {} cores, so the client and the upstream share one core: absolute numbers are \
          bounded by that core, and `direct` pays for the client and the upstream on one core too. \
-         Pillion's tokio runtime sees one CPU under taskset and starts one worker.\n\
+         Pillion sees one CPU under taskset and so runs a single-threaded runtime.\n\
          - Each measured run lasts {} s; rounds: {}; configurations run one after another in \
          each round (interleaved), so drift hits all alike.\n\
          - Everything runs on 127.0.0.1.",
