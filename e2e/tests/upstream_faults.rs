@@ -39,6 +39,8 @@ enum Fault {
     CloseAfterHeaders,
     /// Reads a request body slowly (16 KiB every 10 ms).
     SlowReader,
+    /// Both `Content-Length` and `Transfer-Encoding: chunked` (a response-splitting shape).
+    LengthAndChunked,
 }
 
 /// What the hostile upstream saw.
@@ -96,6 +98,9 @@ async fn serve_conn(mut s: AsyncStream, fault: Fault, seen: Arc<Seen>) {
                     .to_vec()
             }
             Fault::CloseAfterHeaders => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec(),
+            Fault::LengthAndChunked => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+                5\r\nhello\r\n0\r\n\r\n"
+                .to_vec(),
             Fault::Stall | Fault::SlowReader => Vec::new(),
         };
         let _ = s.write_all(&reply).await;
@@ -311,6 +316,15 @@ async fn upstream_body_longer_than_declared_is_cut_and_never_reused() {
     // The bytes after the declared body are never taken as the next request's response:
     // `assert_healthy` gets `ok` three times, never `SMUGGLED`.
     blocking(move || assert_healthy(&s, "longer than declared")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_response_with_length_and_chunked_gets_502() {
+    let s = setup(Fault::LengthAndChunked, None).await;
+    let bad = s.bad;
+    let r = blocking(move || exchange(bad, "/fault")).await.unwrap();
+    assert_local_reply(&r, 502, "upstream-reset");
+    blocking(move || assert_healthy(&s, "length and chunked")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
