@@ -4,6 +4,11 @@
 //! core busy for as long as the client cares to send; over the budget the guard ends the
 //! connection with GOAWAY(ENHANCE_YOUR_CALM). Knowing where the server's own frames end is what
 //! lets that GOAWAY go between two frames rather than into the middle of one.
+//!
+//! Clients that estimate bandwidth (gRPC's BDP estimator, hyper's adaptive window) send a PING
+//! for every round trip while data reaches them, which on a fast network is thousands a second.
+//! So every DATA frame the server sends also earns one frame of budget: a client pinging as it
+//! receives never runs out, while one flooding with nothing coming back gets the base rate.
 
 use tokio::time::Instant;
 
@@ -117,9 +122,15 @@ impl Frames {
         })
     }
 
-    /// Follows the bytes the server wrote.
+    /// Follows the bytes the server wrote; each DATA frame with a payload earns budget.
     pub fn wrote(&mut self, bytes: &[u8]) {
-        let _ = self.outbound.walk(bytes, |_| Ok(()));
+        let tokens = &mut self.tokens;
+        let _ = self.outbound.walk(bytes, |h| {
+            if h[3] == DATA && frame_len(h) > 0 {
+                *tokens = (*tokens + 1.0).min(BURST);
+            }
+            Ok(())
+        });
     }
 
     /// A GOAWAY(ENHANCE_YOUR_CALM) frame, if the server's output is between frames.
@@ -184,6 +195,20 @@ mod tests {
             f.feed(&ping).unwrap();
             tokio::time::advance(Duration::from_millis(20)).await;
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_pinging_while_it_receives_data_never_runs_out() {
+        let mut f = Frames::new(0);
+        let ping = frame(PING, 0, 0, b"12345678");
+        let data = frame(DATA, 0, 1, &[0; 100]);
+        for _ in 0..10 * BURST as usize {
+            f.feed(&ping).unwrap();
+            f.wrote(&data);
+        }
+        // Once the data stops, the base budget is all there is.
+        let spent = (0..2 * BURST as usize).take_while(|_| f.feed(&ping).is_ok()).count();
+        assert_eq!(spent, BURST as usize);
     }
 
     #[tokio::test(start_paused = true)]
