@@ -38,12 +38,19 @@ fn tripwire() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, seen)
 }
 
-fn proxy_to(upstream: SocketAddr, limits: &str) -> (Proxy, SocketAddr) {
+/// A config with one explicit listener (returned) to service `app` at `upstream`, the
+/// listener's `limits` (YAML flow mapping body), and `extra` YAML appended.
+fn config(upstream: SocketAddr, limits: &str, extra: &str) -> (String, SocketAddr) {
     let listener = free_addr();
     let cfg = format!(
-        "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{}\"}}\noutbound:\n  listeners: [{{bind: \"{listener}\", service: app}}]\n  limits: {{{limits}}}\nservices:\n  - {{name: app, protocol: http1, endpoints: [{{addr: \"{upstream}\"}}]}}\n",
+        "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{}\"}}\noutbound:\n  listeners: [{{bind: \"{listener}\", service: app}}]\n  limits: {{{limits}}}\nservices:\n  - {{name: app, protocol: http1, endpoints: [{{addr: \"{upstream}\"}}]}}\n{extra}",
         free_addr()
     );
+    (cfg, listener)
+}
+
+fn proxy_to(upstream: SocketAddr, limits: &str) -> (Proxy, SocketAddr) {
+    let (cfg, listener) = config(upstream, limits, "");
     (Proxy::start(&cfg), listener)
 }
 
@@ -244,12 +251,7 @@ async fn a_listener_at_max_connections_stops_accepting_and_counts_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_file_descriptors_backs_off_and_recovers() {
     let b = Backend::start("app");
-    let listener = free_addr();
-    let cfg = format!(
-        "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{}\"}}\noutbound:\n  listeners: [{{bind: \"{listener}\", service: app}}]\nservices:\n  - {{name: app, protocol: http1, endpoints: [{{addr: \"{}\"}}]}}\n",
-        free_addr(),
-        b.addr
-    );
+    let (cfg, listener) = config(b.addr, "", "");
     // 64 descriptors: a few dozen go to the runtime, listeners and log; the rest to clients.
     let p = Proxy::spawn_with_nofile(&cfg, &[], Some(64));
     p.wait_ready();
@@ -279,12 +281,8 @@ async fn running_out_of_file_descriptors_backs_off_and_recovers() {
 #[test]
 fn bodies_over_a_routes_limit_get_413_declared_or_streamed() {
     let b = Backend::start("app");
-    let listener = free_addr();
-    let cfg = format!(
-        "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{}\"}}\noutbound:\n  listeners: [{{bind: \"{listener}\", service: app}}]\n  limits: {{max_requests_per_connection: 3}}\nservices:\n  - {{name: app, protocol: http1, endpoints: [{{addr: \"{}\"}}]}}\nroutes:\n  - {{name: uploads, match: {{path: /upload}}, backends: [{{service: app}}], max_request_bytes: 1000}}\n",
-        free_addr(),
-        b.addr
-    );
+    let routes = "routes:\n  - {name: uploads, match: {path: /upload}, backends: [{service: app}], max_request_bytes: 1000}\n";
+    let (cfg, listener) = config(b.addr, "max_requests_per_connection: 3", routes);
     let _p = Proxy::start(&cfg);
     let declared =
         format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n{}", "a".repeat(2000));
@@ -301,13 +299,7 @@ fn bodies_over_a_routes_limit_get_413_declared_or_streamed() {
 #[test]
 fn http1_connections_close_after_max_requests() {
     let b = Backend::start("app");
-    let listener = free_addr();
-    let cfg = format!(
-        "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{}\"}}\noutbound:\n  listeners: [{{bind: \"{listener}\", service: app}}]\n  limits: {{max_requests_per_connection: 3}}\nservices:\n  - {{name: app, protocol: http1, endpoints: [{{addr: \"{}\"}}]}}\n",
-        free_addr(),
-        b.addr
-    );
-    let _p = Proxy::start(&cfg);
+    let (_p, listener) = proxy_to(b.addr, "max_requests_per_connection: 3");
     let mut s = TcpStream::connect(listener).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // Five pipelined requests: three answers, the third with `connection: close`, then EOF.

@@ -87,6 +87,7 @@ pub struct ConnCtx<'a> {
 
 /// Accepts connections until the proxy drains.
 pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerLimits, shared: Arc<Shared>) {
+    // The HTTP settings and the limits, shared by the listener's connections.
     let http = Arc::new((http_builder(&limits), limits.clone()));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut drain = shared.drain.subscribe();
@@ -132,7 +133,8 @@ pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerL
         tokio::spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
-            let ctx = ConnCtx { builder: &http.0, shared, drain, limits: &http.1 };
+            let (builder, limits) = &*http;
+            let ctx = ConnCtx { builder, shared, drain, limits };
             match spec {
                 ListenerSpec::Inbound => inbound::serve(stream, peer, ctx).await,
                 ListenerSpec::Transparent => outbound::serve_transparent(stream, peer, ctx).await,

@@ -76,6 +76,20 @@ struct InboundPart {
     ports: Vec<schema::InboundPort>,
 }
 
+/// Decodes one NDJSON line of the watch stream: the snapshot it carries, or `None` for a
+/// keep-alive (or any line without a version).
+pub fn decode_line(raw: &[u8]) -> Result<Option<Overlay>, serde_json::Error> {
+    let line: Line = serde_json::from_slice(raw)?;
+    let (false, Some(version)) = (line.keepalive, line.version) else { return Ok(None) };
+    Ok(Some(Overlay {
+        version,
+        epoch: line.epoch,
+        services: line.services,
+        routes: line.routes,
+        ports: line.inbound.ports,
+    }))
+}
+
 /// Watches this workload's snapshots until the process exits.
 pub async fn run(shared: Arc<Shared>, client: ControlClient, workload: String, store: Arc<CredentialStore>) {
     let mut backoff = MIN_BACKOFF;
@@ -137,21 +151,15 @@ fn on_line(
     tls: &Arc<rustls::ClientConfig>,
     raw: &[u8],
 ) {
-    let line: Line = match serde_json::from_slice(raw) {
-        Ok(l) => l,
+    let overlay = match decode_line(raw) {
+        Ok(Some(o)) => o,
+        Ok(None) => return,
         Err(e) => {
             tracing::warn!(error = %e, "unreadable line from the control plane");
             return;
         }
     };
-    let (false, Some(version)) = (line.keepalive, line.version) else { return };
-    let overlay = Overlay {
-        version,
-        epoch: line.epoch,
-        services: line.services,
-        routes: line.routes,
-        ports: line.inbound.ports,
-    };
+    let version = overlay.version;
     let error = match apply(shared, None, Some(overlay), Source::Control) {
         Ok(()) => {
             shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -62,6 +62,12 @@ pub struct Requests {
     /// The last byte seen was a CR (its LF may come in the next read).
     cr: bool,
     /// What the current head has said about its body.
+    head: Head,
+}
+
+/// What a request head's fields say about what follows it.
+#[derive(Debug, Default)]
+struct Head {
     content_length: Option<u64>,
     chunked: bool,
     switching: bool,
@@ -76,9 +82,7 @@ impl Requests {
             line: [0; PREFIX],
             line_len: 0,
             cr: false,
-            content_length: None,
-            chunked: false,
-            switching: false,
+            head: Head::default(),
         }
     }
 
@@ -179,18 +183,17 @@ impl Requests {
 
     /// Acts on a complete line of `len` bytes, whose first bytes are in `self.line`.
     fn end_line(&mut self, len: usize) -> Result<Option<Next>, Rejection> {
-        let buf = self.line;
-        let line = &buf[..len.min(PREFIX)];
+        let line = &self.line[..len.min(PREFIX)];
         match self.state {
             State::RequestLine => {
                 if line == H2_PREFACE_LINE {
                     return Ok(Some(Next::Http2(0)));
                 }
-                self.switching = line.starts_with(b"CONNECT ");
+                self.head.switching = line.starts_with(b"CONNECT ");
                 self.state = State::Fields;
             }
             State::Fields if len == 0 => return Ok(self.end_head()),
-            State::Fields => self.field(line, len)?,
+            State::Fields => self.head.field(line, len)?,
             State::ChunkSize => {
                 let size = chunk_size(line)?;
                 self.state = if size == 0 { State::Trailers } else { State::ChunkData(size) };
@@ -203,7 +206,24 @@ impl Requests {
         Ok(None)
     }
 
-    /// Notes what a header field says about framing.
+    /// The empty line after the fields: what follows is the body, the next request, or
+    /// another protocol.
+    fn end_head(&mut self) -> Option<Next> {
+        let Head { content_length, chunked, switching } = std::mem::take(&mut self.head);
+        if switching {
+            return Some(Next::Opaque(0));
+        }
+        self.state = match (chunked, content_length) {
+            (true, _) => State::ChunkSize,
+            (false, Some(n)) if n > 0 => State::Body(n),
+            _ => State::Idle,
+        };
+        None
+    }
+}
+
+impl Head {
+    /// Notes what a header field of `len` bytes (its first bytes in `line`) says about framing.
     fn field(&mut self, line: &[u8], len: usize) -> Result<(), Rejection> {
         let Some(colon) = line.iter().position(|&b| b == b':') else { return Ok(()) };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
@@ -226,22 +246,6 @@ impl Requests {
             return Err(Rejection::LengthAndChunked);
         }
         Ok(())
-    }
-
-    /// The empty line after the fields: what follows is the body, the next request, or
-    /// another protocol.
-    fn end_head(&mut self) -> Option<Next> {
-        let (chunked, length) = (self.chunked, self.content_length.take());
-        self.chunked = false;
-        if std::mem::take(&mut self.switching) {
-            return Some(Next::Opaque(0));
-        }
-        self.state = match (chunked, length) {
-            (true, _) => State::ChunkSize,
-            (false, Some(n)) if n > 0 => State::Body(n),
-            _ => State::Idle,
-        };
-        None
     }
 }
 
