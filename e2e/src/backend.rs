@@ -74,6 +74,16 @@ async fn handle(
         r.headers_mut().insert("x-backend", HeaderValue::from_static(name));
         return Ok(r);
     }
+    // Read what the client sent before answering, as a well-behaved upstream does: a hyper server
+    // that answers with the body unread closes the connection after the response, without saying
+    // so, and the next request a proxy sends on it races that close.
+    if !matches!(req.uri().path(), "/upload" | "/ws") {
+        while let Some(frame) = req.body_mut().frame().await {
+            if frame.is_err() {
+                break;
+            }
+        }
+    }
     let mut resp = match req.uri().path() {
         "/headers" => {
             let mut heads: Vec<(String, String)> = req
