@@ -9,6 +9,7 @@ pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod control;
+pub mod deadline;
 pub mod debug_route;
 pub mod detect;
 pub mod guard;

@@ -176,9 +176,11 @@ where
         // response says `Connection: close`, and hyper closes once it is sent.
         let n = count.fetch_add(1, Relaxed) + 1;
         let last = max_requests > 0 && n >= max_requests && req.version() < ::http::Version::HTTP_2;
-        let answer = crate::http::handle(Arc::clone(&shared), Arc::clone(&conn), req);
+        let (shared, conn) = (Arc::clone(&shared), Arc::clone(&conn));
+        // The request's future is made inside this one: made outside and awaited here, it
+        // would be stored twice over.
         async move {
-            let mut resp = answer.await?;
+            let mut resp = crate::http::handle(shared, conn, req).await?;
             if last {
                 resp.headers_mut()
                     .insert(::http::header::CONNECTION, ::http::HeaderValue::from_static("close"));

@@ -11,6 +11,7 @@ use super::{body::Body, forward, headers, reply::LocalError};
 use crate::{
     balance::{Tried, outlier::Outcome},
     config::{Protocol, RetryPolicy},
+    deadline::Deadline,
     retry::{self, MAX_REPLAY_BODY, TryResult},
     runtime::Shared,
     upstream::{Service, UpstreamBody},
@@ -119,11 +120,10 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: Incoming
         }
 
         let in_flight = endpoint.conn.load.start();
-        let sending = forward::send(endpoint, try_parts, try_body, version);
-        let result = match plan.retry.and_then(|p| p.per_try_timeout) {
-            Some(t) => tokio::time::timeout(t, sending).await.unwrap_or(Err(LocalError::Timeout)),
-            None => sending.await,
-        };
+        let per_try = plan.retry.and_then(|p| p.per_try_timeout);
+        let result = Deadline::new(per_try, forward::send(endpoint, try_parts, try_body, version))
+            .await
+            .unwrap_or(Err(LocalError::Timeout));
         let judged = match &result {
             Ok(resp) => {
                 in_flight.finish();

@@ -16,22 +16,60 @@ pub static ERROR: HeaderName = HeaderName::from_static("x-pillion-error");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// What one pass over a message's headers found: enough to skip the lookups and removals that
+/// most messages do not need, each of which would hash a name.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Survey {
+    /// A hop-by-hop header is present (`Connection`, `Transfer-Encoding`, `Upgrade`, ...).
+    pub hop_by_hop: bool,
+    /// An `x-pillion-*` header is present (only the proxy may set those).
+    pub ours: bool,
+    /// The framing is ambiguous (see [`survey`]).
+    pub ambiguous_framing: bool,
+}
+
+/// Surveys a message's headers in one pass. Its framing is ambiguous (RFC 9112 section 6) with
+/// Content-Length together with Transfer-Encoding, Content-Length given more than once, or a
+/// Transfer-Encoding other than a single final `chunked`: a proxy that forwards such a message
+/// invites request smuggling, so it is refused however the parser resolved it.
+pub fn survey(headers: &HeaderMap) -> Survey {
+    let mut s = Survey::default();
+    let (mut lengths, mut encodings, mut chunked) = (0u32, 0u32, false);
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH {
+            lengths += 1;
+        } else if name == header::TRANSFER_ENCODING {
+            encodings += 1;
+            chunked = value.as_bytes().eq_ignore_ascii_case(b"chunked");
+            s.hop_by_hop = true;
+        } else if is_hop_by_hop(name) {
+            s.hop_by_hop = true;
+        } else if name.as_str().starts_with("x-pillion-") {
+            s.ours = true;
+        }
+    }
+    s.ambiguous_framing = match (lengths, encodings) {
+        (0 | 1, 0) => false,
+        (0, 1) => !chunked,
+        _ => true,
+    };
+    s
+}
+
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    n == header::CONNECTION
+        || n == header::TRANSFER_ENCODING
+        || n == header::UPGRADE
+        || n == header::TE
+        || n == KEEP_ALIVE
+        || n == PROXY_CONNECTION
+}
+
 /// Removes hop-by-hop headers and any header that `Connection` names. With `upgrade`, the
 /// `Connection: upgrade` and `Upgrade` pair survives so that the upgrade can be forwarded.
-/// `TE: trailers` is end-to-end in practice (gRPC needs it) and is kept.
+/// `TE: trailers` is end-to-end in practice (gRPC needs it) and is kept. Callers with a
+/// [`Survey`] skip it when there is nothing hop-by-hop.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // Most messages carry none of these: one pass over the names, no lookups, no removals.
-    let hop = |n: &HeaderName| {
-        n == header::CONNECTION
-            || n == header::TRANSFER_ENCODING
-            || n == header::UPGRADE
-            || n == header::TE
-            || n == KEEP_ALIVE
-            || n == PROXY_CONNECTION
-    };
-    if !headers.keys().any(hop) {
-        return;
-    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -60,20 +98,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Whether a message's framing headers are ambiguous (RFC 9112 section 6): Content-Length
-/// together with Transfer-Encoding, Content-Length given more than once, or a Transfer-Encoding
-/// other than a single final `chunked`. A proxy that forwards such a message invites request
-/// smuggling, so it is refused however the parser resolved it.
-pub fn ambiguous_framing(headers: &HeaderMap) -> bool {
-    let cl = headers.get_all(header::CONTENT_LENGTH).iter().count();
-    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter();
-    match (cl, te.next(), te.next()) {
-        (0, None, _) | (1, None, _) => false,
-        (0, Some(v), None) => !v.as_bytes().eq_ignore_ascii_case(b"chunked"),
-        _ => true,
-    }
-}
-
 /// Whether an HTTP/1.1 request asks to switch protocols (e.g. WebSocket).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -86,9 +110,9 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 /// Adds `x-request-id` when missing and returns it.
-pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+pub fn ensure_request_id(headers: &mut HeaderMap) -> &HeaderValue {
     // One lookup whether the client sent one or not.
-    headers.entry(&REQUEST_ID).or_insert_with(new_request_id).clone()
+    headers.entry(&REQUEST_ID).or_insert_with(new_request_id)
 }
 
 /// A random UUIDv4 as a header value.
@@ -150,6 +174,19 @@ mod tests {
         assert_eq!(h["connection"], "Upgrade");
     }
 
+    fn ambiguous_framing(h: &HeaderMap) -> bool {
+        survey(h).ambiguous_framing
+    }
+
+    #[test]
+    fn the_survey_spots_hop_by_hop_and_our_headers() {
+        let plain = survey(&map(&[("host", "a"), ("content-length", "3"), ("x-app", "1")]));
+        assert_eq!(plain, Survey::default());
+        let s = survey(&map(&[("keep-alive", "5"), ("x-pillion-orig-proto", "HTTP/1.1")]));
+        assert!(s.hop_by_hop && s.ours && !s.ambiguous_framing);
+        assert!(survey(&map(&[("transfer-encoding", "chunked")])).hop_by_hop);
+    }
+
     #[test]
     fn ambiguous_framing_is_spotted() {
         assert!(!ambiguous_framing(&map(&[("content-length", "4")])));
@@ -169,10 +206,10 @@ mod tests {
         let mut h = map(&[("x-request-id", "abc")]);
         assert_eq!(ensure_request_id(&mut h), "abc");
         let mut h = HeaderMap::new();
-        let id = ensure_request_id(&mut h);
+        let id = ensure_request_id(&mut h).clone();
         let s = id.to_str().unwrap();
         assert_eq!(s.len(), 36);
         assert_eq!(&s[14..15], "4");
-        assert_ne!(ensure_request_id(&mut HeaderMap::new()), id);
+        assert_ne!(ensure_request_id(&mut HeaderMap::new()), &id);
     }
 }

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::{
     config::{Protocol, RetryPolicy},
+    deadline::Deadline,
     metrics::{Direction, tls_label},
     outbound,
     runtime::{Runtime, Shared},
@@ -140,29 +141,33 @@ pub async fn handle(
     let rt = shared.runtime.load_full();
 
     // Request filter.
-    if headers::ambiguous_framing(req.headers()) {
-        let log = LogParts {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            request_id: HeaderValue::from_static("-"),
-        };
+    let survey = headers::survey(req.headers());
+    if survey.ambiguous_framing {
+        let log = LogParts::new(&shared, req.method(), req.uri(), &HeaderValue::from_static("-"));
         tracing::info!(peer = %conn.peer, "request with ambiguous framing (Content-Length/Transfer-Encoding) refused");
         return Ok(log.finish(&shared, &conn, start, None, LocalError::BadRequest.response(), conn.tls));
     }
-    let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+    let upgrade =
+        survey.hop_by_hop && req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if survey.hop_by_hop {
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    }
     // Only a meshed peer may say its client spoke HTTP/1 before the hop was upgraded to h2.
-    let orig_http1 = parts.headers.remove(&headers::ORIG_PROTO).is_some_and(|v| v == "HTTP/1.1") && conn.tls;
+    let orig_http1 = survey.ours
+        && parts.headers.remove(&headers::ORIG_PROTO).is_some_and(|v| v == "HTTP/1.1")
+        && conn.tls;
     if conn.direction == Direction::Inbound {
-        parts.headers.remove(&headers::CLIENT_ID);
+        if survey.ours {
+            parts.headers.remove(&headers::CLIENT_ID);
+        }
         if let Some(c) = &conn.client {
             parts.headers.insert(headers::CLIENT_ID.clone(), c.header.clone());
         }
     }
     let request_id = headers::ensure_request_id(&mut parts.headers);
-    let log = LogParts { method: parts.method.clone(), uri: parts.uri.clone(), request_id };
+    let log = LogParts::new(&shared, &parts.method, &parts.uri, request_id);
 
     if conn.direction == Direction::Inbound {
         if let Err(e) = authorize(&rt, &conn) {
@@ -202,28 +207,34 @@ pub async fn handle(
         client_version: if orig_http1 { Version::HTTP_11 } else { parts.version },
         max_body: target.max_body,
     };
-    let sending = attempt::send(&shared, &plan, parts, body);
-    let sent = match target.timeout {
-        Some(t) => tokio::time::timeout(t, sending)
-            .await
-            .unwrap_or(attempt::Sent { result: Err(LocalError::Timeout), tls: false }),
-        None => sending.await,
-    };
+    let sent = Deadline::new(target.timeout, attempt::send(&shared, &plan, parts, body))
+        .await
+        .unwrap_or(attempt::Sent { result: Err(LocalError::Timeout), tls: false });
     let tls = conn.tls || sent.tls;
 
     // Response filter.
     let resp = match sent.result {
-        Ok(resp) if headers::ambiguous_framing(resp.headers()) => {
-            tracing::warn!(service = target.name, "upstream response with ambiguous framing dropped");
-            LocalError::UpstreamReset.response()
-        }
         Ok(mut resp) => {
+            let survey = headers::survey(resp.headers());
+            if survey.ambiguous_framing {
+                tracing::warn!(service = target.name, "upstream response with ambiguous framing dropped");
+                return Ok(log.finish(
+                    &shared,
+                    &conn,
+                    start,
+                    Some(&target),
+                    LocalError::UpstreamReset.response(),
+                    tls,
+                ));
+            }
             let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
             if let (true, Some(client)) = (switching, client_upgrade) {
                 let upstream = hyper::upgrade::on(&mut resp);
                 upgrade::tunnel(client, upstream, shared.drain.subscribe());
             }
-            headers::strip_hop_by_hop(resp.headers_mut(), switching);
+            if survey.hop_by_hop {
+                headers::strip_hop_by_hop(resp.headers_mut(), switching);
+            }
             *resp.version_mut() = Version::default();
             resp.map(Body::from)
         }
@@ -252,11 +263,11 @@ fn route_request<'a>(
         Dest::Original { dst, .. } => rt.by_addr.get(dst).copied(),
     };
     let logical_name = logical.map(|s| &*cfg.services[s].name);
-    let host = route::request_host(parts);
     // Routes apply to known destinations; unknown transparent traffic passes through as is.
     let routed = match (&conn.dest, logical) {
         (Dest::Original { .. }, None) => None,
-        _ => route::find(&cfg.routes, parts, &host, logical_name),
+        _ if cfg.routes.is_empty() => None,
+        _ => route::find(&cfg.routes, parts, &route::request_host(parts), logical_name),
     };
     let (service, route) = match (routed, logical, &conn.dest) {
         (Some(r), _, _) => (route::pick_backend(&r.backends), Some(r)),
@@ -278,14 +289,26 @@ fn route_request<'a>(
     })
 }
 
-/// What metrics and the access log need of a request once its parts went upstream.
-struct LogParts {
+/// What the access log needs of a request once its parts went upstream, if it is on.
+struct LogParts(Option<AccessLine>);
+
+/// A request's part of its access log line.
+struct AccessLine {
     method: http::Method,
     uri: http::Uri,
     request_id: HeaderValue,
 }
 
 impl LogParts {
+    /// Keeps what the access log will need, and nothing when it is off.
+    fn new(shared: &Shared, method: &http::Method, uri: &http::Uri, request_id: &HeaderValue) -> Self {
+        Self(shared.access_log.then(|| AccessLine {
+            method: method.clone(),
+            uri: uri.clone(),
+            request_id: request_id.clone(),
+        }))
+    }
+
     /// Records metrics and the access log line, for every request however it ended.
     fn finish(
         self,
@@ -308,18 +331,18 @@ impl LogParts {
             seconds: elapsed.as_secs_f64(),
         };
         conn.series.record(&shared.metrics, sample);
-        if shared.access_log {
+        if let Some(line) = self.0 {
             tracing::info!(
                 target: "pillion::access",
                 direction = dir,
                 client = %conn.peer,
-                method = %self.method,
-                path = self.uri.path(),
+                method = %line.method,
+                path = line.uri.path(),
                 status = resp.status().as_u16(),
                 service,
                 route,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
-                request_id = self.request_id.to_str().unwrap_or("-"),
+                request_id = line.request_id.to_str().unwrap_or("-"),
                 error = resp.headers().get(&headers::ERROR).and_then(|v| v.to_str().ok()).unwrap_or(""),
             );
         }

@@ -76,7 +76,9 @@ impl Http1 {
                 },
             }
         }
-        let mut tx = self.connect().await?;
+        // Boxed: a connect (and its TLS handshake) is rare next to a pooled send, and inline it
+        // would make every request's future, and every copy of it, that much larger.
+        let mut tx = Box::pin(self.connect()).await?;
         let resp = tx.send_request(req).await.map_err(SendError::Http)?;
         Ok((resp, tx))
     }

@@ -111,7 +111,8 @@ impl Http2 {
             }
         };
         // If the request running the connect is cancelled, a waiting one takes it over.
-        attempt.get_or_init(|| self.connect()).await.clone()
+        // Boxed, as in HTTP/1.1: every request's future would otherwise have room for a connect.
+        attempt.get_or_init(|| Box::pin(self.connect())).await.clone()
     }
 
     fn open(&self) -> Option<SendRequest<Body>> {
