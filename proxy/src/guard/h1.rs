@@ -133,7 +133,7 @@ impl Requests {
     /// `None` when the bytes ran out first.
     fn take_line(&mut self, bytes: &[u8], i: &mut usize) -> Result<Option<usize>, Rejection> {
         let rest = &bytes[*i..];
-        let stop = rest.iter().position(|&b| b == b'\n' || b == b'\r');
+        let stop = memchr::memchr2(b'\n', b'\r', rest);
         if self.cr && rest[0] != b'\n' {
             return Err(Rejection::BareCr);
         }

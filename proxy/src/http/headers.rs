@@ -118,22 +118,22 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> &HeaderValue {
 /// A random UUIDv4 as a header value.
 fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let (hi, lo) = (fastrand::u64(..), fastrand::u64(..));
+    let mut raw = [0u8; 16];
+    raw[..8].copy_from_slice(&fastrand::u64(..).to_ne_bytes());
+    raw[8..].copy_from_slice(&fastrand::u64(..).to_ne_bytes());
     // Version 4 in the 13th hex digit, the RFC 4122 variant in the 17th.
-    let hi = (hi & !0xf000) | 0x4000;
-    let lo = (lo & !(0x3 << 62)) | (0x2 << 62);
-    let mut out = *b"00000000-0000-0000-0000-000000000000";
-    let mut put = |range: std::ops::Range<usize>, v: u64, mut shift: u32| {
-        for b in &mut out[range] {
-            shift -= 4;
-            *b = HEX[((v >> shift) & 0xf) as usize];
+    raw[6] = raw[6] & 0x0f | 0x40;
+    raw[8] = raw[8] & 0x3f | 0x80;
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, b) in raw.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
         }
-    };
-    put(0..8, hi, 64);
-    put(9..13, hi, 32);
-    put(14..18, hi, 16);
-    put(19..23, lo, 64);
-    put(24..36, lo, 48);
+        out[at] = HEX[usize::from(b >> 4)];
+        out[at + 1] = HEX[usize::from(b & 0xf)];
+        at += 2;
+    }
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
@@ -210,6 +210,9 @@ mod tests {
         let s = id.to_str().unwrap();
         assert_eq!(s.len(), 36);
         assert_eq!(&s[14..15], "4");
+        assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "{s}");
+        assert_eq!(s.matches('-').count(), 4);
+        assert_eq!((&s[8..9], &s[13..14], &s[18..19], &s[23..24]), ("-", "-", "-", "-"));
         assert_ne!(ensure_request_id(&mut HeaderMap::new()), &id);
     }
 }
