@@ -27,7 +27,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves one inbound connection.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx<'_>) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx) {
     let rt = ctx.shared.runtime.load_full();
     let cfg = &rt.config.inbound;
     // Redirected traffic goes to the app on the port it was sent to; other traffic to
@@ -65,7 +65,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx<'_>) {
         return; // validation requires `tls` whenever mTLS is on
     };
     let errors = ctx.shared.metrics.tls_handshake_errors.with_label_values(&[Direction::Inbound.as_str()]);
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    // Boxed: the handshake's state is needed once, not for the connection's whole life.
+    let stream = match Box::pin(tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             errors.inc();
@@ -90,7 +91,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx<'_>) {
     to_app(stream, conn, is_http, ctx).await
 }
 
-async fn to_app<S>(stream: S, conn: Conn, is_http: bool, ctx: ConnCtx<'_>)
+async fn to_app<S>(stream: S, conn: Conn, is_http: bool, ctx: ConnCtx)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -20,7 +20,7 @@ use crate::{
 pub const PASSTHROUGH: &str = "passthrough";
 
 /// Serves a connection on explicit listener `listener`.
-pub async fn serve_explicit(stream: TcpStream, peer: SocketAddr, listener: usize, ctx: ConnCtx<'_>) {
+pub async fn serve_explicit(stream: TcpStream, peer: SocketAddr, listener: usize, ctx: ConnCtx) {
     let rt = ctx.shared.runtime.load_full();
     let tcp_service = rt
         .config
@@ -41,7 +41,7 @@ pub async fn serve_explicit(stream: TcpStream, peer: SocketAddr, listener: usize
 }
 
 /// Serves a connection redirected to the transparent outbound listener.
-pub async fn serve_transparent(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx<'_>) {
+pub async fn serve_transparent(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx) {
     let Some(dst) = transparent::original_dst(&stream) else {
         // Forwarding it would connect back to ourselves.
         tracing::warn!(%peer, "connection to the transparent outbound listener was not redirected; closing");

@@ -18,7 +18,7 @@ use hyper_util::{
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpListener,
-    sync::{Semaphore, watch},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
 };
 
 use crate::{
@@ -73,22 +73,31 @@ fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// What serving one accepted connection needs.
-pub struct ConnCtx<'a> {
-    /// HTTP server settings of the listener.
-    pub builder: &'a auto::Builder<TokioExecutor>,
+/// A listener's HTTP server settings and limits, shared by its connections.
+pub struct ListenerHttp {
+    /// HTTP server settings.
+    pub builder: auto::Builder<TokioExecutor>,
+    /// The listener's limits.
+    pub limits: ListenerLimits,
+}
+
+/// What serving one accepted connection needs. Dropping it ends the connection's claim on the
+/// listener: its `max_connections` slot, and draining's wait.
+pub struct ConnCtx {
+    /// The listener's settings.
+    pub http: Arc<ListenerHttp>,
     /// Process-wide state.
     pub shared: Arc<Shared>,
     /// Held while the connection lives, so that draining waits for it.
     pub drain: watch::Receiver<bool>,
-    /// The listener's limits.
-    pub limits: &'a ListenerLimits,
+    /// The connection's slot in the listener's `max_connections`.
+    pub permit: OwnedSemaphorePermit,
 }
 
 /// Accepts connections until the proxy drains.
 pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerLimits, shared: Arc<Shared>) {
     // The HTTP settings and the limits, shared by the listener's connections.
-    let http = Arc::new((http_builder(&limits), limits.clone()));
+    let http = Arc::new(ListenerHttp { builder: http_builder(&limits), limits: limits.clone() });
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut drain = shared.drain.subscribe();
     let dir = spec.direction().as_str();
@@ -127,20 +136,16 @@ pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerL
                 continue;
             }
         };
-        let shared = Arc::clone(&shared);
-        let http = Arc::clone(&http);
-        let drain = drain.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _ = stream.set_nodelay(true);
-            let (builder, limits) = &*http;
-            let ctx = ConnCtx { builder, shared, drain, limits };
-            match spec {
-                ListenerSpec::Inbound => inbound::serve(stream, peer, ctx).await,
-                ListenerSpec::Transparent => outbound::serve_transparent(stream, peer, ctx).await,
-                ListenerSpec::Explicit(i) => outbound::serve_explicit(stream, peer, i, ctx).await,
-            }
-        });
+        let _ = stream.set_nodelay(true);
+        let ctx =
+            ConnCtx { http: Arc::clone(&http), shared: Arc::clone(&shared), drain: drain.clone(), permit };
+        // A task per kind of listener: each connection's task is only as large as what its
+        // listener can do (an inbound one has room for a TLS handshake, an explicit one not).
+        match spec {
+            ListenerSpec::Inbound => tokio::spawn(inbound::serve(stream, peer, ctx)),
+            ListenerSpec::Transparent => tokio::spawn(outbound::serve_transparent(stream, peer, ctx)),
+            ListenerSpec::Explicit(i) => tokio::spawn(outbound::serve_explicit(stream, peer, i, ctx)),
+        };
     }
 }
 
@@ -159,11 +164,12 @@ pub fn meter<S>(shared: &Shared, stream: S, direction: Direction, tls: bool, pro
 
 /// Serves HTTP/1.1 and HTTP/2 on a connection until it closes, or finishes it gracefully when
 /// the proxy drains.
-pub async fn serve_http<S>(stream: S, conn: Conn, ctx: ConnCtx<'_>)
+pub async fn serve_http<S>(stream: S, conn: Conn, ctx: ConnCtx)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ConnCtx { builder, shared, mut drain, limits } = ctx;
+    let ConnCtx { http, shared, mut drain, permit: _permit } = ctx;
+    let ListenerHttp { builder, limits } = &*http;
     let max_requests = limits.max_requests_per_connection;
     let peer = conn.peer;
     let rejections =

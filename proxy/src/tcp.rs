@@ -28,7 +28,8 @@ where
         tried.add(i);
         let endpoint = balancer.endpoint(i);
         let _in_flight = endpoint.conn.load.start();
-        let mut upstream = match endpoint.conn.connector.connect().await {
+        // Boxed: the connect's state is needed once, not for the copy's whole life.
+        let mut upstream = match Box::pin(endpoint.conn.connector.connect()).await {
             Ok(s) => s,
             Err(e) => {
                 if !matches!(e, ConnectError::Overloaded(_)) {
