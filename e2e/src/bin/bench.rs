@@ -46,7 +46,8 @@ struct Cli {
     /// workspace root.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Rounds of every configuration (default 3; smoke 1).
+    /// Rounds of every configuration (default 5: a shared 2-core machine drifts by 10-25%
+    /// between rounds, and a median of five shrugs off one or two bad ones; smoke 1).
     #[arg(long)]
     rounds: Option<u32>,
     /// Seconds per measured run (default 10; smoke 1).
@@ -127,7 +128,7 @@ fn run(cli: Cli) -> Result<usize> {
 
 fn settings(cli: &Cli) -> Settings {
     let (rounds, secs, rate, conns, idle) =
-        if cli.smoke { (1, 1, 200, 4, 100) } else { (3, 10, 2000, 16, 1000) };
+        if cli.smoke { (1, 1, 200, 4, 100) } else { (5, 10, 2000, 16, 1000) };
     Settings {
         smoke: cli.smoke,
         rounds: cli.rounds.unwrap_or(rounds),

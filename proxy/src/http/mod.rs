@@ -218,25 +218,19 @@ pub async fn handle(
             let survey = headers::survey(resp.headers());
             if survey.ambiguous_framing {
                 tracing::warn!(service = target.name, "upstream response with ambiguous framing dropped");
-                return Ok(log.finish(
-                    &shared,
-                    &conn,
-                    start,
-                    Some(&target),
-                    LocalError::UpstreamReset.response(),
-                    tls,
-                ));
+                LocalError::UpstreamReset.response()
+            } else {
+                let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+                if let (true, Some(client)) = (switching, client_upgrade) {
+                    let upstream = hyper::upgrade::on(&mut resp);
+                    upgrade::tunnel(client, upstream, shared.drain.subscribe());
+                }
+                if survey.hop_by_hop {
+                    headers::strip_hop_by_hop(resp.headers_mut(), switching);
+                }
+                *resp.version_mut() = Version::default();
+                resp.map(Body::from)
             }
-            let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-            if let (true, Some(client)) = (switching, client_upgrade) {
-                let upstream = hyper::upgrade::on(&mut resp);
-                upgrade::tunnel(client, upstream, shared.drain.subscribe());
-            }
-            if survey.hop_by_hop {
-                headers::strip_hop_by_hop(resp.headers_mut(), switching);
-            }
-            *resp.version_mut() = Version::default();
-            resp.map(Body::from)
         }
         Err(e) => {
             tracing::debug!(service = target.name, error = ?e, "local reply");
