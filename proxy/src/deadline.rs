@@ -1,10 +1,11 @@
 //! An optional time limit on a future, as one future type.
 //!
 //! `match limit { Some(t) => timeout(t, fut).await, None => fut.await }` makes the enclosing
-//! async fn hold room for the future twice (once bare, once inside `Timeout`), and every move of
-//! that state copies both. A request's future nests several of these, so the copies were a
-//! large share of the proxy's CPU per request. `Deadline` holds the future once, and a timer
-//! only when there is a limit.
+//! async fn hold room for the future twice (once bare, once inside `Timeout`). A request's
+//! future nests several of these, and hyper keeps each connection's request future allocated
+//! between requests, so the doubling was memory every kept-alive connection held (the request
+//! future went from 25.6 KB to 4.9 KB). `Deadline` holds the future once, and a timer only when
+//! there is a limit.
 
 use std::{
     future::Future,

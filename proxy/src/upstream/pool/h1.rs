@@ -77,7 +77,7 @@ impl Http1 {
             }
         }
         // Boxed: a connect (and its TLS handshake) is rare next to a pooled send, and inline it
-        // would make every request's future, and every copy of it, that much larger.
+        // would make every request's future, which each connection keeps, that much larger.
         let mut tx = Box::pin(self.connect()).await?;
         let resp = tx.send_request(req).await.map_err(SendError::Http)?;
         Ok((resp, tx))
