@@ -4,6 +4,7 @@
 //! ```text
 //! cargo build --release --workspace --bins && cargo run --release -p pillion-e2e --bin bench
 //! cargo run --release -p pillion-e2e --bin bench -- --smoke      # ~a second per configuration
+//! cargo run --release -p pillion-e2e --bin bench -- --only pillion,nginx --out /tmp/b/BENCHMARKS.md
 //! ```
 //!
 //! It installs missing tools (`scripts/bench-setup.sh`), starts one upstream and every
@@ -62,6 +63,10 @@ struct Cli {
     /// A remark to add to the report's method section (repeatable).
     #[arg(long)]
     note: Vec<String>,
+    /// Measure only these configurations (comma-separated names, e.g. `pillion,nginx`; `direct`
+    /// always runs, as the baseline). Needs --out, so a partial table never replaces BENCHMARKS.md.
+    #[arg(long, value_delimiter = ',', requires = "out")]
+    only: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -104,7 +109,7 @@ fn run(cli: Cli) -> Result<usize> {
         Err(e) => Err(format!("cannot make certificates: {e:#}")),
     };
     let mtls_certs = certs.as_ref().ok().filter(|_| settings.mtls.is_ok());
-    let mut configs = start_all(&bins, upstream, mtls_certs);
+    let mut configs = start_all(&bins, upstream, mtls_certs, &cli.only)?;
     for (target, row) in &mut configs {
         if let Some(t) = target {
             measure_memory(t, row, settings.idle_conns);
@@ -158,7 +163,12 @@ fn out_path(cli: &Cli) -> Result<PathBuf> {
 
 /// Starts every configuration; one that cannot start is kept as an aborted row. Each proxy's
 /// idle memory is read right after it starts.
-fn start_all(bins: &Bins, upstream: SocketAddr, mtls: Option<&peers::Certs>) -> Vec<(Option<Target>, Row)> {
+fn start_all(
+    bins: &Bins,
+    upstream: SocketAddr,
+    mtls: Option<&peers::Certs>,
+    only: &[String],
+) -> Result<Vec<(Option<Target>, Row)>> {
     type Start<'a> = Box<dyn Fn() -> Result<Target> + 'a>;
     let mut starters: Vec<(&'static str, Start<'_>)> = vec![
         ("direct", Box::new(move || Ok(peers::direct(upstream)))),
@@ -170,7 +180,12 @@ fn start_all(bins: &Bins, upstream: SocketAddr, mtls: Option<&peers::Certs>) -> 
     if let Some(certs) = mtls {
         starters.push(("pillion x2 mTLS", Box::new(move || peers::two_hop(bins, upstream, Some(certs)))));
     }
-    starters
+    if let Some(unknown) = only.iter().find(|o| !starters.iter().any(|(name, _)| name == o)) {
+        let names: Vec<_> = starters.iter().map(|(name, _)| *name).collect();
+        bail!("--only: no configuration `{unknown}` (there are: {})", names.join(", "));
+    }
+    starters.retain(|(name, _)| only.is_empty() || *name == "direct" || only.iter().any(|o| o == name));
+    Ok(starters
         .into_iter()
         .map(|(name, start)| match start() {
             Ok(t) => {
@@ -186,7 +201,7 @@ fn start_all(bins: &Bins, upstream: SocketAddr, mtls: Option<&peers::Certs>) -> 
                 (None, row)
             }
         })
-        .collect()
+        .collect())
 }
 
 /// Resident memory while the bench holds `n` idle keep-alive connections to the proxy.
