@@ -12,10 +12,10 @@ use std::{
 
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
-use hyper::{body::Incoming, client::conn::http1::SendRequest};
+use hyper::body::Incoming;
 
-use super::Pool;
-use crate::http::{body::Body, forward::log_upstream_failure};
+use super::{Pool, h1::Conn};
+use crate::http::forward::log_upstream_failure;
 
 /// A response body from an endpoint.
 pub struct UpstreamBody {
@@ -24,21 +24,17 @@ pub struct UpstreamBody {
     endpoint: SocketAddr,
     /// The pool and the HTTP/1.1 connection to return to it; none for HTTP/2 (multiplexed,
     /// nothing to return) or once returned.
-    back: Option<(Arc<Pool>, SendRequest<Body>)>,
+    back: Option<(Arc<Pool>, Conn)>,
 }
 
 impl UpstreamBody {
-    pub(super) fn new(
-        inner: Incoming,
-        endpoint: SocketAddr,
-        back: Option<(Arc<Pool>, SendRequest<Body>)>,
-    ) -> Self {
+    pub(super) fn new(inner: Incoming, endpoint: SocketAddr, back: Option<(Arc<Pool>, Conn)>) -> Self {
         Self { inner, endpoint, back }
     }
 
     fn check_in(&mut self) {
-        if let Some((pool, tx)) = self.back.take() {
-            pool.checkin(tx);
+        if let Some((pool, conn)) = self.back.take() {
+            pool.checkin(conn);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! HTTP/1.1 to one endpoint: a LIFO stack of idle connections, and sending on one of them or on
-//! a new one.
+//! a new one. Each connection runs in its own task and is nudged by the request sent on it
+//! ([`Drive`]).
 //!
 //! LIFO hands out the most recently used connection, so the ones an upstream is about to close
 //! for idleness age out at the bottom instead of being picked. The stack sits behind a
@@ -8,7 +9,7 @@
 
 use std::{
     fmt,
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
@@ -20,7 +21,7 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use super::{IDLE_TIMEOUT, MAX_IDLE, SendError};
+use super::{IDLE_TIMEOUT, MAX_IDLE, SendError, drive::Drive};
 use crate::{
     http::body::Body,
     upstream::connect::{ConnectError, Connector},
@@ -40,9 +41,23 @@ pub(super) struct Http1 {
     idle: Mutex<Vec<Idle>>,
 }
 
+/// A connection: the handle requests are sent on, and the future that runs it.
+pub(super) struct Conn {
+    pub(super) tx: SendRequest<Body>,
+    drive: Arc<Drive>,
+}
+
+impl Conn {
+    /// Runs `conn`, the connection's future, in a task of its own, nudged by each request sent
+    /// on `tx`.
+    pub(super) fn spawn(tx: SendRequest<Body>, conn: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self { tx, drive: Drive::spawn(conn) }
+    }
+}
+
 /// A pooled connection and when it went idle.
 struct Idle {
-    tx: SendRequest<Body>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -55,14 +70,13 @@ impl Http1 {
     /// for the caller to check in once the body is read. A request that an idle connection
     /// refused unsent (it closed while pooled) goes once more, on a new connection; one that
     /// may have been written is never sent again.
-    pub(super) async fn send(
-        &self,
-        req: Request<Body>,
-    ) -> Result<(Response<Incoming>, SendRequest<Body>), SendError> {
+    pub(super) async fn send(&self, req: Request<Body>) -> Result<(Response<Incoming>, Conn), SendError> {
         let mut req = req;
-        if let Some(mut tx) = self.checkout().await {
-            match tx.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, tx)),
+        if let Some(mut conn) = self.checkout().await {
+            let sent = conn.tx.try_send_request(req);
+            conn.drive.nudge();
+            match sent.await {
+                Ok(resp) => return Ok((resp, conn)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => {
                         tracing::debug!(
@@ -78,28 +92,32 @@ impl Http1 {
         }
         // Boxed: a connect (and its TLS handshake) is rare next to a pooled send, and inline it
         // would make every request's future, which each connection keeps, that much larger.
-        let mut tx = Box::pin(self.connect()).await?;
-        let resp = tx.send_request(req).await.map_err(SendError::Http)?;
-        Ok((resp, tx))
+        let mut conn = Box::pin(self.connect()).await?;
+        let sent = conn.tx.send_request(req);
+        conn.drive.nudge();
+        let resp = sent.await.map_err(SendError::Http)?;
+        Ok((resp, conn))
     }
 
     /// The most recently idle connection that is open, ready and not expired. Connections
     /// passed over are dropped, which closes them.
-    async fn checkout(&self) -> Option<SendRequest<Body>> {
+    async fn checkout(&self) -> Option<Conn> {
         loop {
-            let Idle { mut tx, since } = self.lock().pop()?;
-            if tx.is_closed() || since.elapsed() >= IDLE_TIMEOUT {
+            let Idle { mut conn, since } = self.lock().pop()?;
+            if conn.tx.is_closed() || since.elapsed() >= IDLE_TIMEOUT {
                 continue;
             }
-            if tx.is_ready() || matches!(tokio::time::timeout(READY_WAIT, tx.ready()).await, Ok(Ok(()))) {
-                return Some(tx);
+            if conn.tx.is_ready()
+                || matches!(tokio::time::timeout(READY_WAIT, conn.tx.ready()).await, Ok(Ok(())))
+            {
+                return Some(conn);
             }
         }
     }
 
     /// Opens a connection and runs it in its own task (which holds the connection's slot in
     /// the service's `max_connections` until the connection closes).
-    async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
+    async fn connect(&self) -> Result<Conn, SendError> {
         let addr = self.connector.addr();
         let io = self.connector.connect().await.map_err(SendError::Connect)?;
         let (tx, conn) = self
@@ -107,21 +125,20 @@ impl Http1 {
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| SendError::Connect(ConnectError::Handshake(addr, e.into())))?;
-        tokio::spawn(async move {
+        Ok(Conn::spawn(tx, async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(endpoint = %addr, error = %e, "upstream HTTP/1.1 connection failed");
             }
-        });
-        Ok(tx)
+        }))
     }
 
     /// Puts a connection whose exchange is complete on top of the stack, unless it closed or
     /// the stack is full (then it is dropped, which closes it).
-    pub(super) fn checkin(&self, tx: SendRequest<Body>) {
-        if tx.is_closed() {
+    pub(super) fn checkin(&self, conn: Conn) {
+        if conn.tx.is_closed() {
             return;
         }
-        let idle = Idle { tx, since: Instant::now() };
+        let idle = Idle { conn, since: Instant::now() };
         let mut stack = self.lock();
         if stack.len() < MAX_IDLE {
             stack.push(idle);
@@ -140,7 +157,7 @@ impl Http1 {
     pub(super) fn sweep(&self) {
         let now = Instant::now();
         let mut stack = self.lock();
-        stack.retain(|c| !c.tx.is_closed() && now.saturating_duration_since(c.since) < IDLE_TIMEOUT);
+        stack.retain(|c| !c.conn.tx.is_closed() && now.saturating_duration_since(c.since) < IDLE_TIMEOUT);
     }
 
     #[cfg(test)]
@@ -150,7 +167,7 @@ impl Http1 {
 
     #[cfg(test)]
     pub(super) fn idle_open(&self) -> usize {
-        self.lock().iter().filter(|c| !c.tx.is_closed()).count()
+        self.lock().iter().filter(|c| !c.conn.tx.is_closed()).count()
     }
 
     /// The stack; a panic while it was held cannot leave it inconsistent (one push or pop).

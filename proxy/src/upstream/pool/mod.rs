@@ -8,6 +8,7 @@
 //! timeout, and it is aborted when the pool is dropped (a reload that removes the endpoint).
 
 mod body;
+mod drive;
 mod h1;
 mod h2;
 #[cfg(test)]
@@ -65,9 +66,9 @@ impl Pool {
         self: &Arc<Self>,
         req: Request<Body>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let (resp, tx) = self.h1.send(req).await?;
+        let (resp, conn) = self.h1.send(req).await?;
         // After a 101 the connection belongs to the upgrade, never to the pool.
-        let back = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| (Arc::clone(self), tx));
+        let back = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| (Arc::clone(self), conn));
         let addr = self.h1.addr();
         Ok(resp.map(|inner| UpstreamBody::new(inner, addr, back)))
     }
@@ -84,8 +85,8 @@ impl Pool {
     }
 
     /// Takes back an HTTP/1.1 connection whose response was read to its end.
-    fn checkin(self: &Arc<Self>, tx: hyper::client::conn::http1::SendRequest<Body>) {
-        self.h1.checkin(tx);
+    fn checkin(self: &Arc<Self>, conn: h1::Conn) {
+        self.h1.checkin(conn);
         self.start_sweep();
     }
 

@@ -245,8 +245,8 @@ async fn a_request_a_stale_connection_refused_unsent_goes_on_a_new_one() {
     let pool = pool_to(server.addr, ConnLimit::new(100));
     // A pooled connection over an in-memory pipe whose far end this test plays by hand.
     let (near, mut far) = tokio::io::duplex(4096);
-    let (mut tx, conn) = hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(near)).await.unwrap();
-    tokio::spawn(conn);
+    let (tx, conn) = hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(near)).await.unwrap();
+    let mut conn = super::h1::Conn::spawn(tx, async move { conn.await.unwrap_or_default() });
     let req = Request::get("/").header(header::HOST, "test").body(Body::Empty).unwrap();
     let answered = async {
         let mut head = Vec::new();
@@ -257,10 +257,10 @@ async fn a_request_a_stale_connection_refused_unsent_goes_on_a_new_one() {
         }
         far.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
     };
-    let (resp, ()) = tokio::join!(tx.send_request(req), answered);
+    let (resp, ()) = tokio::join!(conn.tx.send_request(req), answered);
     assert_eq!(resp.unwrap().into_body().collect().await.unwrap().to_bytes(), "ok");
-    tx.ready().await.unwrap();
-    pool.h1.checkin(tx);
+    conn.tx.ready().await.unwrap();
+    pool.h1.checkin(conn);
 
     // The far end closes. Its connection's task is woken but, on this one thread, runs only
     // once the next request has already been queued on it: it sees the close first and gives
