@@ -56,7 +56,7 @@ pub async fn send(
         pool.send_http2(Request::from_parts(parts, body)).await
     } else {
         http1_target(&mut parts, endpoint);
-        pool.send_http1(Request::from_parts(parts, body)).await
+        pool.send_http1(Request::from_parts(parts, body), endpoint.conn.load.in_flight()).await
     };
     sent.map_err(|e| local_error(endpoint, &e))
 }

@@ -53,6 +53,13 @@ impl Conn {
     pub(super) fn spawn(tx: SendRequest<Body>, conn: impl Future<Output = ()> + Send + 'static) -> Self {
         Self { tx, drive: Drive::spawn(conn) }
     }
+
+    /// Writes the request just queued out now, in the caller's task, when `write_now`.
+    fn nudge_if(&self, write_now: bool) {
+        if write_now {
+            self.drive.nudge();
+        }
+    }
 }
 
 /// A pooled connection and when it went idle.
@@ -70,11 +77,15 @@ impl Http1 {
     /// for the caller to check in once the body is read. A request that an idle connection
     /// refused unsent (it closed while pooled) goes once more, on a new connection; one that
     /// may have been written is never sent again.
-    pub(super) async fn send(&self, req: Request<Body>) -> Result<(Response<Incoming>, Conn), SendError> {
+    pub(super) async fn send(
+        &self,
+        req: Request<Body>,
+        write_now: bool,
+    ) -> Result<(Response<Incoming>, Conn), SendError> {
         let mut req = req;
         if let Some(mut conn) = self.checkout().await {
             let sent = conn.tx.try_send_request(req);
-            conn.drive.nudge();
+            conn.nudge_if(write_now);
             match sent.await {
                 Ok(resp) => return Ok((resp, conn)),
                 Err(mut e) => match e.take_message() {
@@ -94,7 +105,7 @@ impl Http1 {
         // would make every request's future, which each connection keeps, that much larger.
         let mut conn = Box::pin(self.connect()).await?;
         let sent = conn.tx.send_request(req);
-        conn.drive.nudge();
+        conn.nudge_if(write_now);
         let resp = sent.await.map_err(SendError::Http)?;
         Ok((resp, conn))
     }

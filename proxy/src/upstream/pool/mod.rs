@@ -34,6 +34,11 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const MAX_IDLE: usize = 64;
 /// How often the sweep looks for idle connections to close.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// Requests in flight to the endpoint (this one included) up to which an HTTP/1.1 request is
+/// written out in its own task ([`drive`]). Past it the proxy has a queue: leaving the writes
+/// to the connections' tasks batches them behind the burst's reads, which costs each request a
+/// little latency but saved ~8% CPU per request at saturation (wrk -c50, pinned).
+const WRITE_NOW_UP_TO: u32 = 4;
 
 /// Why a request got no response from the endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -60,13 +65,15 @@ impl Pool {
         Arc::new(Self { h1: h1::Http1::new(h1), h2: h2::Http2::new(h2), sweeper: OnceLock::new() })
     }
 
-    /// Sends `req` (origin-form URI, `Host` set) over HTTP/1.1. The connection returns to the
-    /// pool when the response body has been read to its end.
+    /// Sends `req` (origin-form URI, `Host` set) over HTTP/1.1; `in_flight` is the endpoint's
+    /// requests in flight, this one included. The connection returns to the pool when the
+    /// response body has been read to its end.
     pub async fn send_http1(
         self: &Arc<Self>,
         req: Request<Body>,
+        in_flight: u32,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let (resp, conn) = self.h1.send(req).await?;
+        let (resp, conn) = self.h1.send(req, in_flight <= WRITE_NOW_UP_TO).await?;
         // After a 101 the connection belongs to the upgrade, never to the pool.
         let back = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| (Arc::clone(self), conn));
         let addr = self.h1.addr();

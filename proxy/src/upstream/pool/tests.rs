@@ -148,7 +148,7 @@ fn pool_to(addr: SocketAddr, limit: Arc<ConnLimit>) -> Arc<Pool> {
 
 async fn get_h1(pool: &Arc<Pool>) -> Result<Response<UpstreamBody>, SendError> {
     let req = Request::get("/").header(header::HOST, "test").body(Body::Empty).unwrap();
-    pool.send_http1(req).await
+    pool.send_http1(req, 1).await
 }
 
 async fn get_h2(pool: &Arc<Pool>) -> Result<Response<UpstreamBody>, SendError> {
