@@ -217,6 +217,22 @@ impl Proxy {
         metric_value(&self.metrics(), name, labels)
     }
 
+    /// Waits (up to 30 s, polling) until the metric's value satisfies `ok`, and returns it;
+    /// panics naming `what` and the last value otherwise. For counts that settle a moment after
+    /// the client has seen the effect (a connection's gauge drops when its task ends, just after
+    /// the peer has read the close).
+    pub fn wait_metric(&self, name: &str, labels: &[&str], what: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let value = self.metric(name, labels);
+            if let Some(v) = value.filter(|v| ok(*v)) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{what}: {name}{labels:?} is {value:?} after 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The proxy's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()

@@ -180,8 +180,12 @@ async fn slowloris_clients_are_cut_off_while_normal_requests_succeed() {
     }
     assert_eq!(c.get(l, "/", None).await.unwrap().status(), 200);
     // The 300 are gone; what is left is the test client's own pool.
-    let open = p.metric("pillion_tcp_connections_open", &["direction=\"outbound\""]).unwrap();
-    assert!(open <= 2.0, "{open} connections still open");
+    p.wait_metric(
+        "pillion_tcp_connections_open",
+        &["direction=\"outbound\""],
+        "slow clients released",
+        |open| open <= 2.0,
+    );
 }
 
 /// Reads one response with a Content-Length body from a keep-alive connection.

@@ -1,12 +1,7 @@
 //! Balancing and resilience against real upstream processes: spread by weight, latency-aware
 //! peak-EWMA, killed and sick endpoints, the retry budget in a full outage, and limits.
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use pillion_e2e::{Backend, Proxy, client::HttpClient, process::free_addr};
 
@@ -69,15 +64,7 @@ fn count(seen: &HashMap<(u16, String), usize>, status: u16, backend: &str) -> us
 }
 
 fn wait_metric(p: &Proxy, name: &str, labels: &[&str], want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while p.metric(name, labels) != Some(want) {
-        assert!(
-            Instant::now() < deadline,
-            "{name}{labels:?} never became {want}: {:?}",
-            p.metric(name, labels)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    p.wait_metric(name, labels, &format!("want {want}"), |v| v == want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
