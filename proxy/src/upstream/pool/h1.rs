@@ -16,7 +16,10 @@ use std::{
 use http::{Request, Response};
 use hyper::{
     body::Incoming,
-    client::conn::http1::{Builder, SendRequest},
+    client::conn::{
+        TrySendError,
+        http1::{Builder, SendRequest},
+    },
 };
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
@@ -54,11 +57,18 @@ impl Conn {
         Self { tx, drive: Drive::spawn(conn) }
     }
 
-    /// Writes the request just queued out now, in the caller's task, when `write_now`.
-    fn nudge_if(&self, write_now: bool) {
+    /// Queues `req` on the connection and, when `write_now`, writes it out in the caller's task
+    /// ([`Drive::nudge`]); the future is the response.
+    fn send(
+        &mut self,
+        req: Request<Body>,
+        write_now: bool,
+    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<Body>>>> + use<> {
+        let sent = self.tx.try_send_request(req);
         if write_now {
             self.drive.nudge();
         }
+        sent
     }
 }
 
@@ -84,9 +94,7 @@ impl Http1 {
     ) -> Result<(Response<Incoming>, Conn), SendError> {
         let mut req = req;
         if let Some(mut conn) = self.checkout().await {
-            let sent = conn.tx.try_send_request(req);
-            conn.nudge_if(write_now);
-            match sent.await {
+            match conn.send(req, write_now).await {
                 Ok(resp) => return Ok((resp, conn)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => {
@@ -104,9 +112,7 @@ impl Http1 {
         // Boxed: a connect (and its TLS handshake) is rare next to a pooled send, and inline it
         // would make every request's future, which each connection keeps, that much larger.
         let mut conn = Box::pin(self.connect()).await?;
-        let sent = conn.tx.send_request(req);
-        conn.nudge_if(write_now);
-        let resp = sent.await.map_err(SendError::Http)?;
+        let resp = conn.send(req, write_now).await.map_err(|e| SendError::Http(e.into_error()))?;
         Ok((resp, conn))
     }
 
