@@ -56,7 +56,7 @@ pub async fn send(
         pool.send_http2(Request::from_parts(parts, body)).await
     } else {
         http1_target(&mut parts, endpoint);
-        pool.send_http1(Request::from_parts(parts, body), endpoint.conn.load.in_flight()).await
+        pool.send_http1(Request::from_parts(parts, body)).await
     };
     sent.map_err(|e| local_error(endpoint, &e))
 }
@@ -73,15 +73,18 @@ fn local_error(endpoint: &Endpoint, e: &SendError) -> LocalError {
             LocalError::ConnectFailed
         }
         // The client's own body failed (bad chunk, reset mid-upload): its fault, not the upstream's.
-        SendError::Http(h) if h.is_user() => {
-            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(e), "client request body failed");
-            LocalError::BadRequest
-        }
-        SendError::Http(_) => {
+        SendError::Http1(h) if h.is_client() => client_body_failed(endpoint, e),
+        SendError::Http2(h) if h.is_user() => client_body_failed(endpoint, e),
+        SendError::Http1(_) | SendError::Http2(_) => {
             log_upstream_failure(endpoint.addr, "upstream request failed", e);
             LocalError::UpstreamReset
         }
     }
+}
+
+fn client_body_failed(endpoint: &Endpoint, e: &SendError) -> LocalError {
+    tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(e), "client request body failed");
+    LocalError::BadRequest
 }
 
 /// Upstream failures are warnings, at most one a second (the rest at debug): a dead upstream

@@ -222,8 +222,9 @@ pub async fn handle(
             } else {
                 let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
                 if let (true, Some(client)) = (switching, client_upgrade) {
-                    let upstream = hyper::upgrade::on(&mut resp);
-                    upgrade::tunnel(client, upstream, shared.drain.subscribe());
+                    if let Some(upstream) = resp.body_mut().take_upgrade() {
+                        upgrade::tunnel(client, upstream, shared.drain.subscribe());
+                    }
                 }
                 if survey.hop_by_hop {
                     headers::strip_hop_by_hop(resp.headers_mut(), switching);

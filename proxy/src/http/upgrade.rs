@@ -3,22 +3,30 @@
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::sync::watch;
+use tokio::{io::AsyncWriteExt, sync::watch};
 
-/// Joins the client's and the upstream's upgraded connections in a background task. The task
+use crate::upstream::http1::Upgraded;
+
+/// Joins the client's upgraded connection and the upstream's in a background task. The task
 /// holds a drain receiver, so shutdown waits for the tunnel up to its deadline.
-pub fn tunnel(client: OnUpgrade, upstream: OnUpgrade, drain: watch::Receiver<bool>) {
+pub fn tunnel(client: OnUpgrade, upstream: Upgraded, drain: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let _drain = drain;
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
+        let client = match client.await {
+            Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade failed");
                 return;
             }
         };
-        let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+        let mut c = TokioIo::new(client);
+        let Upgraded { io: mut u, read } = upstream;
+        // What the upstream sent right behind its 101 goes first.
+        let copied = async {
+            c.write_all(&read).await?;
+            tokio::io::copy_bidirectional(&mut c, &mut u).await
+        };
+        if let Err(e) = copied.await {
             tracing::debug!(error = %e, "upgraded connection ended with an error");
         }
     });

@@ -4,6 +4,7 @@
 
 pub mod connect;
 pub mod direct;
+pub mod http1;
 pub mod pool;
 
 use std::{

@@ -1,6 +1,6 @@
-//! An upstream response body that gives its HTTP/1.1 connection back to the pool once it has
-//! been read to its end. Dropped before that, it drops the connection's sender instead, and
-//! hyper closes the connection rather than reuse one with a response still on the wire.
+//! An upstream response body. Over HTTP/1.1 it gives its connection back to the pool once it
+//! has been read to its end; dropped before that, the connection closes with it (one with a
+//! response still on the wire is never reused).
 
 use std::{
     fmt,
@@ -11,78 +11,100 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::{Pool, h1::Conn};
-use crate::http::forward::log_upstream_failure;
+use super::Pool;
+use crate::{
+    http::{body::BodyError, forward::log_upstream_failure},
+    upstream::http1::{ResponseBody, Upgraded},
+};
 
 /// A response body from an endpoint.
 pub struct UpstreamBody {
-    inner: Incoming,
+    inner: Inner,
     /// The endpoint, for the log when the body fails.
     endpoint: SocketAddr,
-    /// The pool and the HTTP/1.1 connection to return to it; none for HTTP/2 (multiplexed,
-    /// nothing to return) or once returned.
-    back: Option<(Arc<Pool>, Conn)>,
+}
+
+enum Inner {
+    /// HTTP/1.1, and the pool its connection returns to (none once returned).
+    Http1(ResponseBody, Option<Arc<Pool>>),
+    /// HTTP/2: multiplexed, nothing to return.
+    Http2(Incoming),
 }
 
 impl UpstreamBody {
-    pub(super) fn new(inner: Incoming, endpoint: SocketAddr, back: Option<(Arc<Pool>, Conn)>) -> Self {
-        Self { inner, endpoint, back }
+    pub(super) fn http1(body: ResponseBody, endpoint: SocketAddr, pool: Arc<Pool>) -> Self {
+        let mut b = Self { inner: Inner::Http1(body, Some(pool)), endpoint };
+        // Empty bodies (HEAD, 204, 304) are complete already.
+        b.check_in();
+        b
     }
 
+    pub(super) fn http2(body: Incoming, endpoint: SocketAddr) -> Self {
+        Self { inner: Inner::Http2(body), endpoint }
+    }
+
+    /// Returns the HTTP/1.1 connection to the pool if its exchange is complete.
     fn check_in(&mut self) {
-        if let Some((pool, conn)) = self.back.take() {
-            pool.checkin(conn);
+        if let Inner::Http1(body, pool @ Some(_)) = &mut self.inner {
+            if body.is_end_stream() {
+                if let (Some(conn), Some(pool)) = (body.take_reusable(), pool.take()) {
+                    pool.checkin(conn);
+                }
+            }
+        }
+    }
+
+    /// The upstream connection after a 101 Switching Protocols.
+    pub fn take_upgrade(&mut self) -> Option<Upgraded> {
+        match &mut self.inner {
+            Inner::Http1(body, _) => body.take_upgrade(),
+            Inner::Http2(_) => None,
         }
     }
 }
 
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        let frame = match &mut this.inner {
+            Inner::Http1(body, _) => ready!(body.poll_frame(cx)).map(|r| r.map_err(BodyError::from)),
+            Inner::Http2(body) => ready!(Pin::new(body).poll_frame(cx)).map(|r| r.map_err(BodyError::from)),
+        };
         match &frame {
             // A body of known length ends with its last byte: readers may stop polling there.
-            None => this.check_in(),
-            Some(Ok(_)) if this.inner.is_end_stream() => this.check_in(),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                // The client sees the response cut short (a reset stream, or a closed connection).
-                this.back = None;
-                log_upstream_failure(this.endpoint, "upstream response body failed", e);
-            }
+            None | Some(Ok(_)) => this.check_in(),
+            // The client sees the response cut short (a reset stream, or a closed connection).
+            Some(Err(e)) => log_upstream_failure(this.endpoint, "upstream response body failed", &**e),
         }
         Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Http1(body, _) => body.is_end_stream(),
+            Inner::Http2(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        // Empty bodies (HEAD, 204, 304) and readers that stop at the declared length end here.
-        if self.back.is_some() && self.inner.is_end_stream() {
-            self.check_in();
+        match &self.inner {
+            Inner::Http1(body, _) => body.size_hint(),
+            Inner::Http2(body) => body.size_hint(),
         }
     }
 }
 
 impl fmt::Debug for UpstreamBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpstreamBody").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("UpstreamBody").field("endpoint", &self.endpoint).finish_non_exhaustive()
     }
 }

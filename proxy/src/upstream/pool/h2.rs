@@ -84,9 +84,9 @@ impl Http2 {
                     "HTTP/2 connection closed before the request was sent; retrying on a new one"
                 );
                 let mut tx = self.sender().await.map_err(SendError::Connect)?;
-                try_send(&mut tx, unsent).await.map_err(|(e, _)| SendError::Http(e))
+                try_send(&mut tx, unsent).await.map_err(|(e, _)| SendError::Http2(e))
             }
-            Err((e, None)) => Err(SendError::Http(e)),
+            Err((e, None)) => Err(SendError::Http2(e)),
         }
     }
 

@@ -8,7 +8,6 @@
 //! timeout, and it is aborted when the pool is dropped (a reload that removes the endpoint).
 
 mod body;
-mod drive;
 mod h1;
 mod h2;
 #[cfg(test)]
@@ -20,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use tokio::task::AbortHandle;
 
 use super::connect::{ConnectError, Connector};
@@ -34,11 +33,6 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const MAX_IDLE: usize = 64;
 /// How often the sweep looks for idle connections to close.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
-/// Requests in flight to the endpoint (this one included) up to which an HTTP/1.1 request is
-/// written out in its own task ([`drive`]). Past it the proxy has a queue: leaving the writes
-/// to the connections' tasks batches them behind the burst's reads, which costs each request a
-/// little latency but saved ~8% CPU per request at saturation (wrk -c50, pinned).
-const WRITE_NOW_UP_TO: u32 = 4;
 
 /// Why a request got no response from the endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +40,12 @@ pub enum SendError {
     /// No connection could be had: connect, TLS, handshake, or the service's connection limit.
     #[error("no connection to the endpoint")]
     Connect(#[source] ConnectError),
-    /// The exchange failed on an open connection, or the request's own body failed.
+    /// The HTTP/1.1 exchange failed, or the request's own body failed.
     #[error("upstream exchange failed")]
-    Http(#[source] hyper::Error),
+    Http1(#[source] crate::upstream::http1::Error),
+    /// The HTTP/2 exchange failed, or the request's own body failed.
+    #[error("upstream exchange failed")]
+    Http2(#[source] hyper::Error),
 }
 
 /// The HTTP/1.1 and HTTP/2 connections to one endpoint.
@@ -65,19 +62,15 @@ impl Pool {
         Arc::new(Self { h1: h1::Http1::new(h1), h2: h2::Http2::new(h2), sweeper: OnceLock::new() })
     }
 
-    /// Sends `req` (origin-form URI, `Host` set) over HTTP/1.1; `in_flight` is the endpoint's
-    /// requests in flight, this one included. The connection returns to the pool when the
-    /// response body has been read to its end.
+    /// Sends `req` (origin-form URI, `Host` set) over HTTP/1.1. The connection returns to the
+    /// pool when the response body has been read to its end.
     pub async fn send_http1(
         self: &Arc<Self>,
         req: Request<Body>,
-        in_flight: u32,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let (resp, conn) = self.h1.send(req, in_flight <= WRITE_NOW_UP_TO).await?;
-        // After a 101 the connection belongs to the upgrade, never to the pool.
-        let back = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| (Arc::clone(self), conn));
+        let resp = self.h1.send(req).await?;
         let addr = self.h1.addr();
-        Ok(resp.map(|inner| UpstreamBody::new(inner, addr, back)))
+        Ok(resp.map(|body| UpstreamBody::http1(body, addr, Arc::clone(self))))
     }
 
     /// Sends `req` (absolute URI) on the endpoint's shared HTTP/2 connection.
@@ -88,11 +81,11 @@ impl Pool {
         self.start_sweep();
         let resp = self.h2.send(req).await?;
         let addr = self.h2.addr();
-        Ok(resp.map(|inner| UpstreamBody::new(inner, addr, None)))
+        Ok(resp.map(|body| UpstreamBody::http2(body, addr)))
     }
 
     /// Takes back an HTTP/1.1 connection whose response was read to its end.
-    fn checkin(self: &Arc<Self>, conn: h1::Conn) {
+    fn checkin(self: &Arc<Self>, conn: Box<crate::upstream::http1::Conn>) {
         self.h1.checkin(conn);
         self.start_sweep();
     }

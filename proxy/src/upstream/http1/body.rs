@@ -1,0 +1,163 @@
+//! A response body read straight off the upstream connection as the client side asks for it;
+//! once it has been read to its end, the connection can be taken back for the next request.
+
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body::{Frame, SizeHint};
+
+use super::{
+    Conn, Error, Upgraded,
+    chunked::{Chunked, Step},
+    decode::Framing,
+    write::Writer,
+};
+
+/// Where the body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// This many bytes left.
+    Length(u64),
+    /// Chunked, at this point.
+    Chunked(Chunked),
+    /// Until the upstream closes.
+    Eof,
+    /// Read to its end (or failed: then there is no connection).
+    Done,
+    /// A 101: no body; the connection belongs to whoever takes the upgrade.
+    Upgrade,
+}
+
+/// The body of an upstream HTTP/1.1 response, owning the connection it comes from.
+#[derive(Debug)]
+pub struct ResponseBody {
+    /// None once the body failed, or the connection was taken back or upgraded.
+    conn: Option<Box<Conn>>,
+    /// The request body, when the upstream answered before we had written it all (boxed: the
+    /// request body may itself be a response body, and it is rare).
+    writer: Option<Box<Writer>>,
+    state: State,
+    /// The connection can carry another request once this body is read.
+    keep_alive: bool,
+}
+
+impl ResponseBody {
+    pub(super) fn new(
+        conn: Box<Conn>,
+        writer: Option<Writer>,
+        framing: Framing,
+        keep_alive: bool,
+        status: StatusCode,
+    ) -> Self {
+        let state = match framing {
+            Framing::Empty if status == StatusCode::SWITCHING_PROTOCOLS => State::Upgrade,
+            Framing::Empty | Framing::Length(0) => State::Done,
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::Chunked(Chunked::Size),
+            Framing::Eof => State::Eof,
+        };
+        Self { conn: Some(conn), writer: writer.map(Box::new), state, keep_alive }
+    }
+
+    /// The next frame: data, or the trailers of a chunked body.
+    pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let Some(conn) = self.conn.as_mut() else { return Poll::Ready(None) };
+        if let Some(w) = &mut self.writer {
+            match w.poll(cx, &mut conn.out, &mut conn.io) {
+                Poll::Ready(Ok(())) => self.writer = None,
+                Poll::Pending => {}
+                // The response goes on; the connection will not be reused.
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(error = %e, "request body not finished after the response began");
+                    self.writer = None;
+                    self.keep_alive = false;
+                }
+            }
+        }
+        loop {
+            let step = match &mut self.state {
+                State::Done | State::Upgrade => return Poll::Ready(None),
+                State::Length(left) => {
+                    if conn.read.is_empty() {
+                        Step::More
+                    } else {
+                        let n = (*left).min(conn.read.len() as u64);
+                        *left -= n;
+                        let data = conn.read.split_to(n as usize).freeze();
+                        if *left == 0 {
+                            self.state = State::Done;
+                        }
+                        Step::Data(data)
+                    }
+                }
+                State::Chunked(c) => match c.step(&mut conn.read) {
+                    Ok(step) => step,
+                    Err(e) => return self.fail(e),
+                },
+                State::Eof if conn.read.is_empty() => Step::More,
+                State::Eof => Step::Data(conn.read.split().freeze()),
+            };
+            match step {
+                Step::Data(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Step::Trailers(t) => {
+                    self.state = State::Done;
+                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
+                }
+                Step::End => {
+                    self.state = State::Done;
+                    return Poll::Ready(None);
+                }
+                Step::More => match conn.poll_fill(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(0)) if self.state == State::Eof => {
+                        self.state = State::Done;
+                        self.keep_alive = false;
+                        return Poll::Ready(None);
+                    }
+                    Poll::Ready(Ok(0)) => return self.fail(Error::ClosedInBody),
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Ready(Err(e)) => return self.fail(Error::Read(e)),
+                },
+            }
+        }
+    }
+
+    /// Ends the body with `e`, closing the connection.
+    fn fail(&mut self, e: Error) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.conn = None;
+        self.state = State::Done;
+        Poll::Ready(Some(Err(e)))
+    }
+
+    /// Read to its end.
+    pub fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done | State::Upgrade)
+    }
+
+    /// Exact for a body of known length.
+    pub fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(n) => SizeHint::with_exact(n),
+            State::Done | State::Upgrade => SizeHint::with_exact(0),
+            State::Chunked(_) | State::Eof => SizeHint::default(),
+        }
+    }
+
+    /// The connection, once the exchange is complete and it can carry another: the body read
+    /// to its end, the request written, and nothing more from the upstream (bytes past the
+    /// body's end are a response nobody asked for).
+    pub fn take_reusable(&mut self) -> Option<Box<Conn>> {
+        let done = self.state == State::Done && self.keep_alive && self.writer.is_none();
+        if done && self.conn.as_ref().is_some_and(|c| c.read.is_empty()) { self.conn.take() } else { None }
+    }
+
+    /// The connection after a 101, with what the upstream already sent past the head.
+    pub fn take_upgrade(&mut self) -> Option<Upgraded> {
+        if self.state != State::Upgrade {
+            return None;
+        }
+        let mut conn = *self.conn.take()?;
+        Some(Upgraded { io: conn.io, read: conn.read.split().freeze() })
+    }
+}

@@ -1,0 +1,184 @@
+//! Decoding a chunked response body from the connection's buffer: size lines, data, and the
+//! trailer section. Strict on purpose (CRLF only, hex sizes that fit, bounded lines): a body two
+//! parsers would read differently is how responses get smuggled.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{Error, decode::MAX_HEAD};
+
+/// The longest chunk-size line (size and extensions) accepted.
+const MAX_LINE: usize = 4096;
+/// The most trailer fields accepted.
+const MAX_TRAILERS: usize = 32;
+
+/// Where the decoder is in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chunked {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: the trailer section.
+    Trailers,
+    /// Body complete.
+    Done,
+}
+
+/// What one step of decoding found.
+#[derive(Debug)]
+pub(super) enum Step {
+    /// Body bytes.
+    Data(Bytes),
+    /// The trailer section (the body is complete).
+    Trailers(HeaderMap),
+    /// The body is complete.
+    End,
+    /// More bytes must be read first.
+    More,
+}
+
+impl Chunked {
+    /// Decodes from the front of `buf`, consuming what it uses.
+    pub(super) fn step(&mut self, buf: &mut BytesMut) -> Result<Step, Error> {
+        loop {
+            match *self {
+                Self::Size => {
+                    let Some(end) = memchr::memchr(b'\n', buf) else {
+                        return if buf.len() > MAX_LINE {
+                            Err(Error::Chunk("size line too long"))
+                        } else {
+                            Ok(Step::More)
+                        };
+                    };
+                    let size = chunk_size(&buf[..end])?;
+                    buf.advance(end + 1);
+                    *self = if size == 0 { Self::Trailers } else { Self::Data(size) };
+                }
+                Self::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Step::More);
+                    }
+                    let n = left.min(buf.len() as u64);
+                    *self = if n == left { Self::DataEnd } else { Self::Data(left - n) };
+                    return Ok(Step::Data(buf.split_to(n as usize).freeze()));
+                }
+                Self::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Step::More);
+                    }
+                    if buf[..2] != *b"\r\n" {
+                        return Err(Error::Chunk("chunk data longer than its size"));
+                    }
+                    buf.advance(2);
+                    *self = Self::Size;
+                }
+                Self::Trailers => {
+                    if buf.starts_with(b"\r\n") {
+                        buf.advance(2);
+                        *self = Self::Done;
+                        return Ok(Step::End);
+                    }
+                    if buf.len() < 2 {
+                        return Ok(Step::More);
+                    }
+                    let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
+                        return if buf.len() > MAX_HEAD { Err(Error::HeadTooLarge) } else { Ok(Step::More) };
+                    };
+                    let trailers = trailers(&buf[..end + 4])?;
+                    buf.advance(end + 4);
+                    *self = Self::Done;
+                    return Ok(Step::Trailers(trailers));
+                }
+                Self::Done => return Ok(Step::End),
+            }
+        }
+    }
+}
+
+/// The size in a chunk-size line (hex, then optional `;extensions`), which ends in CRLF.
+fn chunk_size(line: &[u8]) -> Result<u64, Error> {
+    let line = line.strip_suffix(b"\r").ok_or(Error::Chunk("size line without CRLF"))?;
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let rest = &line[digits..];
+    if digits == 0
+        || digits > 15
+        || !(rest.is_empty() || matches!(rest.trim_ascii_start().first(), Some(b';')))
+    {
+        return Err(Error::Chunk("invalid chunk size"));
+    }
+    let hex = |b: u8| match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => b - b'A' + 10,
+    };
+    Ok(line[..digits].iter().fold(0, |n, &b| (n << 4) | u64::from(hex(b))))
+}
+
+/// The trailer section (fields then an empty line), copied out of the buffer.
+fn trailers(section: &[u8]) -> Result<HeaderMap, Error> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILERS];
+    let parsed = match httparse::parse_headers(section, &mut fields) {
+        Ok(httparse::Status::Complete((_, parsed))) => parsed,
+        Ok(httparse::Status::Partial) => return Err(Error::Chunk("incomplete trailers")),
+        Err(e) => return Err(Error::Parse(e)),
+    };
+    let mut map = HeaderMap::with_capacity(parsed.len());
+    for f in parsed {
+        let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| Error::HeaderName)?;
+        map.append(name, HeaderValue::from_bytes(f.value).map_err(|_| Error::HeaderValue)?);
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `wire` fed in pieces of `piece` bytes: the data, and the trailers if any.
+    fn decode(wire: &[u8], piece: usize) -> Result<(Vec<u8>, Option<HeaderMap>), Error> {
+        let (mut state, mut buf, mut data, mut fed) = (Chunked::Size, BytesMut::new(), Vec::new(), 0);
+        loop {
+            match state.step(&mut buf)? {
+                Step::Data(d) => data.extend_from_slice(&d),
+                Step::Trailers(t) => return Ok((data, Some(t))),
+                Step::End => return Ok((data, None)),
+                Step::More if fed < wire.len() => {
+                    let n = piece.min(wire.len() - fed);
+                    buf.extend_from_slice(&wire[fed..fed + n]);
+                    fed += n;
+                }
+                Step::More => return Err(Error::ClosedInBody),
+            }
+        }
+    }
+
+    #[test]
+    fn decodes_whole_or_byte_by_byte() {
+        let wire = b"5;ext=1\r\nhello\r\nA\r\n, world!!!\r\n0\r\n\r\n";
+        for piece in [1, 3, wire.len()] {
+            assert_eq!(decode(wire, piece).unwrap(), (b"hello, world!!!".to_vec(), None), "{piece}");
+        }
+        let (data, trailers) = decode(b"2\r\nok\r\n0\r\ngrpc-status: 0\r\nx: y\r\n\r\n", 1).unwrap();
+        let t = trailers.unwrap();
+        assert_eq!((data.as_slice(), t["grpc-status"].as_bytes(), t.len()), (&b"ok"[..], &b"0"[..], 2));
+    }
+
+    #[test]
+    fn rejects_what_another_parser_could_read_differently() {
+        for wire in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhello!\r\n0\r\n\r\n",
+            b"-5\r\nhello\r\n0\r\n\r\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
+            b"5 5\r\nhello\r\n0\r\n\r\n",
+            b"10000000000000000\r\n",
+            b"\r\n",
+        ] {
+            assert!(decode(wire, 1).is_err(), "{}", String::from_utf8_lossy(wire));
+        }
+        assert!(matches!(decode(b"5\r\nhel", 2), Err(Error::ClosedInBody)));
+    }
+}

@@ -1,0 +1,218 @@
+//! Reading a response head out of the connection's buffer, and deciding from it how the body
+//! is framed (RFC 9112 §6.3) and whether the connection can carry another request.
+//!
+//! Header values are slices of the one buffer the head was read into, not copies. Anything that
+//! would let two parsers disagree on where the body ends (both `content-length` and
+//! `transfer-encoding`, lengths that differ) is an error: the response never reaches the client
+//! and the connection is closed.
+
+use bytes::BytesMut;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version,
+    header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING},
+    response::Parts,
+};
+
+use super::Error;
+
+/// The largest response head (status line and headers) accepted.
+pub(super) const MAX_HEAD: usize = 64 * 1024;
+/// The most headers a response head may have.
+const MAX_HEADERS: usize = 100;
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// No body, whatever the headers say (HEAD, 1xx, 204, 304).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked.
+    Chunked,
+    /// Until the upstream closes the connection.
+    Eof,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(super) struct Head {
+    pub parts: Parts,
+    pub framing: Framing,
+    /// The upstream lets the connection carry another request after this one.
+    pub keep_alive: bool,
+}
+
+/// Parses a response head from the front of `buf`, removing it; `None` until a whole head is
+/// buffered.
+pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+    // Where each header's name and value sit in `buf`: the values are sliced out of it after
+    // parsing, once the borrow httparse holds has ended.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let (len, code, minor, count) = {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(Error::HeadTooLarge),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(Error::Parse(e)),
+        };
+        let base = buf.as_ptr() as usize;
+        let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+            *span = (offset(h.name.as_bytes()), h.name.len() as u32, offset(h.value), h.value.len() as u32);
+        }
+        (len, resp.code.unwrap_or(0), resp.version.unwrap_or(1), resp.headers.len())
+    };
+    let raw = buf.split_to(len).freeze();
+    let status = StatusCode::from_u16(code).map_err(|_| Error::Status(code))?;
+    let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
+
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut lengths = Lengths::default();
+    let (mut chunked, mut te, mut close, mut keep) = (false, false, false, false);
+    for &(n, nl, v, vl) in &spans[..count] {
+        let name =
+            HeaderName::from_bytes(&raw[n as usize..(n + nl) as usize]).map_err(|_| Error::HeaderName)?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(v as usize..(v + vl) as usize))
+            .map_err(|_| Error::HeaderValue)?;
+        if name == CONTENT_LENGTH {
+            lengths.add(value.as_bytes())?;
+        } else if name == TRANSFER_ENCODING {
+            te = true;
+            // Chunked only counts as the last coding of the last header.
+            chunked = tokens(value.as_bytes()).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        } else if name == CONNECTION {
+            for t in tokens(value.as_bytes()) {
+                close |= t.eq_ignore_ascii_case(b"close");
+                keep |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        headers.append(name, value);
+    }
+    if te && lengths.0.is_some() {
+        return Err(Error::AmbiguousFraming);
+    }
+    let framing = if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Empty
+    } else if te {
+        if chunked { Framing::Chunked } else { Framing::Eof }
+    } else {
+        lengths.0.map_or(Framing::Eof, Framing::Length)
+    };
+    let keep_alive = !close
+        && (version == Version::HTTP_11 || keep)
+        && framing != Framing::Eof
+        && status != StatusCode::SWITCHING_PROTOCOLS
+        // After a 2xx to CONNECT the connection is a tunnel.
+        && !(*method == Method::CONNECT && status.is_success());
+
+    let mut parts = Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(Head { parts, framing, keep_alive }))
+}
+
+/// The `content-length` values seen: all must be the same number.
+#[derive(Default)]
+struct Lengths(Option<u64>);
+
+impl Lengths {
+    fn add(&mut self, value: &[u8]) -> Result<(), Error> {
+        for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            let n = parse_decimal(t).ok_or(Error::ContentLength)?;
+            if self.0.is_some_and(|m| m != n) {
+                return Err(Error::ContentLength);
+            }
+            self.0 = Some(n);
+        }
+        Ok(())
+    }
+}
+
+/// Digits only (no sign, no space), at most 19 of them so that it fits.
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The comma-separated tokens of a header value, trimmed, empty ones skipped.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str, method: Method) -> Result<Option<Head>, Error> {
+        head(&mut BytesMut::from(raw), &method)
+    }
+
+    fn framing(raw: &str) -> (Framing, bool) {
+        let h = parse(raw, Method::GET).unwrap().unwrap();
+        (h.framing, h.keep_alive)
+    }
+
+    #[test]
+    fn the_head_is_removed_from_the_buffer_and_its_headers_kept_in_order() {
+        let mut buf =
+            BytesMut::from("HTTP/1.1 201 Created\r\nA: 1\r\nb: 2\r\na: 3\r\ncontent-length: 4\r\n\r\nbody");
+        let h = head(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(&buf[..], b"body");
+        assert_eq!(h.parts.status, 201);
+        let a: Vec<_> = h.parts.headers.get_all("a").iter().collect();
+        assert_eq!(a, ["1", "3"]);
+        assert_eq!((h.framing, h.keep_alive), (Framing::Length(4), true));
+        assert!(parse("HTTP/1.1 200 OK\r\ncontent-le", Method::GET).unwrap().is_none());
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n"),
+            (Framing::Chunked, true)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n"),
+            (Framing::Eof, false)
+        );
+        assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n"), (Framing::Eof, false));
+        assert_eq!(framing("HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n"), (Framing::Empty, true));
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\nconnection: close\r\n\r\n"),
+            (Framing::Length(3), false)
+        );
+        assert_eq!(framing("HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\n"), (Framing::Length(3), false));
+        assert_eq!(
+            framing("HTTP/1.0 200 OK\r\ncontent-length: 3\r\nconnection: keep-alive\r\n\r\n"),
+            (Framing::Length(3), true)
+        );
+        let h = parse("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::HEAD).unwrap().unwrap();
+        assert_eq!(h.framing, Framing::Empty);
+    }
+
+    #[test]
+    fn ambiguous_or_malformed_heads_are_errors() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
+            "SSH-2.0-OpenSSH\r\n\r\n",
+            "HTTP/1.1 099 Odd\r\n\r\n",
+        ] {
+            assert!(parse(raw, Method::GET).is_err(), "{raw}");
+        }
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
+        assert!(matches!(parse(&huge, Method::GET), Err(Error::HeadTooLarge)));
+    }
+}

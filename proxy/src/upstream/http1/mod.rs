@@ -1,0 +1,202 @@
+//! Our HTTP/1.1 client: one request at a time on an upstream connection, run entirely in the
+//! task of the request that uses it.
+//!
+//! Why not hyper's client: it runs each connection in a task of its own and hands every request,
+//! response and body chunk across channels to it. That hand-off was a third of the proxy's
+//! per-request CPU, and each wake-up put the request behind whatever else the runtime had queued.
+//! Here the request's task writes the request and reads the response straight off the socket,
+//! as nginx does; an idle connection is just a socket and its buffers in the endpoint's pool.
+//! hyper still serves the client side, and HTTP/2 upstream.
+
+mod body;
+mod chunked;
+mod decode;
+mod encode;
+mod write;
+
+use std::{
+    future::poll_fn,
+    io,
+    pin::Pin,
+    task::{Context, Poll, Waker},
+};
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response, StatusCode};
+
+pub use body::ResponseBody;
+use write::{Out, Writer};
+
+use crate::{http::body::Body, upstream::UpstreamStream};
+
+/// Room kept free in the read buffer before each read.
+const READ_SPACE: usize = 8 * 1024;
+
+/// Why an HTTP/1.1 exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Writing the request failed (and no response came).
+    #[error("writing the request: {0}")]
+    Write(#[source] io::Error),
+    /// Reading the response failed.
+    #[error("reading the response: {0}")]
+    Read(#[source] io::Error),
+    /// The upstream closed the connection before a whole response head.
+    #[error("connection closed before the response head")]
+    ClosedBeforeHead,
+    /// The upstream closed the connection inside a body it had framed.
+    #[error("connection closed before the end of the response body")]
+    ClosedInBody,
+    /// The response head is not HTTP/1.x.
+    #[error("invalid response head: {0}")]
+    Parse(#[source] httparse::Error),
+    /// The status code is outside 100-999.
+    #[error("invalid status code {0}")]
+    Status(u16),
+    /// A header name or value is not valid.
+    #[error("invalid header name")]
+    HeaderName,
+    /// A header value is not valid.
+    #[error("invalid header value")]
+    HeaderValue,
+    /// The response head is over the size we accept.
+    #[error("response head over {} bytes", decode::MAX_HEAD)]
+    HeadTooLarge,
+    /// Both `content-length` and `transfer-encoding`.
+    #[error("response has both content-length and transfer-encoding")]
+    AmbiguousFraming,
+    /// `content-length` values that are invalid or disagree.
+    #[error("invalid content-length")]
+    ContentLength,
+    /// A chunked body that does not follow the syntax.
+    #[error("invalid chunked body: {0}")]
+    Chunk(&'static str),
+    /// The client's request body failed (its error is the source).
+    #[error("request body failed")]
+    RequestBody(#[source] crate::http::body::BodyError),
+    /// The request body did not match the length it declared.
+    #[error("request body length differs from its content-length")]
+    RequestLength,
+}
+
+impl Error {
+    /// The client's side failed, not the upstream's.
+    pub fn is_client(&self) -> bool {
+        matches!(self, Self::RequestBody(_) | Self::RequestLength)
+    }
+}
+
+/// An upstream HTTP/1.1 connection between exchanges: the socket and its buffers.
+#[derive(Debug)]
+pub struct Conn {
+    io: UpstreamStream,
+    /// Bytes read and not yet used.
+    read: BytesMut,
+    /// Bytes to write.
+    out: Out,
+}
+
+/// An upstream connection after a 101: the socket, and what the upstream sent after the head.
+#[derive(Debug)]
+pub struct Upgraded {
+    /// The socket.
+    pub io: UpstreamStream,
+    /// Bytes already read past the 101's head, to be passed on first.
+    pub read: Bytes,
+}
+
+impl Conn {
+    /// A fresh connection, boxed once: it moves in and out of the pool and the response body
+    /// as a pointer rather than as its sockets and buffers.
+    pub fn new(io: UpstreamStream) -> Box<Self> {
+        Box::new(Self { io, read: BytesMut::new(), out: Out::default() })
+    }
+
+    /// Whether an idle connection can carry a request: the upstream has neither closed it nor
+    /// sent anything (an idle connection has nothing to say). Never waits.
+    pub fn is_usable(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(self.poll_fill(&mut cx), Poll::Pending)
+    }
+
+    /// Sends `req` and reads the response head; the body is read from the socket as the response
+    /// body is polled. Dropping either closes the connection (nothing half-done is reused).
+    pub async fn send(mut self: Box<Self>, req: Request<Body>) -> Result<Response<ResponseBody>, Error> {
+        let (parts, body) = req.into_parts();
+        let framing = encode::head(&parts, &body, &mut self.out.buf);
+        let mut writer = Some(Writer::new(body, framing));
+        let mut write_failed = None;
+        let head = poll_fn(|cx| self.poll_head(cx, &parts.method, &mut writer, &mut write_failed)).await?;
+        let status = head.parts.status;
+        Ok(Response::from_parts(
+            head.parts,
+            ResponseBody::new(self, writer, head.framing, head.keep_alive, status),
+        ))
+    }
+
+    /// Writes the request while reading for the response head (an upstream may answer, say with
+    /// a 413, before it has read the upload); skips interim (1xx) heads except a 101.
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        method: &Method,
+        writer: &mut Option<Writer>,
+        write_failed: &mut Option<io::Error>,
+    ) -> Poll<Result<decode::Head, Error>> {
+        if let Some(w) = writer {
+            match w.poll(cx, &mut self.out, &mut self.io) {
+                Poll::Ready(Ok(())) => *writer = None,
+                // Keep reading: an upstream that answers and closes makes our write fail.
+                Poll::Ready(Err(Error::Write(e))) => {
+                    *writer = None;
+                    *write_failed = Some(e);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            if let Some(head) = decode::head(&mut self.read, method)? {
+                if head.parts.status.is_informational()
+                    && head.parts.status != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    continue;
+                }
+                if write_failed.is_some() {
+                    // A response to a request we could not finish: the connection goes with it.
+                    return Poll::Ready(Ok(decode::Head { keep_alive: false, ..head }));
+                }
+                return Poll::Ready(Ok(head));
+            }
+            match ready_or_pending(self.poll_fill(cx))? {
+                Some(0) => {
+                    return Poll::Ready(Err(write_failed
+                        .take()
+                        .map_or(Error::ClosedBeforeHead, Error::Write)));
+                }
+                Some(_) => {}
+                None => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Reads more into the buffer; `Ready(Ok(0))` at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_SPACE / 2 {
+            self.read.reserve(READ_SPACE);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+}
+
+/// `Poll<io::Result<T>>` as `Result<Option<T>, Error>`, read errors typed.
+fn ready_or_pending<T>(p: Poll<io::Result<T>>) -> Result<Option<T>, Error> {
+    match p {
+        Poll::Ready(Ok(v)) => Ok(Some(v)),
+        Poll::Ready(Err(e)) => Err(Error::Read(e)),
+        Poll::Pending => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests;
