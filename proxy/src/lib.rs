@@ -12,6 +12,7 @@ pub mod control;
 pub mod deadline;
 pub mod debug_route;
 pub mod detect;
+pub mod graceful;
 pub mod guard;
 pub mod http;
 pub mod inbound;

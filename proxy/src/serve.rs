@@ -3,6 +3,7 @@
 //! in `inbound` and `outbound`.
 
 use std::{
+    pin::pin,
     sync::{
         Arc,
         atomic::{AtomicU32, Ordering::Relaxed},
@@ -23,6 +24,7 @@ use tokio::{
 
 use crate::{
     config::ListenerLimits,
+    graceful,
     guard::{Guarded, Rejections},
     http::Conn,
     inbound,
@@ -194,15 +196,8 @@ where
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-    tokio::pin!(served);
-    let result = tokio::select! {
-        r = served.as_mut() => r,
-        _ = drained(&mut drain) => {
-            served.as_mut().graceful_shutdown();
-            served.await
-        }
-    };
+    let served = pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc));
+    let result = graceful::until_drained(served, &mut drain, |s| s.graceful_shutdown()).await;
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
     }

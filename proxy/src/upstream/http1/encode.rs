@@ -32,16 +32,19 @@ pub(super) fn head(parts: &Parts, body: &Body, out: &mut Vec<u8>) -> Framing {
     };
     out.extend_from_slice(target.unwrap_or("/").as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut had_length = false;
     for (name, value) in &parts.headers {
-        if name != CONTENT_LENGTH && name != TRANSFER_ENCODING {
+        if name == CONTENT_LENGTH {
+            had_length = true;
+        } else if name != TRANSFER_ENCODING {
             header(out, name.as_str(), value.as_bytes());
         }
     }
     let framing = match body.size_hint().exact() {
         Some(n) => {
-            // An empty body needs no header, unless the method's requests normally carry one
-            // (an empty POST without it could be read as "length unknown").
-            if n > 0 || expects_body(&parts.method) || parts.headers.contains_key(CONTENT_LENGTH) {
+            // An empty body needs no header, unless the client sent one or the method's
+            // requests normally carry one (an empty POST without it reads as "length unknown").
+            if n > 0 || had_length || expects_body(&parts.method) {
                 header(out, "content-length", format_u64(n, &mut [0; 20]));
             }
             Framing::Length(n)
