@@ -53,7 +53,7 @@ pub enum Error {
     /// The status code is outside 100-999.
     #[error("invalid status code {0}")]
     Status(u16),
-    /// A header name or value is not valid.
+    /// A header name is not valid.
     #[error("invalid header name")]
     HeaderName,
     /// A header value is not valid.
