@@ -11,11 +11,11 @@ use std::{
     time::Duration,
 };
 
-use hyper::service::service_fn;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto,
+use hyper::{
+    server::conn::{http1, http2},
+    service::service_fn,
 };
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpListener,
@@ -54,33 +54,36 @@ impl ListenerSpec {
     }
 }
 
-/// The HTTP server settings for a listener's clients.
-fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    // The guard keeps the header and idle timeouts: hyper's would close without a 408.
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .max_buf_size(limits.max_header_bytes)
-        .max_headers(limits.max_headers);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(64)
-        .max_local_error_reset_streams(256)
-        .adaptive_window(true)
-        .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10));
-    b
-}
-
 /// A listener's HTTP server settings and limits, shared by its connections.
 pub struct ListenerHttp {
-    /// HTTP server settings.
-    pub builder: auto::Builder<TokioExecutor>,
+    /// HTTP/1.1 server settings.
+    pub http1: http1::Builder,
+    /// HTTP/2 server settings.
+    pub http2: http2::Builder<TokioExecutor>,
     /// The listener's limits.
     pub limits: ListenerLimits,
+}
+
+impl ListenerHttp {
+    /// The HTTP server settings for a listener's clients.
+    fn new(limits: &ListenerLimits) -> Self {
+        let mut h1 = http1::Builder::new();
+        // The guard keeps the header and idle timeouts: hyper's would close without a 408.
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(limits.max_header_bytes)
+            .max_headers(limits.max_headers);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(64)
+            .max_local_error_reset_streams(256)
+            .adaptive_window(true)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10));
+        Self { http1: h1, http2: h2, limits: limits.clone() }
+    }
 }
 
 /// What serving one accepted connection needs. Dropping it ends the connection's claim on the
@@ -99,7 +102,7 @@ pub struct ConnCtx {
 /// Accepts connections until the proxy drains.
 pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerLimits, shared: Arc<Shared>) {
     // The HTTP settings and the limits, shared by the listener's connections.
-    let http = Arc::new(ListenerHttp { builder: http_builder(&limits), limits: limits.clone() });
+    let http = Arc::new(ListenerHttp::new(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut drain = shared.drain.subscribe();
     let dir = spec.direction().as_str();
@@ -171,12 +174,24 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ConnCtx { http, shared, mut drain, permit: _permit } = ctx;
-    let ListenerHttp { builder, limits } = &*http;
+    let ListenerHttp { http1, http2, limits } = &*http;
     let max_requests = limits.max_requests_per_connection;
     let peer = conn.peer;
     let rejections =
         Rejections { counter: shared.metrics.http_rejected.clone(), direction: conn.direction.as_str() };
-    let stream = Guarded::new(stream, limits, peer, rejections);
+    let mut stream = Guarded::new(stream, limits, peer, rejections);
+    // Each connection is served by the one codec its first bytes ask for.
+    let sniffed = tokio::select! {
+        s = stream.sniff_http2() => s,
+        _ = drained(&mut drain) => return,
+    };
+    let is_http2 = match sniffed {
+        Ok(h2) => h2,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "client connection failed before its first request");
+            return;
+        }
+    };
     let conn = Arc::new(conn);
     let count = AtomicU32::new(0);
     let svc = service_fn(move |req: ::http::Request<hyper::body::Incoming>| {
@@ -196,8 +211,14 @@ where
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    let served = pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc));
-    let result = graceful::until_drained(served, &mut drain, |s| s.graceful_shutdown()).await;
+    let io = TokioIo::new(stream);
+    let result = if is_http2 {
+        let served = pin!(http2.serve_connection(io, svc));
+        graceful::until_drained(served, &mut drain, |s| s.graceful_shutdown()).await
+    } else {
+        let served = pin!(http1.serve_connection(io, svc).with_upgrades());
+        graceful::until_drained(served, &mut drain, |s| s.graceful_shutdown()).await
+    };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
     }

@@ -49,7 +49,11 @@ impl Load {
     }
 
     fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        self.since_epoch(Instant::now())
+    }
+
+    fn since_epoch(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
     /// The latency estimate decayed to now: an endpoint left alone looks cheaper over time, so a
@@ -60,8 +64,9 @@ impl Load {
         ewma * (-elapsed / DECAY.as_nanos() as f64).exp()
     }
 
-    fn observe(&self, rtt: Duration) {
-        let now = self.now();
+    /// Records a sample of `rtt`, taken at `at`.
+    fn observe(&self, rtt: Duration, at: Instant) {
+        let now = self.since_epoch(at);
         let rtt = rtt.as_nanos() as f64;
         let ewma = self.ewma_now(now);
         // Peak-sensitive: a slow response counts at once, fast ones pull the average down slowly.
@@ -86,7 +91,9 @@ pub struct InFlight<'a> {
 impl InFlight<'_> {
     /// Records the time to the response as a latency sample.
     pub fn finish(self) {
-        self.load.observe(self.started.elapsed());
+        // One clock read for both the sample and its timestamp.
+        let now = Instant::now();
+        self.load.observe(now.saturating_duration_since(self.started), now);
     }
 }
 

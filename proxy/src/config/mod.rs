@@ -125,6 +125,13 @@ pub struct ListenerLimits {
     pub max_requests_per_connection: u32,
 }
 
+impl Default for ListenerLimits {
+    /// Every limit at its default.
+    fn default() -> Self {
+        Self::from_schema(None)
+    }
+}
+
 impl ListenerLimits {
     fn from_schema(l: Option<&schema::ListenerLimits>) -> Self {
         let d = |v: Option<duration::HumanDuration>, def: u64| v.map_or(Duration::from_secs(def), |d| d.0);

@@ -10,6 +10,7 @@
 
 pub mod h1;
 pub mod h2;
+mod sniff;
 
 use std::{
     io,
@@ -152,6 +153,8 @@ pub struct Rejections {
 pub struct Guarded<S: Stream> {
     /// `None` only once dropped.
     io: Option<S>,
+    /// Bytes [`Guarded::sniff_http2`] read, handed out again by the next reads.
+    replay: Option<bytes::Bytes>,
     scan: Scan,
     header_read_timeout: Duration,
     idle_timeout: Duration,
@@ -171,6 +174,7 @@ impl<S: Stream> Guarded<S> {
     pub fn new(io: S, limits: &ListenerLimits, peer: SocketAddr, rejections: Rejections) -> Self {
         Self {
             io: Some(io),
+            replay: None,
             scan: Scan::Http1(h1::Requests::new(limits.max_request_line_bytes)),
             header_read_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
@@ -236,6 +240,15 @@ impl<S: Stream> AsyncRead for Guarded<S> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.ended {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(replay) = &mut this.replay {
+            // Already scanned when first read.
+            let n = replay.len().min(buf.remaining());
+            buf.put_slice(&replay.split_to(n));
+            if replay.is_empty() {
+                this.replay = None;
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();

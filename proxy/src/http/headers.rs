@@ -112,29 +112,7 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Adds `x-request-id` when missing and returns it.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> &HeaderValue {
     // One lookup whether the client sent one or not.
-    headers.entry(&REQUEST_ID).or_insert_with(new_request_id)
-}
-
-/// A random UUIDv4 as a header value.
-fn new_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut raw = [0u8; 16];
-    raw[..8].copy_from_slice(&fastrand::u64(..).to_ne_bytes());
-    raw[8..].copy_from_slice(&fastrand::u64(..).to_ne_bytes());
-    // Version 4 in the 13th hex digit, the RFC 4122 variant in the 17th.
-    raw[6] = raw[6] & 0x0f | 0x40;
-    raw[8] = raw[8] & 0x3f | 0x80;
-    let mut out = [b'-'; 36];
-    let mut at = 0;
-    for (i, b) in raw.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            at += 1;
-        }
-        out[at] = HEX[usize::from(b >> 4)];
-        out[at + 1] = HEX[usize::from(b & 0xf)];
-        at += 2;
-    }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    headers.entry(&REQUEST_ID).or_insert_with(super::request_id::new)
 }
 
 #[cfg(test)]

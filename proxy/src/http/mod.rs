@@ -6,6 +6,7 @@ pub mod body;
 pub mod forward;
 pub mod headers;
 pub mod reply;
+pub mod request_id;
 pub mod route;
 pub mod series;
 pub mod upgrade;

@@ -11,7 +11,7 @@ use std::mem::MaybeUninit;
 use bytes::BytesMut;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version,
-    header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING},
+    header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, SERVER, TRANSFER_ENCODING},
     response::Parts,
 };
 
@@ -79,8 +79,7 @@ pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
     let mut lengths = Lengths::default();
     let (mut chunked, mut te, mut close, mut keep) = (false, false, false, false);
     for &(n, nl, v, vl) in &spans[..count] {
-        let name =
-            HeaderName::from_bytes(&raw[n as usize..(n + nl) as usize]).map_err(|_| Error::HeaderName)?;
+        let name = header_name(&raw[n as usize..(n + nl) as usize])?;
         let value = HeaderValue::from_maybe_shared(raw.slice(v as usize..(v + vl) as usize))
             .map_err(|_| Error::HeaderValue)?;
         if name == CONTENT_LENGTH {
@@ -123,6 +122,20 @@ pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
     parts.version = version;
     parts.headers = headers;
     Ok(Some(Head { parts, framing, keep_alive }))
+}
+
+/// A header name, the ones nearly every response carries matched first: the general parser
+/// lowercases into a scratch buffer and searches all the standard names, several times the cost.
+fn header_name(raw: &[u8]) -> Result<HeaderName, Error> {
+    Ok(match raw {
+        b"content-length" | b"Content-Length" => CONTENT_LENGTH,
+        b"content-type" | b"Content-Type" => CONTENT_TYPE,
+        b"date" | b"Date" => DATE,
+        b"server" | b"Server" => SERVER,
+        b"connection" | b"Connection" => CONNECTION,
+        b"transfer-encoding" | b"Transfer-Encoding" => TRANSFER_ENCODING,
+        _ => HeaderName::from_bytes(raw).map_err(|_| Error::HeaderName)?,
+    })
 }
 
 /// The `content-length` values seen: all must be the same number.
@@ -176,6 +189,7 @@ mod tests {
         assert_eq!(&buf[..], b"body");
         assert_eq!(h.parts.status, 201);
         let a: Vec<_> = h.parts.headers.get_all("a").iter().collect();
+        assert_eq!(h.parts.headers[CONTENT_LENGTH], "4");
         assert_eq!(a, ["1", "3"]);
         assert_eq!((h.framing, h.keep_alive), (Framing::Length(4), true));
         assert!(parse("HTTP/1.1 200 OK\r\ncontent-le", Method::GET).unwrap().is_none());
