@@ -348,7 +348,8 @@ fn method(out: &mut String, rows: &[Row], s: &Settings, m: &Machine) {
          bounded by that core, and `direct` pays for the client and the upstream on one core too. \
          Pillion sees one CPU under taskset and so runs a single-threaded runtime.\n\
          - Each measured run lasts {} s; rounds: {}; configurations run one after another in \
-         each round (interleaved), so drift hits all alike.\n\
+         each round (interleaved), each round starting one configuration further along the \
+         list, so that drift and order effects hit all alike.\n\
          - Everything runs on 127.0.0.1.",
         m.cores, s.secs, s.rounds
     );

@@ -8,10 +8,11 @@
 //! ```
 //!
 //! It installs missing tools (`scripts/bench-setup.sh`), starts one upstream and every
-//! configuration ([`peers`]), then runs rounds: in each, every configuration in turn gets a
-//! correctness check ([`client::check`]), wrk and h2load throughput with the proxy's CPU time
-//! ([`load`]), and fixed-rate latency ([`client::fixed_rate`]). Medians go to the report
-//! ([`report`]) and the chart ([`chart`]). Every process it starts is killed when it ends.
+//! configuration ([`peers`]), then runs rounds: in each, every configuration in turn (from a
+//! different first one each round) gets a correctness check ([`client::check`]), wrk and h2load
+//! throughput with the proxy's CPU time ([`load`]), and fixed-rate latency
+//! ([`client::fixed_rate`]). Medians go to the report ([`report`]) and the chart ([`chart`]).
+//! Every process it starts is killed when it ends.
 
 #[path = "../bench/chart.rs"]
 mod chart;
@@ -117,7 +118,11 @@ fn run(cli: Cli) -> Result<usize> {
     }
     for round in 1..=settings.rounds {
         eprintln!("bench: round {round} of {}", settings.rounds);
-        for (target, row) in &mut configs {
+        // Each round starts one configuration further along, so that none always runs right
+        // after the same one (after `direct`'s load, say): order effects spread over all.
+        let start = (round as usize - 1) % configs.len();
+        let (first, second) = configs.split_at_mut(start);
+        for (target, row) in second.iter_mut().chain(first) {
             if let Some(t) = target.as_mut().filter(|_| row.failure.is_none()) {
                 if let Err(e) = measure_round(t, row, &settings) {
                     eprintln!("bench: {} aborted: {e:#}", row.name);
