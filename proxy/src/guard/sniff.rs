@@ -8,9 +8,8 @@ use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
 use super::{Guarded, Stream};
+use crate::detect::H2_PREFACE as PREFACE;
 
-/// The HTTP/2 connection preface (RFC 9113 section 3.4).
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Read at once while sniffing: a whole small request head, so HTTP/1 costs no extra read.
 const FIRST_READ: usize = 1024;
 
