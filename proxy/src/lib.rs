@@ -14,6 +14,7 @@ pub mod debug_route;
 pub mod detect;
 pub mod graceful;
 pub mod guard;
+pub mod h1;
 pub mod http;
 pub mod inbound;
 pub mod iptables;

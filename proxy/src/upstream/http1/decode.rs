@@ -10,12 +10,13 @@ use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version,
-    header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, SERVER, TRANSFER_ENCODING},
+    HeaderMap, HeaderValue, Method, Response, StatusCode, Version,
+    header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING},
     response::Parts,
 };
 
 use super::Error;
+use crate::h1::fields::{Lengths, header_name, tokens};
 
 /// The largest response head (status line and headers) accepted.
 pub(super) const MAX_HEAD: usize = 64 * 1024;
@@ -79,11 +80,11 @@ pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
     let mut lengths = Lengths::default();
     let (mut chunked, mut te, mut close, mut keep) = (false, false, false, false);
     for &(n, nl, v, vl) in &spans[..count] {
-        let name = header_name(&raw[n as usize..(n + nl) as usize])?;
+        let name = header_name(&raw[n as usize..(n + nl) as usize]).ok_or(Error::HeaderName)?;
         let value = HeaderValue::from_maybe_shared(raw.slice(v as usize..(v + vl) as usize))
             .map_err(|_| Error::HeaderValue)?;
         if name == CONTENT_LENGTH {
-            lengths.add(value.as_bytes())?;
+            lengths.add(value.as_bytes()).map_err(|_| Error::ContentLength)?;
         } else if name == TRANSFER_ENCODING {
             te = true;
             // Chunked only counts as the last coding of the last header.
@@ -122,50 +123,6 @@ pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
     parts.version = version;
     parts.headers = headers;
     Ok(Some(Head { parts, framing, keep_alive }))
-}
-
-/// A header name, the ones nearly every response carries matched first: the general parser
-/// lowercases into a scratch buffer and searches all the standard names, several times the cost.
-fn header_name(raw: &[u8]) -> Result<HeaderName, Error> {
-    Ok(match raw {
-        b"content-length" | b"Content-Length" => CONTENT_LENGTH,
-        b"content-type" | b"Content-Type" => CONTENT_TYPE,
-        b"date" | b"Date" => DATE,
-        b"server" | b"Server" => SERVER,
-        b"connection" | b"Connection" => CONNECTION,
-        b"transfer-encoding" | b"Transfer-Encoding" => TRANSFER_ENCODING,
-        _ => HeaderName::from_bytes(raw).map_err(|_| Error::HeaderName)?,
-    })
-}
-
-/// The `content-length` values seen: all must be the same number.
-#[derive(Default)]
-struct Lengths(Option<u64>);
-
-impl Lengths {
-    fn add(&mut self, value: &[u8]) -> Result<(), Error> {
-        for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-            let n = parse_decimal(t).ok_or(Error::ContentLength)?;
-            if self.0.is_some_and(|m| m != n) {
-                return Err(Error::ContentLength);
-            }
-            self.0 = Some(n);
-        }
-        Ok(())
-    }
-}
-
-/// Digits only (no sign, no space), at most 19 of them so that it fits.
-fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(s.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
-/// The comma-separated tokens of a header value, trimmed, empty ones skipped.
-pub(super) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]

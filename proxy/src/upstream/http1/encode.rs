@@ -9,7 +9,7 @@ use http::{
 };
 use http_body::Body as _;
 
-use super::decode;
+use crate::h1::fields;
 use crate::http::body::Body;
 
 /// How the request body goes on the wire.
@@ -63,7 +63,7 @@ pub(super) fn head(parts: &Parts, body: &Body, out: &mut Vec<u8>) -> Framing {
 fn chunked_codings(headers: &HeaderMap) -> Vec<u8> {
     let mut codings: Vec<u8> = Vec::new();
     for v in headers.get_all(TRANSFER_ENCODING).iter().map(HeaderValue::as_bytes) {
-        for c in decode::tokens(v) {
+        for c in fields::tokens(v) {
             if !c.eq_ignore_ascii_case(b"chunked") {
                 codings.extend_from_slice(c);
                 codings.extend_from_slice(b", ");

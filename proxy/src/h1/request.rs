@@ -1,0 +1,272 @@
+//! Reading a client's request head out of the connection's buffer (RFC 9112 sections 2-3), and
+//! deciding from it how the request body is framed (section 6.3) and whether the connection can
+//! carry another request.
+//!
+//! Header values and the request target are slices of the one buffer the head was read into,
+//! not copies. Anything that would let two parsers disagree on where the body ends is an error
+//! that answers 400 and closes the connection: nothing of that request goes upstream.
+
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
+use http::{
+    HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, Version,
+    header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING},
+    request::Parts,
+};
+
+use super::fields::{Lengths, header_name, tokens};
+
+/// The most header fields a head is parsed with; `Limits::max_headers` may only lower it.
+const HEADER_SLOTS: usize = 256;
+
+/// What a listener allows in a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest head (request line and fields) in bytes.
+    pub max_head: usize,
+    /// Most header fields.
+    pub max_headers: usize,
+}
+
+/// How a request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// Exactly this many bytes (0: no body).
+    Length(u64),
+    /// Chunked.
+    Chunked,
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct Head {
+    /// Method, target, version and fields.
+    pub parts: Parts,
+    /// How the body that follows is delimited.
+    pub body: BodyFraming,
+    /// The client lets the connection carry another request after this one.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`: the client waits for a 100 before it sends the body.
+    pub expect_continue: bool,
+}
+
+/// Why a request head was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// The head is larger than `Limits::max_head`.
+    #[error("request head larger than {0} bytes")]
+    TooLarge(usize),
+    /// More fields than `Limits::max_headers`.
+    #[error("more than {0} header fields")]
+    TooManyHeaders(usize),
+    /// Not HTTP/1.x syntax.
+    #[error("malformed request head: {0}")]
+    Parse(httparse::Error),
+    /// The request target is not a URI.
+    #[error("invalid request target")]
+    Target,
+    /// A field name is not a token.
+    #[error("invalid header field name")]
+    HeaderName,
+    /// A field value has bytes a field value may not.
+    #[error("invalid header field value")]
+    HeaderValue,
+    /// A `Content-Length` that is not one decimal number.
+    #[error("Content-Length is not one decimal number")]
+    ContentLength,
+    /// A transfer coding other than chunked last, or any in an HTTP/1.0 request.
+    #[error("Transfer-Encoding is not chunked last")]
+    TransferEncoding,
+    /// Both `Content-Length` and `Transfer-Encoding`.
+    #[error("both Content-Length and Transfer-Encoding")]
+    AmbiguousFraming,
+    /// An HTTP/1.1 request without exactly one `Host` (RFC 9112 section 3.2).
+    #[error("HTTP/1.1 request without exactly one Host field")]
+    Host,
+}
+
+impl Error {
+    /// The status of the local reply.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge(_) | Self::TooManyHeaders(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Parses a request head from the front of `buf`, removing it; `None` until a whole head is
+/// buffered. Empty lines before the request line are skipped (RFC 9112 section 2.2).
+pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
+    let leading = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let _ = buf.split_to(leading);
+    let slots = limits.max_headers.min(HEADER_SLOTS);
+    // Where the target and each field sit in `buf`: sliced out once httparse's borrow ends.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); HEADER_SLOTS];
+    let (len, method, target, minor, count) = {
+        // Uninitialised: the parser writes only the fields there are.
+        let mut headers = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
+        let mut req = httparse::Request::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+            &mut req,
+            buf,
+            &mut headers[..slots],
+        );
+        let len = match parsed {
+            Ok(httparse::Status::Complete(len)) if len > limits.max_head => {
+                return Err(Error::TooLarge(limits.max_head));
+            }
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > limits.max_head => {
+                return Err(Error::TooLarge(limits.max_head));
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(Error::TooManyHeaders(slots)),
+            Err(e) => return Err(Error::Parse(e)),
+        };
+        let base = buf.as_ptr() as usize;
+        let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
+            *span = (offset(h.name.as_bytes()), h.name.len() as u32, offset(h.value), h.value.len() as u32);
+        }
+        let path = req.path.unwrap_or_default();
+        let method =
+            Method::from_bytes(req.method.unwrap_or_default().as_bytes()).map_err(|_| Error::Target)?;
+        (len, method, (offset(path.as_bytes()), path.len()), req.version.unwrap_or(1), req.headers.len())
+    };
+    let raw = buf.split_to(len).freeze();
+    let (t, tl) = (target.0 as usize, target.1);
+    let uri = Uri::from_maybe_shared(raw.slice(t..t + tl)).map_err(|_| Error::Target)?;
+    let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
+
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut lengths = Lengths::default();
+    let (mut te, mut chunked, mut hosts) = (false, false, 0u32);
+    let (mut close, mut keep, mut expect_continue) = (false, false, false);
+    for &(n, nl, v, vl) in &spans[..count] {
+        let name = header_name(&raw[n as usize..(n + nl) as usize]).ok_or(Error::HeaderName)?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(v as usize..(v + vl) as usize))
+            .map_err(|_| Error::HeaderValue)?;
+        if name == CONTENT_LENGTH {
+            lengths.add(value.as_bytes()).map_err(|_| Error::ContentLength)?;
+        } else if name == TRANSFER_ENCODING {
+            te = true;
+            // Chunked only counts as the last coding of the last field.
+            chunked = tokens(value.as_bytes()).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        } else if name == HOST {
+            hosts += 1;
+        } else if name == CONNECTION {
+            for t in tokens(value.as_bytes()) {
+                close |= t.eq_ignore_ascii_case(b"close");
+                keep |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name == EXPECT {
+            expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+        }
+        headers.append(name, value);
+    }
+    if version == Version::HTTP_11 && hosts != 1 {
+        return Err(Error::Host);
+    }
+    let body = match (te, lengths.0) {
+        (true, Some(_)) => return Err(Error::AmbiguousFraming),
+        (true, None) if chunked && version == Version::HTTP_11 => BodyFraming::Chunked,
+        (true, None) => return Err(Error::TransferEncoding),
+        (false, n) => BodyFraming::Length(n.unwrap_or(0)),
+    };
+    let keep_alive = !close && (version == Version::HTTP_11 || keep);
+
+    let mut parts = Request::new(()).into_parts().0;
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(Head {
+        parts,
+        body,
+        keep_alive,
+        expect_continue: expect_continue && version == Version::HTTP_11,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { max_head: 1024, max_headers: 8 };
+
+    fn parse(raw: &str) -> Result<Option<Head>, Error> {
+        head(&mut BytesMut::from(raw), LIMITS)
+    }
+
+    fn ok(raw: &str) -> Head {
+        parse(raw).unwrap().unwrap()
+    }
+
+    #[test]
+    fn the_head_is_removed_and_the_body_left_in_the_buffer() {
+        let mut buf = BytesMut::from(
+            "\r\nPOST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-A: 1\r\n\r\nbodyGET",
+        );
+        let h = head(&mut buf, LIMITS).unwrap().unwrap();
+        assert_eq!(&buf[..], b"bodyGET");
+        assert_eq!((h.parts.method, h.parts.uri.to_string()), (Method::POST, "/a?b=1".to_owned()));
+        assert_eq!(h.parts.headers["x-a"], "1");
+        assert_eq!((h.body, h.keep_alive, h.expect_continue), (BodyFraming::Length(4), true, false));
+        assert!(parse("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn every_target_form_parses() {
+        assert_eq!(
+            ok("GET http://a.example/p HTTP/1.1\r\nHost: a.example\r\n\r\n").parts.uri.host(),
+            Some("a.example")
+        );
+        let connect = ok("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n");
+        assert_eq!(connect.parts.uri.authority().map(|a| a.as_str()), Some("a.example:443"));
+        assert_eq!(ok("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").parts.uri, "*");
+    }
+
+    #[test]
+    fn framing_and_connection_follow_rfc_9112() {
+        let chunked = ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(chunked.body, BodyFraming::Chunked);
+        assert_eq!(ok("GET / HTTP/1.1\r\nHost: x\r\n\r\n").body, BodyFraming::Length(0));
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+        let expect = ok("PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+        assert!(expect.expect_continue);
+    }
+
+    #[test]
+    fn smuggling_shapes_and_bad_heads_are_refused() {
+        for (raw, want) in [
+            (
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Error::AmbiguousFraming,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                Error::TransferEncoding,
+            ),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", Error::TransferEncoding),
+            (
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                Error::ContentLength,
+            ),
+            ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n", Error::ContentLength),
+            ("GET / HTTP/1.1\r\n\r\n", Error::Host),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Error::Host),
+            ("GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n", Error::Parse(httparse::Error::Token)),
+        ] {
+            assert_eq!(parse(raw).unwrap_err(), want, "{raw:?}");
+        }
+        let many = format!("GET / HTTP/1.1\r\nHost: x\r\n{}\r\n", "a: 1\r\n".repeat(8));
+        assert_eq!(parse(&many).unwrap_err(), Error::TooManyHeaders(8));
+        assert_eq!(parse(&many).unwrap_err().status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let big = format!("GET /{} HTTP/1.1\r\n", "a".repeat(2000));
+        assert_eq!(parse(&big).unwrap_err(), Error::TooLarge(1024));
+    }
+}
