@@ -3,3 +3,5 @@
 
 pub mod fields;
 pub mod request;
+pub mod response;
+pub mod wire;

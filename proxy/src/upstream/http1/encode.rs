@@ -9,20 +9,14 @@ use http::{
 };
 use http_body::Body as _;
 
-use crate::h1::fields;
+use crate::h1::{
+    fields,
+    wire::{Framing, format_u64, header},
+};
 use crate::http::body::Body;
 
-/// How the request body goes on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
-    /// Exactly this many bytes still to come (zero: no body).
-    Length(u64),
-    /// Chunked, ended by a zero-size chunk and an optional trailer section.
-    Chunked,
-}
-
 /// Appends the request line and headers of `parts` to `out`, with the framing header for
-/// `body`; returns that framing.
+/// `body`; returns that framing (never `Close`: a request body cannot end with the connection).
 pub(super) fn head(parts: &Parts, body: &Body, out: &mut Vec<u8>) -> Framing {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -78,53 +72,6 @@ fn expects_body(m: &Method) -> bool {
     matches!(*m, Method::POST | Method::PUT | Method::PATCH)
 }
 
-fn header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends a chunk's size line (hex) to `out`.
-pub(super) fn chunk_size(out: &mut Vec<u8>, n: usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = HEX[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends the last chunk and a trailer section (`trailers` may be empty).
-pub(super) fn last_chunk(out: &mut Vec<u8>, trailers: &HeaderMap) {
-    out.extend_from_slice(b"0\r\n");
-    for (name, value) in trailers {
-        header(out, name.as_str(), value.as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// `n` in decimal, written into the end of `buf`.
-fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use http::Request;
@@ -149,19 +96,6 @@ mod tests {
         assert_eq!(h, "POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
         let (h, _) = encode(Request::connect("db:5432").body(Body::Empty).unwrap());
         assert!(h.starts_with("CONNECT db:5432 HTTP/1.1\r\n"), "{h}");
-    }
-
-    #[test]
-    fn chunk_sizes_are_hex_and_the_last_chunk_carries_trailers() {
-        let mut out = Vec::new();
-        chunk_size(&mut out, 0x1a2f);
-        chunk_size(&mut out, 1);
-        let mut t = HeaderMap::new();
-        t.insert("grpc-status", HeaderValue::from_static("0"));
-        last_chunk(&mut out, &t);
-        assert_eq!(out, b"1a2f\r\n1\r\n0\r\ngrpc-status: 0\r\n\r\n");
-        assert_eq!(format_u64(1_234_567, &mut [0; 20]), b"1234567");
-        assert_eq!(format_u64(0, &mut [0; 20]), b"0");
     }
 
     #[test]

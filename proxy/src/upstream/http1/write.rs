@@ -16,8 +16,12 @@ use http::HeaderMap;
 use http_body::Body as _;
 use tokio::io::AsyncWrite;
 
-use super::{Error, encode};
-use crate::{http::body::Body, upstream::UpstreamStream};
+use super::Error;
+use crate::{
+    h1::wire::{self, Framing},
+    http::body::Body,
+    upstream::UpstreamStream,
+};
 
 /// Frames up to this size are copied into the output buffer rather than written on their own.
 const COPY_UP_TO: usize = 16 * 1024;
@@ -57,7 +61,7 @@ impl Out {
     /// Queues one data frame.
     fn push(&mut self, data: Bytes, chunked: bool) {
         if chunked {
-            encode::chunk_size(&mut self.buf, data.len());
+            wire::chunk_size(&mut self.buf, data.len());
         }
         if data.len() <= COPY_UP_TO {
             self.buf.extend_from_slice(&data);
@@ -79,13 +83,13 @@ fn nonzero(n: usize) -> io::Result<usize> {
 #[derive(Debug)]
 pub(super) struct Writer {
     body: Body,
-    framing: encode::Framing,
+    framing: Framing,
     /// The body has ended and its end (if chunked) is queued.
     ended: bool,
 }
 
 impl Writer {
-    pub(super) fn new(body: Body, framing: encode::Framing) -> Self {
+    pub(super) fn new(body: Body, framing: Framing) -> Self {
         Self { body, framing, ended: false }
     }
 
@@ -125,11 +129,11 @@ impl Writer {
     fn frame(&mut self, frame: http_body::Frame<Bytes>, out: &mut Out) -> Result<(), Error> {
         match frame.into_data() {
             Ok(data) => {
-                if let encode::Framing::Length(left) = &mut self.framing {
+                if let Framing::Length(left) = &mut self.framing {
                     *left = left.checked_sub(data.len() as u64).ok_or(Error::RequestLength)?;
                 }
                 if !data.is_empty() {
-                    out.push(data, self.framing == encode::Framing::Chunked);
+                    out.push(data, self.framing == Framing::Chunked);
                 }
                 Ok(())
             }
@@ -144,9 +148,9 @@ impl Writer {
     fn end(&mut self, out: &mut Out, trailers: &HeaderMap) -> Result<(), Error> {
         self.ended = true;
         match self.framing {
-            encode::Framing::Chunked => encode::last_chunk(&mut out.buf, trailers),
-            encode::Framing::Length(0) => {}
-            encode::Framing::Length(_) => return Err(Error::RequestLength),
+            Framing::Chunked => wire::last_chunk(&mut out.buf, trailers),
+            Framing::Length(0) | Framing::Close => {}
+            Framing::Length(_) => return Err(Error::RequestLength),
         }
         Ok(())
     }
