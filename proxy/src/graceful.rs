@@ -39,6 +39,34 @@ impl Wake for Fired {
     }
 }
 
+/// The drain signal as a connection's task polls it: cheap to ask on every wake-up, and it
+/// wakes the task when the proxy starts draining.
+pub struct Signal<'a, D> {
+    drain: Pin<&'a mut D>,
+    fired: Arc<Fired>,
+    waker: Waker,
+    draining: bool,
+}
+
+impl<'a, D: Future<Output = ()>> Signal<'a, D> {
+    /// Watches `drain` (a [`drained`] future).
+    pub fn new(drain: Pin<&'a mut D>) -> Self {
+        let fired = Arc::new(Fired { fired: AtomicBool::new(true), task: AtomicWaker::new() });
+        let waker = Waker::from(Arc::clone(&fired));
+        Self { drain, fired, waker, draining: false }
+    }
+
+    /// Whether the proxy is draining; until it is, `cx`'s task is woken when it starts.
+    pub fn poll_draining(&mut self, cx: &Context<'_>) -> bool {
+        if !self.draining {
+            self.fired.task.register(cx.waker());
+            self.draining = self.fired.fired.swap(false, Ordering::Acquire)
+                && self.drain.as_mut().poll(&mut Context::from_waker(&self.waker)).is_ready();
+        }
+        self.draining
+    }
+}
+
 /// Polls `served` to its end; once `drain` says the proxy is draining, calls `shutdown` on it
 /// (once) and keeps polling it while it finishes.
 pub async fn until_drained<F: Future>(
@@ -46,19 +74,13 @@ pub async fn until_drained<F: Future>(
     drain: &mut watch::Receiver<bool>,
     mut shutdown: impl FnMut(Pin<&mut F>),
 ) -> F::Output {
-    let mut drain = pin!(drained(drain));
-    let fired = Arc::new(Fired { fired: AtomicBool::new(true), task: AtomicWaker::new() });
-    let drain_waker = Waker::from(Arc::clone(&fired));
-    let mut draining = false;
+    let drain = pin!(drained(drain));
+    let mut signal = Signal::new(drain);
+    let mut shut = false;
     poll_fn(|cx| {
-        if !draining {
-            fired.task.register(cx.waker());
-            if fired.fired.swap(false, Ordering::Acquire)
-                && drain.as_mut().poll(&mut Context::from_waker(&drain_waker)).is_ready()
-            {
-                draining = true;
-                shutdown(served.as_mut());
-            }
+        if !shut && signal.poll_draining(cx) {
+            shut = true;
+            shutdown(served.as_mut());
         }
         served.as_mut().poll(cx)
     })

@@ -2,19 +2,9 @@
 //! metering, and serving HTTP/1.1 + HTTP/2 on a connection. What a connection is for is decided
 //! in `inbound` and `outbound`.
 
-use std::{
-    pin::pin,
-    sync::{
-        Arc,
-        atomic::{AtomicU32, Ordering::Relaxed},
-    },
-    time::Duration,
-};
+use std::{pin::pin, sync::Arc, time::Duration};
 
-use hyper::{
-    server::conn::{http1, http2},
-    service::service_fn,
-};
+use hyper::{server::conn::http2, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -26,7 +16,8 @@ use crate::{
     config::ListenerLimits,
     graceful,
     guard::{Guarded, Rejections},
-    http::Conn,
+    h1::{self, server::Settings},
+    http::{Conn, body::ClientBody},
     inbound,
     metered::{ConnMetrics, Metered},
     metrics::{Direction, tls_label},
@@ -57,7 +48,7 @@ impl ListenerSpec {
 /// A listener's HTTP server settings and limits, shared by its connections.
 pub struct ListenerHttp {
     /// HTTP/1.1 server settings.
-    pub http1: http1::Builder,
+    pub http1: Settings,
     /// HTTP/2 server settings.
     pub http2: http2::Builder<TokioExecutor>,
     /// The listener's limits.
@@ -67,12 +58,14 @@ pub struct ListenerHttp {
 impl ListenerHttp {
     /// The HTTP server settings for a listener's clients.
     fn new(limits: &ListenerLimits) -> Self {
-        let mut h1 = http1::Builder::new();
-        // The guard keeps the header and idle timeouts: hyper's would close without a 408.
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .max_buf_size(limits.max_header_bytes)
-            .max_headers(limits.max_headers);
+        // The guard keeps the header and idle timeouts.
+        let h1 = Settings {
+            limits: h1::request::Limits {
+                max_head: limits.max_header_bytes,
+                max_headers: limits.max_headers,
+            },
+            max_requests: limits.max_requests_per_connection,
+        };
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -175,11 +168,10 @@ where
 {
     let ConnCtx { http, shared, mut drain, permit: _permit } = ctx;
     let ListenerHttp { http1, http2, limits } = &*http;
-    let max_requests = limits.max_requests_per_connection;
     let peer = conn.peer;
     let rejections =
         Rejections { counter: shared.metrics.http_rejected.clone(), direction: conn.direction.as_str() };
-    let mut stream = Guarded::new(stream, limits, peer, rejections);
+    let mut stream = Guarded::new(stream, limits, peer, rejections.clone());
     // Each connection is served by the one codec its first bytes ask for.
     let sniffed = tokio::select! {
         s = stream.sniff_http2() => s,
@@ -193,33 +185,26 @@ where
         }
     };
     let conn = Arc::new(conn);
-    let count = AtomicU32::new(0);
+    if !is_http2 {
+        let service = |req: ::http::Request<h1::body::RequestBody>| {
+            let (shared, conn) = (Arc::clone(&shared), Arc::clone(&conn));
+            async move {
+                match crate::http::handle(shared, conn, req.map(ClientBody::Http1)).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            }
+        };
+        return h1::server::serve(stream, *http1, &mut drain, &rejections, service).await;
+    }
     let svc = service_fn(move |req: ::http::Request<hyper::body::Incoming>| {
-        // HTTP/1.1 connections end after `max_requests_per_connection` requests: the last
-        // response says `Connection: close`, and hyper closes once it is sent.
-        let n = count.fetch_add(1, Relaxed) + 1;
-        let last = max_requests > 0 && n >= max_requests && req.version() < ::http::Version::HTTP_2;
         let (shared, conn) = (Arc::clone(&shared), Arc::clone(&conn));
         // The request's future is made inside this one: made outside and awaited here, it
         // would be stored twice over.
-        async move {
-            let mut resp = crate::http::handle(shared, conn, req).await?;
-            if last {
-                resp.headers_mut()
-                    .insert(::http::header::CONNECTION, ::http::HeaderValue::from_static("close"));
-            }
-            Ok::<_, std::convert::Infallible>(resp)
-        }
+        async move { crate::http::handle(shared, conn, req.map(ClientBody::from)).await }
     });
-    let io = TokioIo::new(stream);
-    let result = if is_http2 {
-        let served = pin!(http2.serve_connection(io, svc));
-        graceful::until_drained(served, &mut drain, |s| s.graceful_shutdown()).await
-    } else {
-        let served = pin!(http1.serve_connection(io, svc).with_upgrades());
-        graceful::until_drained(served, &mut drain, |s| s.graceful_shutdown()).await
-    };
-    if let Err(e) = result {
+    let served = pin!(http2.serve_connection(TokioIo::new(stream), svc));
+    if let Err(e) = graceful::until_drained(served, &mut drain, |s| s.graceful_shutdown()).await {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
     }
 }

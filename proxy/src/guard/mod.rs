@@ -31,7 +31,7 @@ use crate::config::ListenerLimits;
 
 /// How long a rejected connection may take to receive its reply, and then how long the client
 /// is read from (and ignored) before the socket closes.
-const LINGER: Duration = Duration::from_secs(2);
+pub const LINGER: Duration = Duration::from_secs(2);
 /// Rejected connections lingering at once, process-wide.
 const MAX_CLOSERS: usize = 1024;
 static CLOSERS: Semaphore = Semaphore::const_new(MAX_CLOSERS);
@@ -350,7 +350,7 @@ impl<S: Stream> Drop for Guarded<S> {
 
 /// Sends a rejection's reply, half-closes, and reads (and drops) what the client still sends
 /// for a moment: closing with unread bytes would reset the connection and lose the reply.
-async fn close_with<S: Stream>(mut io: S, reply: Vec<u8>) {
+pub async fn close_with<S: Stream>(mut io: S, reply: Vec<u8>) {
     let _ = tokio::time::timeout(LINGER, async {
         io.write_all(&reply).await?;
         io.shutdown().await

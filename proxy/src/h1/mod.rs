@@ -1,8 +1,13 @@
-//! HTTP/1.1 message syntax (RFC 9112) shared by our codecs: the upstream client
-//! (`upstream::http1`) and the client-facing request decoder ([`request`]).
+//! HTTP/1.1 (RFC 9112): our server for client connections ([`server`]), and the message syntax
+//! it shares with our upstream client (`upstream::http1`).
 
 pub mod body;
+pub mod chunked;
+pub mod date;
+pub mod feed;
 pub mod fields;
 pub mod request;
 pub mod response;
+pub mod server;
 pub mod wire;
+pub mod write;

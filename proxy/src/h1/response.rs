@@ -23,15 +23,16 @@ pub struct Answering<'a> {
 }
 
 /// Appends the status line and fields of `parts` to `out`. `body_len` is the body's exact size
-/// when known; `date` is added unless the response has one. Returns the body's framing and
-/// whether the connection stays open after it.
+/// when known; `date` is added unless the response has one. Returns the body's framing (`None`:
+/// the response has no body on the wire) and whether the connection stays open after it. A 101
+/// keeps its `connection` field: the connection is the upgraded protocol's from then on.
 pub fn head(
     parts: &Parts,
     body_len: Option<u64>,
     req: Answering<'_>,
     date: &[u8],
     out: &mut Vec<u8>,
-) -> (Framing, bool) {
+) -> (Option<Framing>, bool) {
     let status = parts.status;
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -42,9 +43,10 @@ pub fn head(
     // must not have framing fields at all.
     let bodiless = *req.method == Method::HEAD || status == StatusCode::NOT_MODIFIED;
     let no_framing = status.is_informational() || status == StatusCode::NO_CONTENT;
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     for (name, value) in &parts.headers {
         let framing_field = name == CONTENT_LENGTH || name == TRANSFER_ENCODING;
-        if name == CONNECTION || (framing_field && (!bodiless || no_framing)) {
+        if (name == CONNECTION && !switching) || (framing_field && (!bodiless || no_framing)) {
             continue;
         }
         header(out, name.as_str(), value.as_bytes());
@@ -54,18 +56,19 @@ pub fn head(
     }
     let mut keep_alive = req.keep_alive;
     let framing = if bodiless || no_framing {
-        Framing::Length(0)
+        None
     } else if let Some(n) = body_len {
         header(out, "content-length", format_u64(n, &mut [0; 20]));
-        Framing::Length(n)
+        Some(Framing::Length(n))
     } else if req.version == Version::HTTP_11 {
         header(out, "transfer-encoding", b"chunked");
-        Framing::Chunked
+        Some(Framing::Chunked)
     } else {
         keep_alive = false;
-        Framing::Close
+        Some(Framing::Close)
     };
     match (keep_alive, req.version) {
+        _ if switching => keep_alive = false,
         (false, _) => header(out, "connection", b"close"),
         (true, Version::HTTP_10) => header(out, "connection", b"keep-alive"),
         (true, _) => {}
@@ -87,7 +90,7 @@ mod tests {
         method: Method,
         version: Version,
         body_len: Option<u64>,
-    ) -> (String, Framing, bool) {
+    ) -> (String, Option<Framing>, bool) {
         let parts = resp.into_parts().0;
         let req = Answering { method: &method, version, keep_alive: true };
         let mut out = Vec::new();
@@ -104,7 +107,7 @@ mod tests {
             h,
             "HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: Thu, 26 Nov 2026 12:00:00 GMT\r\ncontent-length: 5\r\n\r\n"
         );
-        assert_eq!((f, keep), (Framing::Length(5), true));
+        assert_eq!((f, keep), (Some(Framing::Length(5)), true));
     }
 
     #[test]
@@ -112,10 +115,10 @@ mod tests {
         let resp = || Response::builder().header("date", "x").body(()).unwrap();
         let (h, f, keep) = encode(resp(), Method::GET, Version::HTTP_11, None);
         assert_eq!(h, "HTTP/1.1 200 OK\r\ndate: x\r\ntransfer-encoding: chunked\r\n\r\n");
-        assert_eq!((f, keep), (Framing::Chunked, true));
+        assert_eq!((f, keep), (Some(Framing::Chunked), true));
         let (h, f, keep) = encode(resp(), Method::GET, Version::HTTP_10, None);
         assert_eq!(h, "HTTP/1.1 200 OK\r\ndate: x\r\nconnection: close\r\n\r\n");
-        assert_eq!((f, keep), (Framing::Close, false));
+        assert_eq!((f, keep), (Some(Framing::Close), false));
         let (h, _, keep) = encode(resp(), Method::GET, Version::HTTP_10, Some(0));
         assert!(h.ends_with("content-length: 0\r\nconnection: keep-alive\r\n\r\n") && keep, "{h}");
     }
@@ -124,10 +127,14 @@ mod tests {
     fn head_and_304_keep_their_length_and_204_has_none() {
         let resp = |s: u16| Response::builder().status(s).header("content-length", "42").body(()).unwrap();
         let (h, f, _) = encode(resp(200), Method::HEAD, Version::HTTP_11, Some(0));
-        assert!(h.contains("content-length: 42\r\n") && f == Framing::Length(0), "{h}");
+        assert!(h.contains("content-length: 42\r\n") && f.is_none(), "{h}");
         let (h, _, _) = encode(resp(304), Method::GET, Version::HTTP_11, Some(0));
         assert!(h.starts_with("HTTP/1.1 304 Not Modified\r\n") && h.contains("content-length: 42"), "{h}");
         let (h, f, _) = encode(resp(204), Method::GET, Version::HTTP_11, Some(0));
-        assert!(!h.contains("content-length") && f == Framing::Length(0), "{h}");
+        assert!(!h.contains("content-length") && f.is_none(), "{h}");
+        let up = Response::builder().status(101).header("connection", "upgrade").body(()).unwrap();
+        let (h, f, keep) = encode(up, Method::GET, Version::HTTP_11, None);
+        assert!(h.contains("connection: upgrade\r\n") && !h.contains("close"), "{h}");
+        assert!(f.is_none() && !keep);
     }
 }

@@ -5,9 +5,12 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Version, request::Parts};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
-use super::{body::Body, forward, headers, reply::LocalError};
+use super::{
+    body::{Body, ClientBody},
+    forward, headers,
+    reply::LocalError,
+};
 use crate::{
     balance::{Tried, outlier::Outcome},
     config::{Protocol, RetryPolicy},
@@ -55,7 +58,7 @@ impl Sent {
 }
 
 /// Sends the request, retrying per the plan.
-pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: Incoming) -> Sent {
+pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBody) -> Sent {
     let Some(_pending) = plan.service.state.admit() else {
         shared.metrics.overloaded.with_label_values(&[plan.service_name]).inc();
         return Sent::failed(LocalError::Overloaded);

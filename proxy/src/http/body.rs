@@ -1,5 +1,5 @@
 //! The one body type that flows through the proxy: a streamed peer body, or a local one.
-//! An enum rather than a boxed trait object, so forwarding a request allocates no body box.
+//! Enums rather than boxed trait objects, so forwarding a request allocates no body box.
 
 use std::{
     pin::Pin,
@@ -10,7 +10,54 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::upstream::pool::UpstreamBody;
+use crate::{
+    h1::body::RequestBody,
+    upstream::{http1::Upgraded, pool::UpstreamBody},
+};
+
+/// A client's request body, as the codec that serves the connection reads it.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// From our HTTP/1.1 server (`h1`).
+    Http1(RequestBody),
+    /// From hyper's HTTP/2 server.
+    Http2(Incoming),
+}
+
+impl From<Incoming> for ClientBody {
+    fn from(b: Incoming) -> Self {
+        Self::Http2(b)
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            Self::Http1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Http2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Http1(b) => b.is_end_stream(),
+            Self::Http2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Http1(b) => b.size_hint(),
+            Self::Http2(b) => b.size_hint(),
+        }
+    }
+}
 
 /// A request or response body.
 #[derive(Debug, Default)]
@@ -20,14 +67,14 @@ pub enum Body {
     Empty,
     /// A body we made, sent in one frame.
     Full(Option<Bytes>),
-    /// A peer's body, streamed through frame by frame.
-    Streaming(Incoming),
+    /// A client's body, streamed through frame by frame.
+    Streaming(ClientBody),
     /// An endpoint's response, streamed through; its connection goes back to the pool at the end.
     Upstream(UpstreamBody),
-    /// A peer's body that may carry at most `left` more bytes (a route's `max_request_bytes`).
+    /// A client's body that may carry at most `left` more bytes (a route's `max_request_bytes`).
     Limited {
         /// The body.
-        inner: Incoming,
+        inner: ClientBody,
         /// Bytes still allowed.
         left: u64,
     },
@@ -46,11 +93,13 @@ impl Body {
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         Self::Full(Some(bytes.into()))
     }
-}
 
-impl From<Incoming> for Body {
-    fn from(b: Incoming) -> Self {
-        Self::Streaming(b)
+    /// The upstream connection of a 101 response, once.
+    pub fn take_upgrade(&mut self) -> Option<Upgraded> {
+        match self {
+            Self::Upstream(b) => b.take_upgrade(),
+            _ => None,
+        }
     }
 }
 
@@ -71,7 +120,7 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Self::Empty => Poll::Ready(None),
             Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Self::Streaming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Streaming(b) => Pin::new(b).poll_frame(cx),
             Self::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Self::Limited { inner, left } => {
                 let frame = std::task::ready!(Pin::new(inner).poll_frame(cx));
@@ -82,7 +131,7 @@ impl http_body::Body for Body {
                     }
                     *left -= n;
                 }
-                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+                Poll::Ready(frame)
             }
         }
     }

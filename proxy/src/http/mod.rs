@@ -14,7 +14,6 @@ pub mod upgrade;
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
 use http::{HeaderValue, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::{
@@ -25,7 +24,7 @@ use crate::{
     runtime::{Runtime, Shared},
     upstream::Service,
 };
-use body::Body;
+use body::{Body, ClientBody};
 use reply::LocalError;
 use series::{Sample, SeriesCache};
 
@@ -135,7 +134,7 @@ impl<'a> Target<'a> {
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<Conn>,
-    mut req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     // The one config load of this request; it keeps its config until it is done.
@@ -150,7 +149,6 @@ pub async fn handle(
     }
     let upgrade =
         survey.hop_by_hop && req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     if survey.hop_by_hop {
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -221,12 +219,8 @@ pub async fn handle(
                 tracing::warn!(service = target.name, "upstream response with ambiguous framing dropped");
                 LocalError::UpstreamReset.response()
             } else {
+                // A 101's body holds the upstream connection; the client's codec joins the two.
                 let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-                if let (true, Some(client)) = (switching, client_upgrade) {
-                    if let Some(upstream) = resp.body_mut().take_upgrade() {
-                        upgrade::tunnel(client, upstream, shared.drain.subscribe());
-                    }
-                }
                 if survey.hop_by_hop {
                     headers::strip_hop_by_hop(resp.headers_mut(), switching);
                 }

@@ -24,6 +24,8 @@ pub enum LocalError {
     NoRoute,
     /// The request cannot be forwarded as it is.
     BadRequest,
+    /// The request head is over the listener's `max_header_bytes` or `max_headers`.
+    HeadersTooLarge,
     /// The request body is over the route's `max_request_bytes`.
     TooLarge,
     /// No inbound application address is known for this connection.
@@ -42,6 +44,7 @@ impl LocalError {
             Self::Unauthorized => (StatusCode::FORBIDDEN, "unauthorized"),
             Self::NoRoute => (StatusCode::NOT_FOUND, "no-route"),
             Self::BadRequest => (StatusCode::BAD_REQUEST, "bad-request"),
+            Self::HeadersTooLarge => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers-too-large"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request-too-large"),
             Self::NoApp => (StatusCode::BAD_GATEWAY, "no-inbound-app"),
         }

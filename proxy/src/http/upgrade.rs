@@ -1,33 +1,26 @@
-//! HTTP/1.1 Upgrade (WebSocket and friends): once the upstream answers 101, both connections are
-//! handed over and bytes are copied between them until either side closes.
+//! HTTP/1.1 Upgrade (WebSocket and friends): once the upstream answers 101, the client's
+//! connection and the upstream's are joined and bytes are copied between them until either side
+//! closes. Run by the client connection's own task, which holds its drain receiver, so shutdown
+//! waits for the tunnel up to its deadline.
 
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
-use tokio::{io::AsyncWriteExt, sync::watch};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::upstream::http1::Upgraded;
 
-/// Joins the client's upgraded connection and the upstream's in a background task. The task
-/// holds a drain receiver, so shutdown waits for the tunnel up to its deadline.
-pub fn tunnel(client: OnUpgrade, upstream: Upgraded, drain: watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        let _drain = drain;
-        let client = match client.await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade failed");
-                return;
-            }
-        };
-        let mut c = TokioIo::new(client);
-        let Upgraded { io: mut u, read } = upstream;
-        // What the upstream sent right behind its 101 goes first.
-        let copied = async {
-            c.write_all(&read).await?;
-            tokio::io::copy_bidirectional(&mut c, &mut u).await
-        };
-        if let Err(e) = copied.await {
-            tracing::debug!(error = %e, "upgraded connection ended with an error");
-        }
-    });
+/// Copies between `client` and the upstream until either closes. `client_read` is what the
+/// client sent right behind its request head; the upstream's bytes behind its 101 go first.
+pub async fn tunnel<C>(client: &mut C, client_read: Bytes, upstream: Upgraded)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let Upgraded { io: mut u, read } = upstream;
+    let copied = async {
+        client.write_all(&read).await?;
+        u.write_all(&client_read).await?;
+        tokio::io::copy_bidirectional(client, &mut u).await
+    };
+    if let Err(e) = copied.await {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    }
 }

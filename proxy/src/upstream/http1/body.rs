@@ -7,10 +7,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Frame, SizeHint};
 
-use super::{
-    Conn, Error, Upgraded,
+use super::{Conn, Error, Upgraded, decode::Framing};
+use crate::h1::{
     chunked::{Chunked, Step},
-    decode::Framing,
     write::Writer,
 };
 
@@ -93,7 +92,7 @@ impl ResponseBody {
                 }
                 State::Chunked(c) => match c.step(&mut conn.read) {
                     Ok(step) => step,
-                    Err(e) => return self.fail(e),
+                    Err(e) => return self.fail(e.into()),
                 },
                 State::Eof if conn.read.is_empty() => Step::More,
                 State::Eof => Step::Data(conn.read.split().freeze()),

@@ -9,10 +9,8 @@
 //! hyper still serves the client side, and HTTP/2 upstream.
 
 mod body;
-mod chunked;
 mod decode;
 mod encode;
-mod write;
 
 use std::{
     future::poll_fn,
@@ -24,8 +22,11 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
 
+use crate::h1::{
+    chunked::ChunkError,
+    write::{Out, WriteError, Writer},
+};
 pub use body::ResponseBody;
-use write::{Out, Writer};
 
 use crate::{http::body::Body, upstream::UpstreamStream};
 
@@ -69,14 +70,24 @@ pub enum Error {
     #[error("invalid content-length")]
     ContentLength,
     /// A chunked body that does not follow the syntax.
-    #[error("invalid chunked body: {0}")]
-    Chunk(&'static str),
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
     /// The client's request body failed (its error is the source).
     #[error("request body failed")]
     RequestBody(#[source] crate::http::body::BodyError),
     /// The request body did not match the length it declared.
     #[error("request body length differs from its content-length")]
     RequestLength,
+}
+
+impl From<WriteError> for Error {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Io(e) => Self::Write(e),
+            WriteError::Body(e) => Self::RequestBody(e),
+            WriteError::Length => Self::RequestLength,
+        }
+    }
 }
 
 impl Error {
@@ -147,11 +158,11 @@ impl Conn {
             match w.poll(cx, &mut self.out, &mut self.io) {
                 Poll::Ready(Ok(())) => *writer = None,
                 // Keep reading: an upstream that answers and closes makes our write fail.
-                Poll::Ready(Err(Error::Write(e))) => {
+                Poll::Ready(Err(WriteError::Io(e))) => {
                     *writer = None;
                     *write_failed = Some(e);
                 }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
                 Poll::Pending => {}
             }
         }

@@ -1,11 +1,26 @@
-//! Decoding a chunked response body from the connection's buffer: size lines, data, and the
-//! trailer section. Strict on purpose (CRLF only, hex sizes that fit, bounded lines): a body two
+//! Decoding a chunked body (a client's request or an upstream's response) from the connection's
+//! buffer: size lines, data, and the trailer section. Strict on purpose (CRLF only, hex sizes that fit, bounded lines): a body two
 //! parsers would read differently is how responses get smuggled.
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{Error, decode::MAX_HEAD};
+/// Why a chunked body could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChunkError {
+    /// The framing does not follow the syntax.
+    #[error("invalid chunked body: {0}")]
+    Syntax(&'static str),
+    /// The trailer section is over [`MAX_TRAILER_SECTION`].
+    #[error("trailer section over {MAX_TRAILER_SECTION} bytes")]
+    TrailersTooLarge,
+    /// A trailer field is malformed.
+    #[error("invalid trailer field")]
+    Trailer,
+}
+
+/// The largest trailer section accepted.
+const MAX_TRAILER_SECTION: usize = 64 * 1024;
 
 /// The longest chunk-size line (size and extensions) accepted.
 const MAX_LINE: usize = 4096;
@@ -14,7 +29,7 @@ const MAX_TRAILERS: usize = 32;
 
 /// Where the decoder is in the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Chunked {
+pub enum Chunked {
     /// Expecting a chunk-size line.
     Size,
     /// Inside a chunk's data, this many bytes left.
@@ -29,7 +44,7 @@ pub(super) enum Chunked {
 
 /// What one step of decoding found.
 #[derive(Debug)]
-pub(super) enum Step {
+pub enum Step {
     /// Body bytes.
     Data(Bytes),
     /// The trailer section (the body is complete).
@@ -42,13 +57,13 @@ pub(super) enum Step {
 
 impl Chunked {
     /// Decodes from the front of `buf`, consuming what it uses.
-    pub(super) fn step(&mut self, buf: &mut BytesMut) -> Result<Step, Error> {
+    pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, ChunkError> {
         loop {
             match *self {
                 Self::Size => {
                     let Some(end) = memchr::memchr(b'\n', buf) else {
                         return if buf.len() > MAX_LINE {
-                            Err(Error::Chunk("size line too long"))
+                            Err(ChunkError::Syntax("size line too long"))
                         } else {
                             Ok(Step::More)
                         };
@@ -70,7 +85,7 @@ impl Chunked {
                         return Ok(Step::More);
                     }
                     if buf[..2] != *b"\r\n" {
-                        return Err(Error::Chunk("chunk data longer than its size"));
+                        return Err(ChunkError::Syntax("chunk data longer than its size"));
                     }
                     buf.advance(2);
                     *self = Self::Size;
@@ -85,7 +100,11 @@ impl Chunked {
                         return Ok(Step::More);
                     }
                     let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
-                        return if buf.len() > MAX_HEAD { Err(Error::HeadTooLarge) } else { Ok(Step::More) };
+                        return if buf.len() > MAX_TRAILER_SECTION {
+                            Err(ChunkError::TrailersTooLarge)
+                        } else {
+                            Ok(Step::More)
+                        };
                     };
                     let trailers = trailers(&buf[..end + 4])?;
                     buf.advance(end + 4);
@@ -99,15 +118,15 @@ impl Chunked {
 }
 
 /// The size in a chunk-size line (hex, then optional `;extensions`), which ends in CRLF.
-fn chunk_size(line: &[u8]) -> Result<u64, Error> {
-    let line = line.strip_suffix(b"\r").ok_or(Error::Chunk("size line without CRLF"))?;
+fn chunk_size(line: &[u8]) -> Result<u64, ChunkError> {
+    let line = line.strip_suffix(b"\r").ok_or(ChunkError::Syntax("size line without CRLF"))?;
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     let rest = &line[digits..];
     if digits == 0
         || digits > 15
         || !(rest.is_empty() || matches!(rest.trim_ascii_start().first(), Some(b';')))
     {
-        return Err(Error::Chunk("invalid chunk size"));
+        return Err(ChunkError::Syntax("invalid chunk size"));
     }
     let hex = |b: u8| match b {
         b'0'..=b'9' => b - b'0',
@@ -118,17 +137,17 @@ fn chunk_size(line: &[u8]) -> Result<u64, Error> {
 }
 
 /// The trailer section (fields then an empty line), copied out of the buffer.
-fn trailers(section: &[u8]) -> Result<HeaderMap, Error> {
+fn trailers(section: &[u8]) -> Result<HeaderMap, ChunkError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILERS];
     let parsed = match httparse::parse_headers(section, &mut fields) {
         Ok(httparse::Status::Complete((_, parsed))) => parsed,
-        Ok(httparse::Status::Partial) => return Err(Error::Chunk("incomplete trailers")),
-        Err(e) => return Err(Error::Parse(e)),
+        Ok(httparse::Status::Partial) => return Err(ChunkError::Syntax("incomplete trailers")),
+        Err(_) => return Err(ChunkError::Trailer),
     };
     let mut map = HeaderMap::with_capacity(parsed.len());
     for f in parsed {
-        let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| Error::HeaderName)?;
-        map.append(name, HeaderValue::from_bytes(f.value).map_err(|_| Error::HeaderValue)?);
+        let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| ChunkError::Trailer)?;
+        map.append(name, HeaderValue::from_bytes(f.value).map_err(|_| ChunkError::Trailer)?);
     }
     Ok(map)
 }
@@ -138,7 +157,7 @@ mod tests {
     use super::*;
 
     /// Decodes `wire` fed in pieces of `piece` bytes: the data, and the trailers if any.
-    fn decode(wire: &[u8], piece: usize) -> Result<(Vec<u8>, Option<HeaderMap>), Error> {
+    fn decode(wire: &[u8], piece: usize) -> Result<(Vec<u8>, Option<HeaderMap>), ChunkError> {
         let (mut state, mut buf, mut data, mut fed) = (Chunked::Size, BytesMut::new(), Vec::new(), 0);
         loop {
             match state.step(&mut buf)? {
@@ -150,7 +169,7 @@ mod tests {
                     buf.extend_from_slice(&wire[fed..fed + n]);
                     fed += n;
                 }
-                Step::More => return Err(Error::ClosedInBody),
+                Step::More => return Err(ChunkError::Syntax("cut short")),
             }
         }
     }
@@ -179,6 +198,6 @@ mod tests {
         ] {
             assert!(decode(wire, 1).is_err(), "{}", String::from_utf8_lossy(wire));
         }
-        assert!(matches!(decode(b"5\r\nhel", 2), Err(Error::ClosedInBody)));
+        assert_eq!(decode(b"5\r\nhel", 2), Err(ChunkError::Syntax("cut short")));
     }
 }

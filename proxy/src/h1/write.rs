@@ -1,6 +1,7 @@
-//! Writing a request out: its head, then its body frames as the client sends them, framed by
-//! length or in chunks. Polled by the exchange until the response head arrives and by the
-//! response body after that (an upstream may answer before it has read the whole upload).
+//! Writing a message's body out behind its head, framed by length, in chunks, or up to the
+//! connection's close, as its frames become ready: a request to an upstream (polled by the
+//! exchange, then by the response body, as an upstream may answer before it has read the whole
+//! upload), or a response to a client.
 //!
 //! Small frames are copied behind the head into one buffer, so a request with a small body
 //! costs one write; large ones are written from the frame itself.
@@ -16,19 +17,30 @@ use http::HeaderMap;
 use http_body::Body as _;
 use tokio::io::AsyncWrite;
 
-use super::Error;
-use crate::{
-    h1::wire::{self, Framing},
-    http::body::Body,
-    upstream::UpstreamStream,
-};
+use super::wire::{self, Framing};
+use crate::http::body::{Body, BodyError};
+
+/// Why a body could not be written to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Writing to the connection failed.
+    #[error("writing: {0}")]
+    Io(#[source] io::Error),
+    /// The body being sent failed.
+    #[error("body failed")]
+    Body(#[source] BodyError),
+    /// The body's size differs from the length its head declared.
+    #[error("body length differs from its content-length")]
+    Length,
+}
 
 /// Frames up to this size are copied into the output buffer rather than written on their own.
 const COPY_UP_TO: usize = 16 * 1024;
 
 /// Bytes waiting to be written: the buffer, then a large frame, then its chunk's CRLF.
 #[derive(Debug, Default)]
-pub(super) struct Out {
+pub struct Out {
+    /// Bytes queued to go first: a head, small frames, chunk lines.
     pub buf: Vec<u8>,
     pos: usize,
     data: Bytes,
@@ -37,10 +49,10 @@ pub(super) struct Out {
 
 impl Out {
     /// Writes everything pending, then flushes.
-    pub(super) fn poll_write(
+    pub fn poll_write<W: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
-        io: &mut UpstreamStream,
+        io: &mut W,
     ) -> Poll<io::Result<()>> {
         while self.pos < self.buf.len() {
             self.pos += nonzero(ready!(Pin::new(&mut *io).poll_write(cx, &self.buf[self.pos..]))?)?;
@@ -81,26 +93,35 @@ fn nonzero(n: usize) -> io::Result<usize> {
 
 /// The request body still to be written.
 #[derive(Debug)]
-pub(super) struct Writer {
+pub struct Writer {
     body: Body,
     framing: Framing,
     /// The body has ended and its end (if chunked) is queued.
     ended: bool,
+    /// The message has no body on the wire (a response to HEAD, a 304): frames are read and
+    /// dropped, so that the upstream connection they come from is read to its end.
+    discard: bool,
 }
 
 impl Writer {
-    pub(super) fn new(body: Body, framing: Framing) -> Self {
-        Self { body, framing, ended: false }
+    /// Writes `body` with `framing`.
+    pub fn new(body: Body, framing: Framing) -> Self {
+        Self { body, framing, ended: false, discard: false }
+    }
+
+    /// Reads `body` to its end without writing it.
+    pub fn discarding(body: Body) -> Self {
+        Self { body, framing: Framing::Length(0), ended: false, discard: true }
     }
 
     /// Writes what is queued and whatever the body has ready; `Ready(Ok)` once the whole request
     /// is written and flushed. The head must already be in `out`.
-    pub(super) fn poll(
+    pub fn poll<W: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         out: &mut Out,
-        io: &mut UpstreamStream,
-    ) -> Poll<Result<(), Error>> {
+        io: &mut W,
+    ) -> Poll<Result<(), WriteError>> {
         loop {
             // Take frames while they fit behind what is queued, so that small ones share a write.
             let full = out.buf.len() >= COPY_UP_TO || !out.data.is_empty();
@@ -110,27 +131,28 @@ impl Writer {
                         self.frame(frame, out)?;
                         continue;
                     }
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(Error::RequestBody(e))),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(WriteError::Body(e))),
                     Poll::Ready(None) => self.end(out, &HeaderMap::new())?,
                     Poll::Pending => {
                         // The body will wake us; until then, write what is queued.
-                        ready!(out.poll_write(cx, io)).map_err(Error::Write)?;
+                        ready!(out.poll_write(cx, io)).map_err(WriteError::Io)?;
                         return Poll::Pending;
                     }
                 }
             }
-            ready!(out.poll_write(cx, io)).map_err(Error::Write)?;
+            ready!(out.poll_write(cx, io)).map_err(WriteError::Io)?;
             if self.ended {
                 return Poll::Ready(Ok(()));
             }
         }
     }
 
-    fn frame(&mut self, frame: http_body::Frame<Bytes>, out: &mut Out) -> Result<(), Error> {
+    fn frame(&mut self, frame: http_body::Frame<Bytes>, out: &mut Out) -> Result<(), WriteError> {
         match frame.into_data() {
+            Ok(_) if self.discard => Ok(()),
             Ok(data) => {
                 if let Framing::Length(left) = &mut self.framing {
-                    *left = left.checked_sub(data.len() as u64).ok_or(Error::RequestLength)?;
+                    *left = left.checked_sub(data.len() as u64).ok_or(WriteError::Length)?;
                 }
                 if !data.is_empty() {
                     out.push(data, self.framing == Framing::Chunked);
@@ -145,12 +167,15 @@ impl Writer {
     }
 
     /// The body ended (with `trailers`, sent only when chunked).
-    fn end(&mut self, out: &mut Out, trailers: &HeaderMap) -> Result<(), Error> {
+    fn end(&mut self, out: &mut Out, trailers: &HeaderMap) -> Result<(), WriteError> {
         self.ended = true;
+        if self.discard {
+            return Ok(());
+        }
         match self.framing {
             Framing::Chunked => wire::last_chunk(&mut out.buf, trailers),
             Framing::Length(0) | Framing::Close => {}
-            Framing::Length(_) => return Err(Error::RequestLength),
+            Framing::Length(_) => return Err(WriteError::Length),
         }
         Ok(())
     }

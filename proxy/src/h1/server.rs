@@ -1,0 +1,321 @@
+//! Our HTTP/1.1 server: serves a client connection's requests one after another, in the
+//! connection's own task, as the upstream side (`upstream::http1`) is served in the request's.
+//!
+//! Why not hyper's server: its dispatcher, its buffers and the layers around them were half of
+//! the proxy's instructions per request, and it keeps 16 KiB of buffers per connection. Here a
+//! request is read into one small buffer (its fields are slices of it), the service's future is
+//! polled in place, and the response head and small bodies go out in one write.
+//!
+//! While the service works, the connection is still read: a client that hangs up cancels its
+//! request, and a pipelined request waits in the buffer. A connection closes after a response
+//! that says so (the client asked, `max_requests_per_connection`, the proxy is draining, or the
+//! request body was not read to its end), and a bad request head gets a local 400 or 431.
+
+use std::{
+    future::{Future, poll_fn},
+    io,
+    pin::{Pin, pin},
+    task::{Context, Poll},
+};
+
+use bytes::BytesMut;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use tokio::sync::watch;
+
+use super::{
+    body::RequestBody,
+    date,
+    feed::{Fed, Feeder},
+    request::{self, BodyFraming, Head, Limits},
+    response::{self, Answering},
+    write::{Out, Writer},
+};
+use crate::{
+    graceful::Signal,
+    guard::{self, Rejections, Stream},
+    http::{body::Body, headers, reply::LocalError, upgrade},
+    serve::drained,
+    upstream::http1::Upgraded,
+};
+
+/// Room made in the read buffer before reading a head: most heads fit in one read.
+const HEAD_READ: usize = 4 * 1024;
+
+/// What a listener's HTTP/1.1 connections are served with.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Request head limits.
+    pub limits: Limits,
+    /// Requests served on one connection before it closes (0: no limit).
+    pub max_requests: u32,
+}
+
+/// A client connection: the socket and its buffers.
+#[derive(Debug)]
+pub struct Connection<S> {
+    /// The socket.
+    pub io: S,
+    /// Bytes read and not yet used.
+    pub read: BytesMut,
+    /// Bytes to write.
+    pub out: Out,
+}
+
+impl<S: Stream> Connection<S> {
+    /// Reads more into the buffer, with at least `room` free; `Ready(Ok(0))` at the end.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < room / 4 {
+            self.read.reserve(room);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+
+    /// The next request head; `None` once the client closed, or the proxy drains while the
+    /// connection is idle.
+    fn poll_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        limits: Limits,
+        drain: &mut Signal<'_, impl Future<Output = ()>>,
+    ) -> Poll<Result<Option<Head>, Ended>> {
+        loop {
+            if !self.read.is_empty() {
+                if let Some(head) = request::head(&mut self.read, limits).map_err(Ended::Refused)? {
+                    return Poll::Ready(Ok(Some(head)));
+                }
+            }
+            if self.read.is_empty() && drain.poll_draining(cx) {
+                return Poll::Ready(Ok(None));
+            }
+            match std::task::ready!(self.poll_fill(cx, HEAD_READ)) {
+                Ok(0) => return Poll::Ready(Ok(None)),
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(Ended::Io(e))),
+            }
+        }
+    }
+}
+
+/// Why a connection stopped before a request.
+#[derive(Debug)]
+enum Ended {
+    Io(io::Error),
+    Refused(request::Error),
+}
+
+/// How one exchange left the connection.
+#[derive(Debug)]
+enum Outcome {
+    /// Ready for the next request.
+    KeepAlive,
+    /// To be closed; `unread`: the client may still be sending the request body.
+    Close { unread: bool },
+    /// The client is gone, or the connection failed mid-exchange.
+    Abort,
+    /// Switched protocols: join the client to this upstream connection.
+    Upgrade(Upgraded),
+}
+
+/// Serves HTTP/1.1 requests on `io` with `service` until the connection closes.
+pub async fn serve<S, F, Fut>(
+    io: S,
+    settings: Settings,
+    drain: &mut watch::Receiver<bool>,
+    rejections: &Rejections,
+    mut service: F,
+) where
+    S: Stream,
+    F: FnMut(Request<RequestBody>) -> Fut,
+    Fut: Future<Output = Response<Body>>,
+{
+    let drain = pin!(drained(drain));
+    let mut drain = Signal::new(drain);
+    let mut conn = Connection { io, read: BytesMut::new(), out: Out::default() };
+    let mut served = 0u32;
+    loop {
+        let head = match poll_fn(|cx| conn.poll_head(cx, settings.limits, &mut drain)).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(Ended::Io(e)) => return tracing::debug!(error = %e, "client connection failed"),
+            Err(Ended::Refused(e)) => return refuse(conn, e, rejections).await,
+        };
+        served = served.wrapping_add(1);
+        let last = settings.max_requests > 0 && served >= settings.max_requests;
+        let (req, mut exchange) = Exchange::start(head, last);
+        let mut fut = pin!(service(req));
+        let outcome = poll_fn(|cx| exchange.poll(cx, &mut conn, fut.as_mut(), &mut drain)).await;
+        match outcome {
+            Outcome::KeepAlive => {}
+            Outcome::Close { unread: false } => {
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut conn.io).await;
+                return;
+            }
+            // Closing with unread bytes would reset the connection and could lose the response.
+            Outcome::Close { unread: true } => return guard::close_with(conn.io, Vec::new()).await,
+            Outcome::Abort => return,
+            Outcome::Upgrade(upstream) => {
+                let early = conn.read.split().freeze();
+                return upgrade::tunnel(&mut conn.io, early, upstream).await;
+            }
+        }
+    }
+}
+
+/// Answers a head that cannot be served, then closes.
+async fn refuse<S: Stream>(mut conn: Connection<S>, e: request::Error, rejections: &Rejections) {
+    let reply = match e.status() {
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => LocalError::HeadersTooLarge,
+        _ => LocalError::BadRequest,
+    };
+    let code = reply.status_and_code().1;
+    rejections.counter.with_label_values(&[rejections.direction, code]).inc();
+    tracing::debug!(error = %e, "request head refused");
+    let (parts, body) = reply.response().into_parts();
+    let answering = Answering { method: &Method::GET, version: Version::HTTP_11, keep_alive: false };
+    let len = body.size_hint().exact();
+    let (framing, _) = date::with_now(|d| response::head(&parts, len, answering, d, &mut conn.out.buf));
+    let mut writer = Writer::new(body, framing.unwrap_or(super::wire::Framing::Length(0)));
+    let written = poll_fn(|cx| writer.poll(cx, &mut conn.out, &mut conn.io));
+    if tokio::time::timeout(guard::LINGER, written).await.is_ok() {
+        guard::close_with(conn.io, Vec::new()).await;
+    }
+}
+
+/// One request and its response.
+struct Exchange {
+    method: Method,
+    version: Version,
+    /// The connection may carry another request after this one.
+    keep_alive: bool,
+    /// The request asked to switch protocols.
+    upgrade: bool,
+    /// Reading the request body; `None` once it is read, or there is none.
+    feeder: Option<Feeder>,
+    /// The request body was not read to its end.
+    unread: bool,
+    /// Writing the response, once the service has answered.
+    writer: Option<Writer>,
+    upgraded: Option<Upgraded>,
+}
+
+impl Exchange {
+    /// The request the service gets, and the exchange that serves it.
+    fn start(head: Head, last: bool) -> (Request<RequestBody>, Self) {
+        let Head { parts, body, keep_alive, expect_continue } = head;
+        let (body, feeder) = match body {
+            BodyFraming::Length(0) => (RequestBody::empty(), None),
+            framing => {
+                let length = match framing {
+                    BodyFraming::Length(n) => Some(n),
+                    BodyFraming::Chunked => None,
+                };
+                let (body, feed) = RequestBody::channel(length);
+                (body, Some(Feeder::new(feed, framing, expect_continue)))
+            }
+        };
+        let upgrade = parts.version == Version::HTTP_11 && headers::is_upgrade(&parts.headers);
+        let exchange = Self {
+            method: parts.method.clone(),
+            version: parts.version,
+            keep_alive: keep_alive && !last,
+            upgrade,
+            feeder,
+            unread: false,
+            writer: None,
+            upgraded: None,
+        };
+        (Request::from_parts(parts, body), exchange)
+    }
+
+    fn poll<S: Stream, Fut: Future<Output = Response<Body>>>(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut Connection<S>,
+        fut: Pin<&mut Fut>,
+        drain: &mut Signal<'_, impl Future<Output = ()>>,
+    ) -> Poll<Outcome> {
+        if let Some(f) = &mut self.feeder {
+            match f.poll(cx, conn, self.writer.is_some()) {
+                Poll::Pending => {}
+                Poll::Ready(Fed::Complete) => self.feeder = None,
+                Poll::Ready(Fed::Dropped) => {
+                    self.feeder = None;
+                    self.unread = true;
+                }
+                Poll::Ready(Fed::Failed) => return Poll::Ready(Outcome::Abort),
+            }
+        }
+        if self.writer.is_none() {
+            match fut.poll(cx) {
+                Poll::Pending => return self.poll_hangup(cx, conn),
+                Poll::Ready(resp) => {
+                    let draining = drain.poll_draining(cx);
+                    self.writer = Some(self.respond(resp, draining, &mut conn.out));
+                }
+            }
+        }
+        let written = match &mut self.writer {
+            Some(w) => w.poll(cx, &mut conn.out, &mut conn.io),
+            None => Poll::Pending,
+        };
+        match written {
+            Poll::Pending => self.poll_hangup(cx, conn),
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "response not written to its end");
+                Poll::Ready(Outcome::Abort)
+            }
+            Poll::Ready(Ok(())) => Poll::Ready(match self.upgraded.take() {
+                Some(u) => Outcome::Upgrade(u),
+                None if self.keep_alive && self.feeder.is_none() && !self.unread => Outcome::KeepAlive,
+                None => Outcome::Close { unread: self.unread || self.feeder.is_some() },
+            }),
+        }
+    }
+
+    /// Queues the response head and returns the writer of its body.
+    fn respond(&mut self, resp: Response<Body>, draining: bool, out: &mut Out) -> Writer {
+        let (mut parts, mut body) = resp.into_parts();
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            self.upgraded = if self.upgrade { body.take_upgrade() } else { None };
+            if self.upgraded.is_none() {
+                // A 101 the client did not ask for, or without a connection to join it to.
+                (parts, body) = LocalError::UpstreamReset.response().into_parts();
+            }
+        }
+        let read_all = self.feeder.is_none() && !self.unread;
+        let keep_alive = self.keep_alive && read_all && !draining;
+        let answering = Answering { method: &self.method, version: self.version, keep_alive };
+        let len = body.size_hint().exact();
+        let (framing, keep_alive) =
+            date::with_now(|d| response::head(&parts, len, answering, d, &mut out.buf));
+        self.keep_alive = keep_alive;
+        match framing {
+            Some(f) => Writer::new(body, f),
+            None => Writer::discarding(body),
+        }
+    }
+
+    /// While the request body is read and the service works, watches for the client hanging up,
+    /// keeping what it sends next (a pipelined request) in the buffer, up to a head's limit.
+    fn poll_hangup<S: Stream>(&self, cx: &mut Context<'_>, conn: &mut Connection<S>) -> Poll<Outcome> {
+        if self.feeder.is_some() || self.unread {
+            return Poll::Pending;
+        }
+        while conn.read.len() < HEAD_READ {
+            match conn.poll_fill(cx, HEAD_READ) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    tracing::debug!("client closed the connection before its response");
+                    return Poll::Ready(Outcome::Abort);
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(error = %e, "client connection failed before its response");
+                    return Poll::Ready(Outcome::Abort);
+                }
+            }
+        }
+        Poll::Pending
+    }
+}
