@@ -11,3 +11,6 @@ pub mod response;
 pub mod server;
 pub mod wire;
 pub mod write;
+
+#[cfg(test)]
+mod tests;
