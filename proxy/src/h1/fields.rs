@@ -1,10 +1,65 @@
-//! Field-level pieces of HTTP/1.1 both directions parse alike: header names (the common ones
-//! matched first), comma-separated tokens, and `Content-Length` values that must all agree.
+//! Field-level pieces of HTTP/1.1 both directions parse alike: where the fields sit in the
+//! buffer, header names (the common ones matched first), comma-separated tokens, and
+//! `Content-Length` values that must all agree.
 
 use http::{
     HeaderName,
     header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, SERVER, TRANSFER_ENCODING, USER_AGENT},
 };
+
+/// Fields kept on the stack; a head with more spills to the heap.
+const INLINE_FIELDS: usize = 32;
+
+/// One field of a parsed head: its name and value as offsets into the head's buffer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl Span {
+    /// The name's bytes in `raw`, the buffer the head was parsed from.
+    pub fn name<'a>(&self, raw: &'a [u8]) -> &'a [u8] {
+        &raw[self.name.0 as usize..(self.name.0 + self.name.1) as usize]
+    }
+
+    /// The value, sliced out of `raw` without a copy.
+    pub fn value(&self, raw: &bytes::Bytes) -> bytes::Bytes {
+        raw.slice(self.value.0 as usize..(self.value.0 + self.value.1) as usize)
+    }
+}
+
+/// Where each field of a parsed head sits in its buffer, so that values can be sliced out once
+/// the parser's borrow of the buffer ends. The usual few stay on the stack: zeroing room for
+/// every field a head may have cost more than parsing them.
+#[derive(Debug)]
+pub struct Spans {
+    inline: [Span; INLINE_FIELDS],
+    heap: Vec<Span>,
+    len: usize,
+}
+
+impl Spans {
+    /// The spans of `fields`, parsed from `buf`.
+    pub fn new(buf: &[u8], fields: &[httparse::Header<'_>]) -> Self {
+        let base = buf.as_ptr() as usize;
+        let at = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
+        let span = |h: &httparse::Header<'_>| Span { name: at(h.name.as_bytes()), value: at(h.value) };
+        let mut spans =
+            Self { inline: [Span::default(); INLINE_FIELDS], heap: Vec::new(), len: fields.len() };
+        if fields.len() <= INLINE_FIELDS {
+            spans.inline.iter_mut().zip(fields).for_each(|(slot, h)| *slot = span(h));
+        } else {
+            spans.heap = fields.iter().map(span).collect();
+        }
+        spans
+    }
+
+    /// The spans, in the order of the fields.
+    pub fn as_slice(&self) -> &[Span] {
+        if self.len <= INLINE_FIELDS { &self.inline[..self.len] } else { &self.heap }
+    }
+}
 
 /// A header name; `None` if it is not a valid token. The names nearly every message carries are
 /// matched first: the general parser lowercases into a scratch buffer and searches all the

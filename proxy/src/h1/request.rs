@@ -15,10 +15,13 @@ use http::{
     request::Parts,
 };
 
-use super::fields::{Lengths, header_name, tokens};
+use super::fields::{Lengths, Spans, header_name, tokens};
 
 /// The most header fields a head is parsed with; `Limits::max_headers` may only lower it.
 const HEADER_SLOTS: usize = 256;
+
+/// Fields the proxy may add to a request on its way upstream.
+const ADDED_FIELDS: usize = 4;
 
 /// What a listener allows in a request head.
 #[derive(Debug, Clone, Copy)]
@@ -103,8 +106,7 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
     let _ = buf.split_to(leading);
     let slots = limits.max_headers.min(HEADER_SLOTS);
     // Where the target and each field sit in `buf`: sliced out once httparse's borrow ends.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); HEADER_SLOTS];
-    let (len, method, target, minor, count) = {
+    let (len, method, target, minor, spans) = {
         // Uninitialised: the parser writes only the fields there are.
         let mut headers = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
         let mut req = httparse::Request::new(&mut []);
@@ -125,29 +127,24 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
             Err(httparse::Error::TooManyHeaders) => return Err(Error::TooManyHeaders(slots)),
             Err(e) => return Err(Error::Parse(e)),
         };
-        let base = buf.as_ptr() as usize;
-        let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-        for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
-            *span = (offset(h.name.as_bytes()), h.name.len() as u32, offset(h.value), h.value.len() as u32);
-        }
         let path = req.path.unwrap_or_default();
+        let target = (path.as_ptr() as usize - buf.as_ptr() as usize, path.len());
         let method =
             Method::from_bytes(req.method.unwrap_or_default().as_bytes()).map_err(|_| Error::Target)?;
-        (len, method, (offset(path.as_bytes()), path.len()), req.version.unwrap_or(1), req.headers.len())
+        (len, method, target, req.version.unwrap_or(1), Spans::new(buf, req.headers))
     };
     let raw = buf.split_to(len).freeze();
-    let (t, tl) = (target.0 as usize, target.1);
-    let uri = Uri::from_maybe_shared(raw.slice(t..t + tl)).map_err(|_| Error::Target)?;
+    let uri = Uri::from_maybe_shared(raw.slice(target.0..target.0 + target.1)).map_err(|_| Error::Target)?;
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
 
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for the fields the proxy adds (request ID, client identity...) without regrowing.
+    let mut headers = HeaderMap::with_capacity(spans.as_slice().len() + ADDED_FIELDS);
     let mut lengths = Lengths::default();
     let (mut te, mut chunked, mut hosts) = (false, false, 0u32);
     let (mut close, mut keep, mut expect_continue) = (false, false, false);
-    for &(n, nl, v, vl) in &spans[..count] {
-        let name = header_name(&raw[n as usize..(n + nl) as usize]).ok_or(Error::HeaderName)?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(v as usize..(v + vl) as usize))
-            .map_err(|_| Error::HeaderValue)?;
+    for span in spans.as_slice() {
+        let name = header_name(span.name(&raw)).ok_or(Error::HeaderName)?;
+        let value = HeaderValue::from_maybe_shared(span.value(&raw)).map_err(|_| Error::HeaderValue)?;
         if name == CONTENT_LENGTH {
             lengths.add(value.as_bytes()).map_err(|_| Error::ContentLength)?;
         } else if name == TRANSFER_ENCODING {

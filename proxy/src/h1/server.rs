@@ -39,8 +39,11 @@ use crate::{
     upstream::http1::Upgraded,
 };
 
-/// Room made in the read buffer before reading a head: most heads fit in one read.
-const HEAD_READ: usize = 4 * 1024;
+/// Room made in the read buffer before reading a head: most heads fit in one read. Small, as an
+/// idle connection keeps it.
+const HEAD_READ: usize = 1024;
+/// Buffers grown past this for one large message are let go once it is done.
+const KEEP_BUFFER: usize = 8 * 1024;
 
 /// What a listener's HTTP/1.1 connections are served with.
 #[derive(Debug, Clone, Copy)]
@@ -66,9 +69,20 @@ impl<S: Stream> Connection<S> {
     /// Reads more into the buffer, with at least `room` free; `Ready(Ok(0))` at the end.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<io::Result<usize>> {
         if self.read.capacity() - self.read.len() < room / 4 {
-            self.read.reserve(room);
+            // At least doubling: a large head is read in a few reads, not in `room`-sized steps.
+            self.read.reserve(room.max(self.read.len()));
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+
+    /// Lets go of buffers a large message grew, between requests.
+    fn trim(&mut self) {
+        if self.read.is_empty() && self.read.capacity() > KEEP_BUFFER {
+            self.read = BytesMut::new();
+        }
+        if self.out.buf.capacity() > KEEP_BUFFER {
+            self.out.buf = Vec::new();
+        }
     }
 
     /// The next request head; `None` once the client closed, or the proxy drains while the
@@ -146,7 +160,7 @@ pub async fn serve<S, F, Fut>(
         let mut fut = pin!(service(req));
         let outcome = poll_fn(|cx| exchange.poll(cx, &mut conn, fut.as_mut(), &mut drain)).await;
         match outcome {
-            Outcome::KeepAlive => {}
+            Outcome::KeepAlive => conn.trim(),
             Outcome::Close { unread: false } => {
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut conn.io).await;
                 return;

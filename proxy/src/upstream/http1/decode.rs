@@ -16,7 +16,7 @@ use http::{
 };
 
 use super::Error;
-use crate::h1::fields::{Lengths, header_name, tokens};
+use crate::h1::fields::{Lengths, Spans, header_name, tokens};
 
 /// The largest response head (status line and headers) accepted.
 pub(super) const MAX_HEAD: usize = 64 * 1024;
@@ -50,8 +50,7 @@ pub(super) struct Head {
 pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
     // Where each header's name and value sit in `buf`: the values are sliced out of it after
     // parsing, once the borrow httparse holds has ended.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let (len, code, minor, count) = {
+    let (len, code, minor, spans) = {
         // Uninitialised: the parser writes only the headers there are (no 3 KB memset per head).
         let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
@@ -65,24 +64,18 @@ pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(Error::Parse(e)),
         };
-        let base = buf.as_ptr() as usize;
-        let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-            *span = (offset(h.name.as_bytes()), h.name.len() as u32, offset(h.value), h.value.len() as u32);
-        }
-        (len, resp.code.unwrap_or(0), resp.version.unwrap_or(1), resp.headers.len())
+        (len, resp.code.unwrap_or(0), resp.version.unwrap_or(1), Spans::new(buf, resp.headers))
     };
     let raw = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code).map_err(|_| Error::Status(code))?;
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
 
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = HeaderMap::with_capacity(spans.as_slice().len());
     let mut lengths = Lengths::default();
     let (mut chunked, mut te, mut close, mut keep) = (false, false, false, false);
-    for &(n, nl, v, vl) in &spans[..count] {
-        let name = header_name(&raw[n as usize..(n + nl) as usize]).ok_or(Error::HeaderName)?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(v as usize..(v + vl) as usize))
-            .map_err(|_| Error::HeaderValue)?;
+    for span in spans.as_slice() {
+        let name = header_name(span.name(&raw)).ok_or(Error::HeaderName)?;
+        let value = HeaderValue::from_maybe_shared(span.value(&raw)).map_err(|_| Error::HeaderValue)?;
         if name == CONTENT_LENGTH {
             lengths.add(value.as_bytes()).map_err(|_| Error::ContentLength)?;
         } else if name == TRANSFER_ENCODING {
