@@ -142,7 +142,11 @@ pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerL
         match spec {
             ListenerSpec::Inbound => tokio::spawn(inbound::serve(stream, peer, ctx)),
             ListenerSpec::Transparent => tokio::spawn(outbound::serve_transparent(stream, peer, ctx)),
-            ListenerSpec::Explicit(i) => tokio::spawn(outbound::serve_explicit(stream, peer, i, ctx)),
+            ListenerSpec::Explicit(i) => {
+                let f = outbound::serve_explicit(stream, peer, i, ctx);
+                eprintln!("TASKSIZE {}", std::mem::size_of_val(&f));
+                tokio::spawn(f)
+            }
         };
     }
 }
@@ -203,8 +207,9 @@ where
         // would be stored twice over.
         async move { crate::http::handle(shared, conn, req.map(ClientBody::from)).await }
     });
-    let served = pin!(http2.serve_connection(TokioIo::new(stream), svc));
-    if let Err(e) = graceful::until_drained(served, &mut drain, |s| s.graceful_shutdown()).await {
+    // Boxed: inline, its ~5 KiB of state would be in every connection's task, HTTP/1.1 too.
+    let mut served = Box::pin(http2.serve_connection(TokioIo::new(stream), svc));
+    if let Err(e) = graceful::until_drained(served.as_mut(), &mut drain, |s| s.graceful_shutdown()).await {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
     }
 }

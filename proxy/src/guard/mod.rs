@@ -356,7 +356,8 @@ pub async fn close_with<S: Stream>(mut io: S, reply: Vec<u8>) {
         io.shutdown().await
     })
     .await;
-    let mut sink = [0u8; 4096];
+    // On the heap: in the future, it would make every connection task that may linger 4 KiB larger.
+    let mut sink = vec![0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
         while let Ok(n) = io.read(&mut sink).await {
             if n == 0 {

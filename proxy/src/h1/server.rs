@@ -152,12 +152,16 @@ pub async fn serve<S, F, Fut>(
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(Ended::Io(e)) => return tracing::debug!(error = %e, "client connection failed"),
-            Err(Ended::Refused(e)) => return refuse(conn, e, rejections).await,
+            // The ways a connection ends are boxed: inline, the largest of them would size every
+            // connection's task.
+            Err(Ended::Refused(e)) => return Box::pin(refuse(conn, e, rejections)).await,
         };
         served = served.wrapping_add(1);
         let last = settings.max_requests > 0 && served >= settings.max_requests;
         let (req, mut exchange) = Exchange::start(head, last);
-        let mut fut = pin!(service(req));
+        // Boxed: held only while a request is in flight, so an idle connection's task stays
+        // small (the request's future is ~5 KiB; inline, every connection would carry it).
+        let mut fut = Box::pin(service(req));
         let outcome = poll_fn(|cx| exchange.poll(cx, &mut conn, fut.as_mut(), &mut drain)).await;
         match outcome {
             Outcome::KeepAlive => conn.trim(),
@@ -166,11 +170,11 @@ pub async fn serve<S, F, Fut>(
                 return;
             }
             // Closing with unread bytes would reset the connection and could lose the response.
-            Outcome::Close { unread: true } => return guard::close_with(conn.io, Vec::new()).await,
+            Outcome::Close { unread: true } => return Box::pin(guard::close_with(conn.io, Vec::new())).await,
             Outcome::Abort => return,
             Outcome::Upgrade(upstream) => {
                 let early = conn.read.split().freeze();
-                return upgrade::tunnel(&mut conn.io, early, upstream).await;
+                return Box::pin(upgrade::tunnel(&mut conn.io, early, upstream)).await;
             }
         }
     }
