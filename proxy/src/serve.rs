@@ -2,7 +2,7 @@
 //! metering, and serving HTTP/1.1 + HTTP/2 on a connection. What a connection is for is decided
 //! in `inbound` and `outbound`.
 
-use std::{pin::pin, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use hyper::{server::conn::http2, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};

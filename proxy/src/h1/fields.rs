@@ -87,19 +87,46 @@ pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidLength;
 
-/// The `content-length` values seen in one message: all must be the same number.
+/// What a head's fields say about its body and its connection, noted as the fields are read.
 #[derive(Debug, Default)]
-pub struct Lengths(pub Option<u64>);
+pub struct Facts {
+    /// The `content-length` (every one seen agrees).
+    pub length: Option<u64>,
+    /// A `transfer-encoding` field is present.
+    pub te: bool,
+    /// Chunked is the last coding of the last `transfer-encoding` field.
+    pub chunked: bool,
+    /// `connection: close`.
+    pub close: bool,
+    /// `connection: keep-alive`.
+    pub keep_alive: bool,
+}
 
-impl Lengths {
+impl Facts {
+    /// Notes one field.
+    pub fn note(&mut self, name: &HeaderName, value: &[u8]) -> Result<(), InvalidLength> {
+        if *name == CONTENT_LENGTH {
+            self.add_length(value)?;
+        } else if *name == TRANSFER_ENCODING {
+            self.te = true;
+            self.chunked = tokens(value).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        } else if *name == CONNECTION {
+            for t in tokens(value) {
+                self.close |= t.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        Ok(())
+    }
+
     /// Adds one `content-length` field value (itself possibly a list, `3, 3`).
-    pub fn add(&mut self, value: &[u8]) -> Result<(), InvalidLength> {
+    fn add_length(&mut self, value: &[u8]) -> Result<(), InvalidLength> {
         for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
             let n = parse_decimal(t).ok_or(InvalidLength)?;
-            if self.0.is_some_and(|m| m != n) {
+            if self.length.is_some_and(|m| m != n) {
                 return Err(InvalidLength);
             }
-            self.0 = Some(n);
+            self.length = Some(n);
         }
         Ok(())
     }
@@ -126,15 +153,19 @@ mod tests {
     }
 
     #[test]
-    fn lengths_must_be_digits_and_agree() {
-        let mut l = Lengths::default();
-        assert_eq!(l.add(b"3, 3"), Ok(()));
-        assert_eq!(l.add(b"3"), Ok(()));
-        assert_eq!(l.0, Some(3));
-        assert_eq!(l.add(b"4"), Err(InvalidLength));
+    fn lengths_must_be_digits_and_agree_and_chunked_must_be_last() {
+        let mut f = Facts::default();
+        assert_eq!(f.note(&CONTENT_LENGTH, b"3, 3"), Ok(()));
+        assert_eq!(f.note(&CONTENT_LENGTH, b"3"), Ok(()));
+        assert_eq!(f.length, Some(3));
+        assert_eq!(f.note(&CONTENT_LENGTH, b"4"), Err(InvalidLength));
         for bad in [&b"-1"[..], b"+1", b"1 2", b"", b"99999999999999999999"] {
-            assert_eq!(Lengths::default().add(bad), Err(InvalidLength), "{bad:?}");
+            assert_eq!(Facts::default().note(&CONTENT_LENGTH, bad), Err(InvalidLength), "{bad:?}");
         }
         assert_eq!(tokens(b" gzip ,, chunked ").collect::<Vec<_>>(), [&b"gzip"[..], b"chunked"]);
+        f.note(&TRANSFER_ENCODING, b"chunked, gzip").unwrap();
+        assert!(f.te && !f.chunked);
+        f.note(&CONNECTION, b"Keep-Alive, Upgrade").unwrap();
+        assert!(f.keep_alive && !f.close);
     }
 }

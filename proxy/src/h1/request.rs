@@ -11,11 +11,11 @@ use std::mem::MaybeUninit;
 use bytes::BytesMut;
 use http::{
     HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, Version,
-    header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING},
+    header::{EXPECT, HOST},
     request::Parts,
 };
 
-use super::fields::{Lengths, Spans, header_name, tokens};
+use super::fields::{Facts, Spans, header_name};
 
 /// The most header fields a head is parsed with; `Limits::max_headers` may only lower it.
 const HEADER_SLOTS: usize = 256;
@@ -139,25 +139,14 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
 
     // Room for the fields the proxy adds (request ID, client identity...) without regrowing.
     let mut headers = HeaderMap::with_capacity(spans.as_slice().len() + ADDED_FIELDS);
-    let mut lengths = Lengths::default();
-    let (mut te, mut chunked, mut hosts) = (false, false, 0u32);
-    let (mut close, mut keep, mut expect_continue) = (false, false, false);
+    let mut facts = Facts::default();
+    let (mut hosts, mut expect_continue) = (0u32, false);
     for span in spans.as_slice() {
         let name = header_name(span.name(&raw)).ok_or(Error::HeaderName)?;
         let value = HeaderValue::from_maybe_shared(span.value(&raw)).map_err(|_| Error::HeaderValue)?;
-        if name == CONTENT_LENGTH {
-            lengths.add(value.as_bytes()).map_err(|_| Error::ContentLength)?;
-        } else if name == TRANSFER_ENCODING {
-            te = true;
-            // Chunked only counts as the last coding of the last field.
-            chunked = tokens(value.as_bytes()).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-        } else if name == HOST {
+        facts.note(&name, value.as_bytes()).map_err(|_| Error::ContentLength)?;
+        if name == HOST {
             hosts += 1;
-        } else if name == CONNECTION {
-            for t in tokens(value.as_bytes()) {
-                close |= t.eq_ignore_ascii_case(b"close");
-                keep |= t.eq_ignore_ascii_case(b"keep-alive");
-            }
         } else if name == EXPECT {
             expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
         }
@@ -166,13 +155,13 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
     if version == Version::HTTP_11 && hosts != 1 {
         return Err(Error::Host);
     }
-    let body = match (te, lengths.0) {
+    let body = match (facts.te, facts.length) {
         (true, Some(_)) => return Err(Error::AmbiguousFraming),
-        (true, None) if chunked && version == Version::HTTP_11 => BodyFraming::Chunked,
+        (true, None) if facts.chunked && version == Version::HTTP_11 => BodyFraming::Chunked,
         (true, None) => return Err(Error::TransferEncoding),
         (false, n) => BodyFraming::Length(n.unwrap_or(0)),
     };
-    let keep_alive = !close && (version == Version::HTTP_11 || keep);
+    let keep_alive = !facts.close && (version == Version::HTTP_11 || facts.keep_alive);
 
     let mut parts = Request::new(()).into_parts().0;
     parts.method = method;

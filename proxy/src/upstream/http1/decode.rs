@@ -9,14 +9,10 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::{
-    HeaderMap, HeaderValue, Method, Response, StatusCode, Version,
-    header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING},
-    response::Parts,
-};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version, response::Parts};
 
 use super::Error;
-use crate::h1::fields::{Lengths, Spans, header_name, tokens};
+use crate::h1::fields::{Facts, Spans, header_name};
 
 /// The largest response head (status line and headers) accepted.
 pub(super) const MAX_HEAD: usize = 64 * 1024;
@@ -71,26 +67,14 @@ pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
 
     let mut headers = HeaderMap::with_capacity(spans.as_slice().len());
-    let mut lengths = Lengths::default();
-    let (mut chunked, mut te, mut close, mut keep) = (false, false, false, false);
+    let mut facts = Facts::default();
     for span in spans.as_slice() {
         let name = header_name(span.name(&raw)).ok_or(Error::HeaderName)?;
         let value = HeaderValue::from_maybe_shared(span.value(&raw)).map_err(|_| Error::HeaderValue)?;
-        if name == CONTENT_LENGTH {
-            lengths.add(value.as_bytes()).map_err(|_| Error::ContentLength)?;
-        } else if name == TRANSFER_ENCODING {
-            te = true;
-            // Chunked only counts as the last coding of the last header.
-            chunked = tokens(value.as_bytes()).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-        } else if name == CONNECTION {
-            for t in tokens(value.as_bytes()) {
-                close |= t.eq_ignore_ascii_case(b"close");
-                keep |= t.eq_ignore_ascii_case(b"keep-alive");
-            }
-        }
+        facts.note(&name, value.as_bytes()).map_err(|_| Error::ContentLength)?;
         headers.append(name, value);
     }
-    if te && lengths.0.is_some() {
+    if facts.te && facts.length.is_some() {
         return Err(Error::AmbiguousFraming);
     }
     let framing = if *method == Method::HEAD
@@ -99,13 +83,13 @@ pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
         || status == StatusCode::NOT_MODIFIED
     {
         Framing::Empty
-    } else if te {
-        if chunked { Framing::Chunked } else { Framing::Eof }
+    } else if facts.te {
+        if facts.chunked { Framing::Chunked } else { Framing::Eof }
     } else {
-        lengths.0.map_or(Framing::Eof, Framing::Length)
+        facts.length.map_or(Framing::Eof, Framing::Length)
     };
-    let keep_alive = !close
-        && (version == Version::HTTP_11 || keep)
+    let keep_alive = !facts.close
+        && (version == Version::HTTP_11 || facts.keep_alive)
         && framing != Framing::Eof
         && status != StatusCode::SWITCHING_PROTOCOLS
         // After a 2xx to CONNECT the connection is a tunnel.
@@ -139,7 +123,7 @@ mod tests {
         assert_eq!(&buf[..], b"body");
         assert_eq!(h.parts.status, 201);
         let a: Vec<_> = h.parts.headers.get_all("a").iter().collect();
-        assert_eq!(h.parts.headers[CONTENT_LENGTH], "4");
+        assert_eq!(h.parts.headers[http::header::CONTENT_LENGTH], "4");
         assert_eq!(a, ["1", "3"]);
         assert_eq!((h.framing, h.keep_alive), (Framing::Length(4), true));
         assert!(parse("HTTP/1.1 200 OK\r\ncontent-le", Method::GET).unwrap().is_none());

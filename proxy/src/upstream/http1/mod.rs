@@ -6,7 +6,7 @@
 //! per-request CPU, and each wake-up put the request behind whatever else the runtime had queued.
 //! Here the request's task writes the request and reads the response straight off the socket,
 //! as nginx does; an idle connection is just a socket and its buffers in the endpoint's pool.
-//! hyper still serves the client side, and HTTP/2 upstream.
+//! Client connections get the same treatment from `h1::server`; hyper serves HTTP/2, both sides.
 
 mod body;
 mod decode;
