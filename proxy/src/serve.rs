@@ -63,6 +63,7 @@ impl ListenerHttp {
             limits: h1::request::Limits {
                 max_head: limits.max_header_bytes,
                 max_headers: limits.max_headers,
+                max_request_line: limits.max_request_line_bytes,
             },
             max_requests: limits.max_requests_per_connection,
         };

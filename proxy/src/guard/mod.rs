@@ -1,14 +1,13 @@
-//! The guard: a client connection's bytes pass through it on their way to hyper, and it enforces
-//! what hyper does not: a header timeout that answers 408, an idle timeout, the request-line
-//! limit (414), RFC 9112 framing that hyper forgives (Content-Length next to Transfer-Encoding,
-//! bare CR or LF: 400), and a budget for HTTP/2 control frames (GOAWAY ENHANCE_YOUR_CALM).
+//! The guard: a client connection's bytes pass through it on their way to the codec, and it
+//! enforces the connection's clocks and budgets: a header timeout that answers 408 (the HTTP/1.1
+//! server says when a head is being received), an idle timeout, and a budget for HTTP/2 control
+//! frames (GOAWAY ENHANCE_YOUR_CALM), which hyper's HTTP/2 server does not count.
 //!
-//! A rejected connection is not handed the offending bytes: hyper reads end-of-stream instead
-//! and closes, so nothing of that request is ever forwarded. The reply goes out when the
-//! connection is dropped, written by a short task that then drains what the client still sends
-//! for a moment, so the kernel does not answer those bytes with a reset that destroys the reply.
+//! A rejected connection is not handed the offending bytes: the codec reads end-of-stream
+//! instead and closes. The reply goes out when the connection is dropped, written by a short task
+//! that then drains what the client still sends for a moment, so the kernel does not answer
+//! those bytes with a reset that destroys the reply.
 
-pub mod h1;
 pub mod h2;
 mod sniff;
 
@@ -41,18 +40,6 @@ static CLOSERS: Semaphore = Semaphore::const_new(MAX_CLOSERS);
 pub enum Rejection {
     /// A request head took longer than `header_read_timeout`.
     HeaderTimeout,
-    /// The request line is longer than `max_request_line_bytes`.
-    RequestLineTooLong,
-    /// A line ended in LF alone.
-    BareLf,
-    /// A CR not followed by LF.
-    BareCr,
-    /// Both Content-Length and Transfer-Encoding.
-    LengthAndChunked,
-    /// A Content-Length that is not one decimal number.
-    BadContentLength,
-    /// A malformed chunk.
-    BadChunk,
     /// Too many HTTP/2 control frames.
     H2Flood,
 }
@@ -62,9 +49,6 @@ impl Rejection {
     pub fn reason(self) -> &'static str {
         match self {
             Self::HeaderTimeout => "header-timeout",
-            Self::RequestLineTooLong => "request-line-too-long",
-            Self::BareLf | Self::BareCr => "bad-line-ending",
-            Self::LengthAndChunked | Self::BadContentLength | Self::BadChunk => "bad-framing",
             Self::H2Flood => "h2-control-flood",
         }
     }
@@ -73,12 +57,6 @@ impl Rejection {
     fn detail(self) -> &'static str {
         match self {
             Self::HeaderTimeout => "request head not received within header_read_timeout",
-            Self::RequestLineTooLong => "request line longer than max_request_line_bytes",
-            Self::BareLf => "line ended with LF without CR",
-            Self::BareCr => "CR not followed by LF",
-            Self::LengthAndChunked => "both Content-Length and Transfer-Encoding",
-            Self::BadContentLength => "Content-Length is not a single decimal number",
-            Self::BadChunk => "malformed chunk in a chunked body",
             Self::H2Flood => "too many SETTINGS, PING, PRIORITY or empty DATA frames",
         }
     }
@@ -87,8 +65,7 @@ impl Rejection {
     fn http1_reply(self) -> Vec<u8> {
         let status = match self {
             Self::HeaderTimeout => "408 Request Timeout",
-            Self::RequestLineTooLong => "414 URI Too Long",
-            _ => "400 Bad Request",
+            Self::H2Flood => "400 Bad Request",
         };
         let (reason, detail) = (self.reason(), self.detail());
         let body = format!("pillion: {reason}: {detail}\n");
@@ -104,33 +81,17 @@ impl Rejection {
 /// What the guard parses the client's bytes as.
 #[derive(Debug)]
 enum Scan {
-    Http1(h1::Requests),
+    /// HTTP/1.1 (or what an upgrade made of it): parsed by the server alone.
+    Http1,
     Http2(h2::Frames),
-    /// After an upgrade: the bytes are the application's.
-    Opaque,
 }
 
 impl Scan {
     fn feed(&mut self, bytes: &[u8]) -> Result<(), Rejection> {
         match self {
-            Self::Http1(r) => match r.feed(bytes)? {
-                h1::Next::Http1 => Ok(()),
-                h1::Next::Opaque(_) => {
-                    *self = Self::Opaque;
-                    Ok(())
-                }
-                h1::Next::Http2(at) => {
-                    *self = Self::Http2(h2::Frames::new(h2::PREFACE_REST));
-                    self.feed(&bytes[at..])
-                }
-            },
+            Self::Http1 => Ok(()),
             Self::Http2(f) => f.feed(bytes),
-            Self::Opaque => Ok(()),
         }
-    }
-
-    fn in_head(&self) -> bool {
-        matches!(self, Self::Http1(r) if r.in_head())
     }
 }
 
@@ -161,7 +122,7 @@ pub struct Guarded<S: Stream> {
     head_started: Option<Instant>,
     last_active: Instant,
     timer: Option<Pin<Box<Sleep>>>,
-    /// Set once the guard ended the connection: hyper reads end-of-stream from then on.
+    /// Set once the guard ended the connection: the codec reads end-of-stream from then on.
     ended: bool,
     /// Sent when the connection is dropped.
     reply: Option<Vec<u8>>,
@@ -175,7 +136,7 @@ impl<S: Stream> Guarded<S> {
         Self {
             io: Some(io),
             replay: None,
-            scan: Scan::Http1(h1::Requests::new(limits.max_request_line_bytes)),
+            scan: Scan::Http1,
             header_read_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
             head_started: None,
@@ -228,6 +189,17 @@ impl<S: Stream> Guarded<S> {
     }
 }
 
+impl<S: Stream> crate::h1::server::Client for Guarded<S> {
+    fn receiving_head(&mut self, receiving: bool) {
+        match (receiving, self.head_started) {
+            // The head's first bytes came with the last read.
+            (true, None) => self.head_started = Some(self.last_active),
+            (false, Some(_)) => self.head_started = None,
+            _ => {}
+        }
+    }
+}
+
 fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "connection handed to the guard's closer")
 }
@@ -262,15 +234,9 @@ impl<S: Stream> AsyncRead for Guarded<S> {
                 let now = Instant::now();
                 this.last_active = now;
                 if let Err(why) = this.scan.feed(new) {
-                    // hyper never sees the bytes, so the request cannot be forwarded.
+                    // The codec never sees the bytes.
                     buf.set_filled(before);
                     this.reject(why);
-                    return Poll::Ready(Ok(()));
-                }
-                match (this.scan.in_head(), this.head_started) {
-                    (true, None) => this.head_started = Some(now),
-                    (false, Some(_)) => this.head_started = None,
-                    _ => {}
                 }
                 Poll::Ready(Ok(()))
             }

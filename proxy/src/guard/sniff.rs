@@ -1,13 +1,14 @@
 //! Telling an HTTP/2 client (prior knowledge) from an HTTP/1 one by its first bytes, so that each
 //! connection is served by the one codec it speaks. The bytes read to decide are read through the
-//! guard (scanned, under its timeouts) and handed out again by the connection's next reads.
+//! guard (under its timeouts) and handed out again by the connection's next reads; an HTTP/2
+//! connection's frames are counted from its first byte.
 
 use std::io;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
-use super::{Guarded, Stream};
+use super::{Guarded, Scan, Stream, h2::Frames};
 use crate::detect::H2_PREFACE as PREFACE;
 
 /// Read at once while sniffing: a whole small request head, so HTTP/1 costs no extra read.
@@ -30,6 +31,13 @@ impl<S: Stream> Guarded<S> {
                 break false;
             }
         };
+        if h2 {
+            self.scan = Scan::Http2(Frames::new(PREFACE.len()));
+            if let Err(why) = self.scan.feed(&seen) {
+                self.reject(why);
+                return Ok(true);
+            }
+        }
         if !seen.is_empty() {
             self.replay = Some(seen.freeze());
         }

@@ -17,6 +17,9 @@ pub enum ChunkError {
     /// A trailer field is malformed.
     #[error("invalid trailer field")]
     Trailer,
+    /// A line ends in LF without CR.
+    #[error("chunked body line ending other than CRLF")]
+    LineEnding,
 }
 
 /// The largest trailer section accepted.
@@ -102,6 +105,8 @@ impl Chunked {
                     let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
                         return if buf.len() > MAX_TRAILER_SECTION {
                             Err(ChunkError::TrailersTooLarge)
+                        } else if super::fields::bare_line_ending(buf) {
+                            Err(ChunkError::LineEnding)
                         } else {
                             Ok(Step::More)
                         };
@@ -117,9 +122,17 @@ impl Chunked {
     }
 }
 
+/// Checks the framing of the start of a chunked body (`bytes` may end anywhere, and may go on
+/// past the body's end).
+pub fn check(bytes: &[u8]) -> Result<(), ChunkError> {
+    let (mut state, mut probe) = (Chunked::Size, BytesMut::from(bytes));
+    while let Step::Data(_) = state.step(&mut probe)? {}
+    Ok(())
+}
+
 /// The size in a chunk-size line (hex, then optional `;extensions`), which ends in CRLF.
 fn chunk_size(line: &[u8]) -> Result<u64, ChunkError> {
-    let line = line.strip_suffix(b"\r").ok_or(ChunkError::Syntax("size line without CRLF"))?;
+    let line = line.strip_suffix(b"\r").ok_or(ChunkError::LineEnding)?;
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     let rest = &line[digits..];
     if digits == 0
@@ -138,6 +151,9 @@ fn chunk_size(line: &[u8]) -> Result<u64, ChunkError> {
 
 /// The trailer section (fields then an empty line), copied out of the buffer.
 fn trailers(section: &[u8]) -> Result<HeaderMap, ChunkError> {
+    if super::fields::bare_line_ending(section) {
+        return Err(ChunkError::LineEnding);
+    }
     let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILERS];
     let parsed = match httparse::parse_headers(section, &mut fields) {
         Ok(httparse::Status::Complete((_, parsed))) => parsed,
@@ -199,5 +215,11 @@ mod tests {
             assert!(decode(wire, 1).is_err(), "{}", String::from_utf8_lossy(wire));
         }
         assert_eq!(decode(b"5\r\nhel", 2), Err(ChunkError::Syntax("cut short")));
+        assert_eq!(decode(b"1\na\r\n0\r\n\r\n", 1), Err(ChunkError::LineEnding));
+        assert_eq!(decode(b"0\r\nx: 1\n\r\n", 1), Err(ChunkError::LineEnding));
+        // The start of a body, checked as it came with its head.
+        assert_eq!(check(b"5\r\nhel"), Ok(()));
+        assert_eq!(check(b"2\r\nhi\r\n0\r\n\r\nGET / HTTP/1.1\r\n"), Ok(()));
+        assert_eq!(check(b"zz\r\nabc"), Err(ChunkError::Syntax("invalid chunk size")));
     }
 }

@@ -61,6 +61,16 @@ impl Spans {
     }
 }
 
+/// Whether `bytes` has a CR not followed by LF, or an LF without its CR. RFC 9112 lets a
+/// recipient accept a bare LF; we do not, as a parser behind us that reads it differently is how
+/// requests get smuggled. A CR at the very end may still get its LF.
+pub fn bare_line_ending(bytes: &[u8]) -> bool {
+    memchr::memchr2_iter(b'\r', b'\n', bytes).any(|i| match bytes[i] {
+        b'\r' => bytes.get(i + 1).is_some_and(|&b| b != b'\n'),
+        _ => i == 0 || bytes[i - 1] != b'\r',
+    })
+}
+
 /// A header name; `None` if it is not a valid token. The names nearly every message carries are
 /// matched first: the general parser lowercases into a scratch buffer and searches all the
 /// standard names, several times the cost.
@@ -95,7 +105,9 @@ pub struct Facts {
     /// A `transfer-encoding` field is present.
     pub te: bool,
     /// Chunked is the last coding of the last `transfer-encoding` field.
-    pub chunked: bool,
+    last_chunked: bool,
+    /// How many times chunked was named.
+    chunked_count: u32,
     /// `connection: close`.
     pub close: bool,
     /// `connection: keep-alive`.
@@ -109,7 +121,11 @@ impl Facts {
             self.add_length(value)?;
         } else if *name == TRANSFER_ENCODING {
             self.te = true;
-            self.chunked = tokens(value).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+            self.last_chunked = false;
+            for t in tokens(value) {
+                self.last_chunked = t.eq_ignore_ascii_case(b"chunked");
+                self.chunked_count += u32::from(self.last_chunked);
+            }
         } else if *name == CONNECTION {
             for t in tokens(value) {
                 self.close |= t.eq_ignore_ascii_case(b"close");
@@ -117,6 +133,12 @@ impl Facts {
             }
         }
         Ok(())
+    }
+
+    /// The body is chunked: chunked is the last coding, and the only chunked one (RFC 9112
+    /// section 6.1: applied once, last).
+    pub fn chunked(&self) -> bool {
+        self.last_chunked && self.chunked_count == 1
     }
 
     /// Adds one `content-length` field value (itself possibly a list, `3, 3`).
@@ -164,8 +186,22 @@ mod tests {
         }
         assert_eq!(tokens(b" gzip ,, chunked ").collect::<Vec<_>>(), [&b"gzip"[..], b"chunked"]);
         f.note(&TRANSFER_ENCODING, b"chunked, gzip").unwrap();
-        assert!(f.te && !f.chunked);
+        assert!(f.te && !f.chunked());
+        let mut twice = Facts::default();
+        twice.note(&TRANSFER_ENCODING, b"gzip, chunked").unwrap();
+        assert!(twice.chunked());
+        twice.note(&TRANSFER_ENCODING, b"chunked").unwrap();
+        assert!(!twice.chunked());
         f.note(&CONNECTION, b"Keep-Alive, Upgrade").unwrap();
         assert!(f.keep_alive && !f.close);
+    }
+
+    #[test]
+    fn line_endings_must_be_crlf() {
+        assert!(!bare_line_ending(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(!bare_line_ending(b"GET / HTTP/1.1\r"), "its LF may be in the next read");
+        for bad in [&b"GET / HTTP/1.1\nHost: x\r\n"[..], b"\n", b"Host: x\rX: y\r\n", b"a\r\r\n"] {
+            assert!(bare_line_ending(bad), "{bad:?}");
+        }
     }
 }

@@ -10,12 +10,13 @@ use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
 use http::{
-    HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, Version,
+    HeaderMap, HeaderValue, Method, Request, Uri, Version,
     header::{EXPECT, HOST},
     request::Parts,
 };
 
-use super::fields::{Facts, Spans, header_name};
+use super::fields::{Facts, Spans, bare_line_ending, header_name};
+use crate::http::reply::LocalError;
 
 /// The most header fields a head is parsed with; `Limits::max_headers` may only lower it.
 const HEADER_SLOTS: usize = 256;
@@ -30,6 +31,8 @@ pub struct Limits {
     pub max_head: usize,
     /// Most header fields.
     pub max_headers: usize,
+    /// Longest request line (method, target, version) in bytes.
+    pub max_request_line: usize,
 }
 
 /// How a request body is delimited.
@@ -87,14 +90,25 @@ pub enum Error {
     /// An HTTP/1.1 request without exactly one `Host` (RFC 9112 section 3.2).
     #[error("HTTP/1.1 request without exactly one Host field")]
     Host,
+    /// The request line is longer than `Limits::max_request_line`.
+    #[error("request line longer than {0} bytes")]
+    RequestLineTooLong(usize),
+    /// A line ends in LF without CR, or a CR is not followed by LF.
+    #[error("line ending other than CRLF")]
+    BareLineEnding,
 }
 
 impl Error {
-    /// The status of the local reply.
-    pub fn status(&self) -> StatusCode {
+    /// The local reply it gets.
+    pub fn reply(&self) -> LocalError {
         match self {
-            Self::TooLarge(_) | Self::TooManyHeaders(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
+            Self::TooLarge(_) | Self::TooManyHeaders(_) => LocalError::HeadersTooLarge,
+            Self::RequestLineTooLong(_) => LocalError::RequestLineTooLong,
+            Self::BareLineEnding => LocalError::BadLineEnding,
+            Self::ContentLength | Self::TransferEncoding | Self::AmbiguousFraming => LocalError::BadFraming,
+            Self::Parse(_) | Self::Target | Self::HeaderName | Self::HeaderValue | Self::Host => {
+                LocalError::BadRequest
+            }
         }
     }
 }
@@ -104,6 +118,11 @@ impl Error {
 pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
     let leading = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
     let _ = buf.split_to(leading);
+    let line = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
+    // The line's CR, if any, is not counted.
+    if line > limits.max_request_line + 1 {
+        return Err(Error::RequestLineTooLong(limits.max_request_line));
+    }
     let slots = limits.max_headers.min(HEADER_SLOTS);
     // Where the target and each field sit in `buf`: sliced out once httparse's borrow ends.
     let (len, method, target, minor, spans) = {
@@ -116,10 +135,14 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
             &mut headers[..slots],
         );
         let len = match parsed {
+            Ok(httparse::Status::Complete(len)) if bare_line_ending(&buf[..len]) => {
+                return Err(Error::BareLineEnding);
+            }
             Ok(httparse::Status::Complete(len)) if len > limits.max_head => {
                 return Err(Error::TooLarge(limits.max_head));
             }
             Ok(httparse::Status::Complete(len)) => len,
+            _ if bare_line_ending(buf) => return Err(Error::BareLineEnding),
             Ok(httparse::Status::Partial) if buf.len() > limits.max_head => {
                 return Err(Error::TooLarge(limits.max_head));
             }
@@ -157,7 +180,7 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
     }
     let body = match (facts.te, facts.length) {
         (true, Some(_)) => return Err(Error::AmbiguousFraming),
-        (true, None) if facts.chunked && version == Version::HTTP_11 => BodyFraming::Chunked,
+        (true, None) if facts.chunked() && version == Version::HTTP_11 => BodyFraming::Chunked,
         (true, None) => return Err(Error::TransferEncoding),
         (false, n) => BodyFraming::Length(n.unwrap_or(0)),
     };
@@ -180,7 +203,7 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_head: 1024, max_headers: 8 };
+    const LIMITS: Limits = Limits { max_head: 1024, max_headers: 8, max_request_line: 512 };
 
     fn parse(raw: &str) -> Result<Option<Head>, Error> {
         head(&mut BytesMut::from(raw), LIMITS)
@@ -246,13 +269,22 @@ mod tests {
             ("GET / HTTP/1.1\r\n\r\n", Error::Host),
             ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Error::Host),
             ("GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n", Error::Parse(httparse::Error::Token)),
+            ("GET / HTTP/1.1\nHost: x\r\n\r\n", Error::BareLineEnding),
+            ("GET / HTTP/1.1\r\nHost: x\n\r\n", Error::BareLineEnding),
+            ("GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n", Error::BareLineEnding),
+            ("GET / HTTP/1.1\r\nHost: x\r\nX: y\nZ", Error::BareLineEnding),
         ] {
             assert_eq!(parse(raw).unwrap_err(), want, "{raw:?}");
         }
         let many = format!("GET / HTTP/1.1\r\nHost: x\r\n{}\r\n", "a: 1\r\n".repeat(8));
         assert_eq!(parse(&many).unwrap_err(), Error::TooManyHeaders(8));
-        assert_eq!(parse(&many).unwrap_err().status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-        let big = format!("GET /{} HTTP/1.1\r\n", "a".repeat(2000));
+        assert_eq!(parse(&many).unwrap_err().reply(), LocalError::HeadersTooLarge);
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(2000));
         assert_eq!(parse(&big).unwrap_err(), Error::TooLarge(1024));
+        // A long request line is refused before its end arrives.
+        let long = format!("GET /{}", "a".repeat(600));
+        assert_eq!(parse(&long).unwrap_err(), Error::RequestLineTooLong(512));
+        assert_eq!(parse(&long).unwrap_err().reply(), LocalError::RequestLineTooLong);
+        assert!(parse(&format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(490))).is_ok());
     }
 }

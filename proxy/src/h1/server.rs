@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use super::{
     body::RequestBody,
+    chunked::{self, ChunkError},
     date,
     feed::{Fed, Feeder},
     request::{self, BodyFraming, Head, Limits},
@@ -84,7 +85,9 @@ impl<S: Stream> Connection<S> {
             self.out.buf = Vec::new();
         }
     }
+}
 
+impl<S: Client> Connection<S> {
     /// The next request head; `None` once the client closed, or the proxy drains while the
     /// connection is idle.
     fn poll_head(
@@ -95,7 +98,9 @@ impl<S: Stream> Connection<S> {
     ) -> Poll<Result<Option<Head>, Ended>> {
         loop {
             if !self.read.is_empty() {
-                if let Some(head) = request::head(&mut self.read, limits).map_err(Ended::Refused)? {
+                let head = request::head(&mut self.read, limits).map_err(|e| Ended::Refused(e.into()))?;
+                self.io.receiving_head(head.is_none() && !self.read.is_empty());
+                if let Some(head) = head {
                     return Poll::Ready(Ok(Some(head)));
                 }
             }
@@ -111,11 +116,37 @@ impl<S: Stream> Connection<S> {
     }
 }
 
+/// A client connection as the server sees it: a stream whose request heads can be timed.
+pub trait Client: Stream {
+    /// Whether a request head is partly received: the header timeout runs while it is.
+    fn receiving_head(&mut self, receiving: bool);
+}
+
 /// Why a connection stopped before a request.
 #[derive(Debug)]
 enum Ended {
     Io(io::Error),
-    Refused(request::Error),
+    Refused(Refusal),
+}
+
+/// Why a request was answered without being served.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error(transparent)]
+    Head(#[from] request::Error),
+    /// The part of a chunked body that came with the head is malformed.
+    #[error(transparent)]
+    Body(#[from] ChunkError),
+}
+
+impl Refusal {
+    fn reply(&self) -> LocalError {
+        match self {
+            Self::Head(e) => e.reply(),
+            Self::Body(ChunkError::LineEnding) => LocalError::BadLineEnding,
+            Self::Body(_) => LocalError::BadFraming,
+        }
+    }
 }
 
 /// How one exchange left the connection.
@@ -139,7 +170,7 @@ pub async fn serve<S, F, Fut>(
     rejections: &Rejections,
     mut service: F,
 ) where
-    S: Stream,
+    S: Client,
     F: FnMut(Request<RequestBody>) -> Fut,
     Fut: Future<Output = Response<Body>>,
 {
@@ -156,6 +187,12 @@ pub async fn serve<S, F, Fut>(
             // connection's task.
             Err(Ended::Refused(e)) => return Box::pin(refuse(conn, e, rejections)).await,
         };
+        // A malformed chunk that came with the head is refused before anything goes upstream.
+        if head.body == BodyFraming::Chunked && !conn.read.is_empty() {
+            if let Err(e) = chunked::check(&conn.read) {
+                return Box::pin(refuse(conn, e.into(), rejections)).await;
+            }
+        }
         served = served.wrapping_add(1);
         let last = settings.max_requests > 0 && served >= settings.max_requests;
         let (req, mut exchange) = Exchange::start(head, last);
@@ -180,15 +217,12 @@ pub async fn serve<S, F, Fut>(
     }
 }
 
-/// Answers a head that cannot be served, then closes.
-async fn refuse<S: Stream>(mut conn: Connection<S>, e: request::Error, rejections: &Rejections) {
-    let reply = match e.status() {
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => LocalError::HeadersTooLarge,
-        _ => LocalError::BadRequest,
-    };
+/// Answers a request that cannot be served, then closes.
+async fn refuse<S: Stream>(mut conn: Connection<S>, why: Refusal, rejections: &Rejections) {
+    let reply = why.reply();
     let code = reply.status_and_code().1;
     rejections.counter.with_label_values(&[rejections.direction, code]).inc();
-    tracing::debug!(error = %e, "request head refused");
+    tracing::debug!(reason = code, "request refused: {why}");
     let (parts, body) = reply.response().into_parts();
     let answering = Answering { method: &Method::GET, version: Version::HTTP_11, keep_alive: false };
     let len = body.size_hint().exact();
@@ -261,7 +295,11 @@ impl Exchange {
                     self.feeder = None;
                     self.unread = true;
                 }
-                Poll::Ready(Fed::Failed) => return Poll::Ready(Outcome::Abort),
+                // The body got the error; the service answers it, and the connection closes.
+                Poll::Ready(Fed::Failed) => {
+                    self.feeder = None;
+                    self.unread = true;
+                }
             }
         }
         if self.writer.is_none() {

@@ -22,7 +22,13 @@ use crate::{guard::Rejections, http::body::Body};
 type Service =
     Arc<dyn Fn(Request<RequestBody>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
 
-const SETTINGS: Settings = Settings { limits: Limits { max_head: 1024, max_headers: 16 }, max_requests: 0 };
+const SETTINGS: Settings =
+    Settings { limits: Limits { max_head: 1024, max_headers: 16, max_request_line: 512 }, max_requests: 0 };
+
+/// The server's own tests need no header timeout.
+impl super::server::Client for TcpStream {
+    fn receiving_head(&mut self, _: bool) {}
+}
 
 struct Server {
     addr: SocketAddr,

@@ -26,6 +26,13 @@ pub enum LocalError {
     BadRequest,
     /// The request head is over the listener's `max_header_bytes` or `max_headers`.
     HeadersTooLarge,
+    /// The request line is over the listener's `max_request_line_bytes`.
+    RequestLineTooLong,
+    /// The request's framing could be read two ways: Content-Length with Transfer-Encoding,
+    /// lengths that disagree, a coding other than chunked last, a malformed chunk.
+    BadFraming,
+    /// A line ends in LF without CR, or has a CR without LF.
+    BadLineEnding,
     /// The request body is over the route's `max_request_bytes`.
     TooLarge,
     /// No inbound application address is known for this connection.
@@ -45,6 +52,9 @@ impl LocalError {
             Self::NoRoute => (StatusCode::NOT_FOUND, "no-route"),
             Self::BadRequest => (StatusCode::BAD_REQUEST, "bad-request"),
             Self::HeadersTooLarge => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers-too-large"),
+            Self::RequestLineTooLong => (StatusCode::URI_TOO_LONG, "request-line-too-long"),
+            Self::BadFraming => (StatusCode::BAD_REQUEST, "bad-framing"),
+            Self::BadLineEnding => (StatusCode::BAD_REQUEST, "bad-line-ending"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request-too-large"),
             Self::NoApp => (StatusCode::BAD_GATEWAY, "no-inbound-app"),
         }

@@ -84,7 +84,7 @@ pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
     {
         Framing::Empty
     } else if facts.te {
-        if facts.chunked { Framing::Chunked } else { Framing::Eof }
+        if facts.chunked() { Framing::Chunked } else { Framing::Eof }
     } else {
         facts.length.map_or(Framing::Eof, Framing::Length)
     };
