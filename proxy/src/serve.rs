@@ -143,11 +143,7 @@ pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerL
         match spec {
             ListenerSpec::Inbound => tokio::spawn(inbound::serve(stream, peer, ctx)),
             ListenerSpec::Transparent => tokio::spawn(outbound::serve_transparent(stream, peer, ctx)),
-            ListenerSpec::Explicit(i) => {
-                let f = outbound::serve_explicit(stream, peer, i, ctx);
-                eprintln!("TASKSIZE {}", std::mem::size_of_val(&f));
-                tokio::spawn(f)
-            }
+            ListenerSpec::Explicit(i) => tokio::spawn(outbound::serve_explicit(stream, peer, i, ctx)),
         };
     }
 }

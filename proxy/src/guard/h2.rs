@@ -16,8 +16,6 @@ use super::Rejection;
 
 /// Length of a frame header.
 const HEADER: usize = 9;
-/// What is left of the connection preface after its request line (`\r\nSM\r\n\r\n`).
-pub const PREFACE_REST: usize = 8;
 /// Control frames a client may send at once; well above what browsers and gRPC send when a
 /// connection opens.
 const BURST: f64 = 1000.0;
@@ -182,8 +180,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_ping_flood_runs_out_of_budget_and_a_slow_pinger_never_does() {
-        let mut f = Frames::new(PREFACE_REST);
-        f.feed(b"\r\nSM\r\n\r\n").unwrap();
+        let mut f = Frames::new(crate::detect::H2_PREFACE.len());
+        f.feed(crate::detect::H2_PREFACE).unwrap();
         let ping = frame(PING, 0, 0, b"12345678");
         for _ in 0..BURST as usize {
             f.feed(&ping).unwrap();

@@ -215,7 +215,7 @@ impl<S: Stream> AsyncRead for Guarded<S> {
             return Poll::Ready(Ok(()));
         }
         if let Some(replay) = &mut this.replay {
-            // Already scanned when first read.
+            // Already past the guard: an HTTP/2 preface's bytes were fed to its frame budget.
             let n = replay.len().min(buf.remaining());
             buf.put_slice(&replay.split_to(n));
             if replay.is_empty() {

@@ -293,12 +293,9 @@ impl Exchange {
             match f.poll(cx, conn, self.writer.is_some()) {
                 Poll::Pending => {}
                 Poll::Ready(Fed::Complete) => self.feeder = None,
-                Poll::Ready(Fed::Dropped) => {
-                    self.feeder = None;
-                    self.unread = true;
-                }
-                // The body got the error; the service answers it, and the connection closes.
-                Poll::Ready(Fed::Failed) => {
+                // On a failure the body got the error and the service answers it; either way the
+                // connection closes after the response.
+                Poll::Ready(Fed::Dropped | Fed::Failed) => {
                     self.feeder = None;
                     self.unread = true;
                 }
@@ -325,10 +322,16 @@ impl Exchange {
             }
             Poll::Ready(Ok(())) => Poll::Ready(match self.upgraded.take() {
                 Some(u) => Outcome::Upgrade(u),
-                None if self.keep_alive && self.feeder.is_none() && !self.unread => Outcome::KeepAlive,
-                None => Outcome::Close { unread: self.unread || self.feeder.is_some() },
+                None if self.keep_alive && self.body_read() => Outcome::KeepAlive,
+                None => Outcome::Close { unread: !self.body_read() },
             }),
         }
+    }
+
+    /// The request body was read to its end (or there was none): the connection is positioned
+    /// at the next request.
+    fn body_read(&self) -> bool {
+        self.feeder.is_none() && !self.unread
     }
 
     /// Queues the response head and returns the writer of its body.
@@ -341,8 +344,7 @@ impl Exchange {
                 (parts, body) = LocalError::UpstreamReset.response().into_parts();
             }
         }
-        let read_all = self.feeder.is_none() && !self.unread;
-        let keep_alive = self.keep_alive && read_all && !draining;
+        let keep_alive = self.keep_alive && self.body_read() && !draining;
         let answering = Answering { method: &self.method, version: self.version, keep_alive };
         let len = body.size_hint().exact();
         let (framing, keep_alive) =
@@ -357,7 +359,7 @@ impl Exchange {
     /// While the request body is read and the service works, watches for the client hanging up,
     /// keeping what it sends next (a pipelined request) in the buffer, up to a head's limit.
     fn poll_hangup<S: Stream>(&self, cx: &mut Context<'_>, conn: &mut Connection<S>) -> Poll<Outcome> {
-        if self.feeder.is_some() || self.unread {
+        if !self.body_read() {
             return Poll::Pending;
         }
         while conn.read.len() < HEAD_READ {
