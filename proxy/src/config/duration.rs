@@ -41,9 +41,9 @@ impl fmt::Display for HumanDuration {
     /// the same value: whole seconds as `5s`, else milliseconds, with a fraction if need be.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let nanos = self.0.as_nanos();
-        if nanos % 1_000_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000_000) {
             write!(f, "{}s", nanos / 1_000_000_000)
-        } else if nanos % 1_000_000 == 0 {
+        } else if nanos.is_multiple_of(1_000_000) {
             write!(f, "{}ms", nanos / 1_000_000)
         } else {
             write!(f, "{}ms", nanos as f64 / 1e6)

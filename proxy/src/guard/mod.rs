@@ -15,7 +15,7 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
-    task::{Context, Poll, ready},
+    task::{Context, Poll, Waker, ready},
     time::Duration,
 };
 
@@ -122,6 +122,8 @@ pub struct Guarded<S: Stream> {
     head_started: Option<Instant>,
     last_active: Instant,
     timer: Option<Pin<Box<Sleep>>>,
+    /// The task the timer last registered, so reads that find no data need not poll it again.
+    timer_waker: Option<Waker>,
     /// Set once the guard ended the connection: the codec reads end-of-stream from then on.
     ended: bool,
     /// Sent when the connection is dropped.
@@ -142,6 +144,7 @@ impl<S: Stream> Guarded<S> {
             head_started: None,
             last_active: Instant::now(),
             timer: None,
+            timer_waker: None,
             ended: false,
             reply: None,
             peer,
@@ -171,6 +174,12 @@ impl<S: Stream> Guarded<S> {
         // moved on then, which saves re-arming it after every request.
         if timer.deadline() > deadline {
             timer.as_mut().reset(deadline);
+            self.timer_waker = None;
+        }
+        // Two reads a request find no data; the timer still holds this task's waker from the
+        // first, and until it fires polling it again would only re-register the same waker.
+        if self.timer_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) && !timer.is_elapsed() {
+            return Poll::Pending;
         }
         while timer.as_mut().poll(cx).is_ready() {
             if Instant::now() >= deadline {
@@ -178,6 +187,7 @@ impl<S: Stream> Guarded<S> {
             }
             timer.as_mut().reset(deadline);
         }
+        self.timer_waker = Some(cx.waker().clone());
         Poll::Pending
     }
 

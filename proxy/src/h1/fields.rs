@@ -2,6 +2,8 @@
 //! buffer, header names (the common ones matched first), comma-separated tokens, and
 //! `Content-Length` values that must all agree.
 
+use std::cell::RefCell;
+
 use http::{
     HeaderName,
     header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, SERVER, TRANSFER_ENCODING, USER_AGENT},
@@ -84,7 +86,32 @@ pub fn header_name(raw: &[u8]) -> Option<HeaderName> {
         b"user-agent" | b"User-Agent" => USER_AGENT,
         b"connection" | b"Connection" => CONNECTION,
         b"transfer-encoding" | b"Transfer-Encoding" => TRANSFER_ENCODING,
-        _ => HeaderName::from_bytes(raw).ok()?,
+        _ => return recent_name(raw),
+    })
+}
+
+/// Names remembered per thread: the custom fields an application's messages carry
+/// (`x-forwarded-for`, `traceparent`...) repeat from message to message.
+const RECENT_NAMES: usize = 16;
+
+thread_local! {
+    static RECENT: RefCell<(usize, [Option<HeaderName>; RECENT_NAMES])> =
+        const { RefCell::new((0, [const { None }; RECENT_NAMES])) };
+}
+
+/// A name the fast path does not match: the copy kept from an earlier message if there is one
+/// (a custom name is an allocation, and validating it costs as much again), else parsed and kept.
+fn recent_name(raw: &[u8]) -> Option<HeaderName> {
+    RECENT.with_borrow_mut(|(next, names)| {
+        // Equal to a valid name but for case: valid too, and the same name.
+        let known = names.iter().flatten().find(|n| n.as_str().as_bytes().eq_ignore_ascii_case(raw));
+        if let Some(name) = known {
+            return Some(name.clone());
+        }
+        let name = HeaderName::from_bytes(raw).ok()?;
+        names[*next] = Some(name.clone());
+        *next = (*next + 1) % RECENT_NAMES;
+        Some(name)
     })
 }
 
@@ -171,7 +198,14 @@ mod tests {
         assert_eq!(header_name(b"Content-Length"), Some(CONTENT_LENGTH));
         assert_eq!(header_name(b"CONTENT-LENGTH"), Some(CONTENT_LENGTH));
         assert_eq!(header_name(b"x-backend").unwrap(), "x-backend");
+        // Remembered now: found again in any case, and only when it is the same name.
+        assert_eq!(header_name(b"X-Backend").unwrap(), "x-backend");
+        assert_eq!(header_name(b"x-backend2").unwrap(), "x-backend2");
+        assert_eq!(header_name(b"x-backend "), None);
         assert_eq!(header_name(b"bad name"), None);
+        for i in 0..RECENT_NAMES * 2 {
+            assert_eq!(header_name(format!("x-{i}").as_bytes()).unwrap(), format!("x-{i}").as_str());
+        }
     }
 
     #[test]

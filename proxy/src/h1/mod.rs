@@ -6,6 +6,7 @@ pub mod chunked;
 pub mod date;
 pub mod feed;
 pub mod fields;
+pub mod maps;
 pub mod request;
 pub mod response;
 pub mod server;

@@ -10,7 +10,7 @@ use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
 use http::{
-    HeaderMap, HeaderValue, Method, Request, Uri, Version,
+    HeaderValue, Method, Request, Uri, Version,
     header::{EXPECT, HOST},
     request::Parts,
 };
@@ -161,7 +161,7 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
 
     // Room for the fields the proxy adds (request ID, client identity...) without regrowing.
-    let mut headers = HeaderMap::with_capacity(spans.as_slice().len() + ADDED_FIELDS);
+    let mut headers = super::maps::take(spans.as_slice().len() + ADDED_FIELDS);
     let mut facts = Facts::default();
     let (mut hosts, mut expect_continue) = (0u32, false);
     for span in spans.as_slice() {

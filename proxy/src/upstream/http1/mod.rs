@@ -139,6 +139,7 @@ impl Conn {
         let mut write_failed = None;
         let head = poll_fn(|cx| self.poll_head(cx, &parts.method, &mut writer, &mut write_failed)).await?;
         let status = head.parts.status;
+        crate::h1::maps::give(parts.headers);
         Ok(Response::from_parts(
             head.parts,
             ResponseBody::new(self, writer, head.framing, head.keep_alive, status),
