@@ -2,7 +2,10 @@
 //! buffer, header names (the common ones matched first), comma-separated tokens, and
 //! `Content-Length` values that must all agree.
 
-use std::cell::RefCell;
+use std::{
+    cell::RefCell,
+    sync::atomic::{AtomicUsize, Ordering::Relaxed},
+};
 
 use http::{
     HeaderName,
@@ -41,20 +44,25 @@ pub struct Spans {
     len: usize,
 }
 
+impl Default for Spans {
+    fn default() -> Self {
+        Self { inline: [Span::default(); INLINE_FIELDS], heap: Vec::new(), len: 0 }
+    }
+}
+
 impl Spans {
-    /// The spans of `fields`, parsed from `buf`.
-    pub fn new(buf: &[u8], fields: &[httparse::Header<'_>]) -> Self {
+    /// Notes where `fields`, parsed from `buf`, sit. Filled in place: returned, the spans
+    /// were copied on the way out, twice a request.
+    pub fn fill(&mut self, buf: &[u8], fields: &[httparse::Header<'_>]) {
         let base = buf.as_ptr() as usize;
         let at = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
         let span = |h: &httparse::Header<'_>| Span { name: at(h.name.as_bytes()), value: at(h.value) };
-        let mut spans =
-            Self { inline: [Span::default(); INLINE_FIELDS], heap: Vec::new(), len: fields.len() };
+        self.len = fields.len();
         if fields.len() <= INLINE_FIELDS {
-            spans.inline.iter_mut().zip(fields).for_each(|(slot, h)| *slot = span(h));
+            self.inline.iter_mut().zip(fields).for_each(|(slot, h)| *slot = span(h));
         } else {
-            spans.heap = fields.iter().map(span).collect();
+            self.heap = fields.iter().map(span).collect();
         }
-        spans
     }
 
     /// The spans, in the order of the fields.
@@ -86,31 +94,42 @@ pub fn header_name(raw: &[u8]) -> Option<HeaderName> {
         b"user-agent" | b"User-Agent" => USER_AGENT,
         b"connection" | b"Connection" => CONNECTION,
         b"transfer-encoding" | b"Transfer-Encoding" => TRANSFER_ENCODING,
-        _ => return recent_name(raw),
+        _ => return kept_name(raw),
     })
 }
 
-/// Names remembered per thread: the custom fields an application's messages carry
-/// (`x-forwarded-for`, `traceparent`...) repeat from message to message.
-const RECENT_NAMES: usize = 16;
+/// Custom names kept for the life of the process: the ones an application's messages carry
+/// (`x-forwarded-for`, `traceparent`...) repeat from message to message. A kept name is static,
+/// so handing it out and dropping it cost nothing; parsing one costs an allocation, a free, and
+/// as much again to validate and lowercase it.
+const KEPT_NAMES: usize = 64;
+/// Bytes of names kept, process-wide: a peer that sends ever-new names cannot grow it further.
+const KEPT_BYTES: usize = 4096;
+static KEPT_TOTAL: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    static RECENT: RefCell<(usize, [Option<HeaderName>; RECENT_NAMES])> =
-        const { RefCell::new((0, [const { None }; RECENT_NAMES])) };
+    static KEPT: RefCell<Vec<HeaderName>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A name the fast path does not match: the copy kept from an earlier message if there is one
-/// (a custom name is an allocation, and validating it costs as much again), else parsed and kept.
-fn recent_name(raw: &[u8]) -> Option<HeaderName> {
-    RECENT.with_borrow_mut(|(next, names)| {
-        // Equal to a valid name but for case: valid too, and the same name.
-        let known = names.iter().flatten().find(|n| n.as_str().as_bytes().eq_ignore_ascii_case(raw));
-        if let Some(name) = known {
+/// A name the fast path does not match: a kept one if there is one, else parsed (and kept
+/// while there is room).
+fn kept_name(raw: &[u8]) -> Option<HeaderName> {
+    KEPT.with_borrow_mut(|kept| {
+        // The same bytes first (a sender keeps to one spelling), then the same but for case:
+        // valid too, and the same name.
+        let same = |n: &&HeaderName| n.as_str().as_bytes() == raw;
+        let same_but_case = |n: &&HeaderName| n.as_str().as_bytes().eq_ignore_ascii_case(raw);
+        if let Some(name) = kept.iter().find(same).or_else(|| kept.iter().find(same_but_case)) {
             return Some(name.clone());
         }
         let name = HeaderName::from_bytes(raw).ok()?;
-        names[*next] = Some(name.clone());
-        *next = (*next + 1) % RECENT_NAMES;
+        let len = name.as_str().len();
+        let room = |total: usize| (total + len <= KEPT_BYTES).then_some(total + len);
+        if kept.len() < KEPT_NAMES && KEPT_TOTAL.fetch_update(Relaxed, Relaxed, room).is_ok() {
+            // A parsed name is a valid lowercase name, which is all `from_static` asks.
+            let name: &'static str = Box::leak(name.as_str().into());
+            kept.push(HeaderName::from_static(name));
+        }
         Some(name)
     })
 }
@@ -203,7 +222,7 @@ mod tests {
         assert_eq!(header_name(b"x-backend2").unwrap(), "x-backend2");
         assert_eq!(header_name(b"x-backend "), None);
         assert_eq!(header_name(b"bad name"), None);
-        for i in 0..RECENT_NAMES * 2 {
+        for i in 0..KEPT_NAMES * 2 {
             assert_eq!(header_name(format!("x-{i}").as_bytes()).unwrap(), format!("x-{i}").as_str());
         }
     }

@@ -125,7 +125,8 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
     }
     let slots = limits.max_headers.min(HEADER_SLOTS);
     // Where the target and each field sit in `buf`: sliced out once httparse's borrow ends.
-    let (len, method, target, minor, spans) = {
+    let mut spans = Spans::default();
+    let (len, method, target, minor) = {
         // Uninitialised: the parser writes only the fields there are.
         let mut headers = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
         let mut req = httparse::Request::new(&mut []);
@@ -154,7 +155,8 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
         let target = (path.as_ptr() as usize - buf.as_ptr() as usize, path.len());
         let method =
             Method::from_bytes(req.method.unwrap_or_default().as_bytes()).map_err(|_| Error::Target)?;
-        (len, method, target, req.version.unwrap_or(1), Spans::new(buf, req.headers))
+        spans.fill(buf, req.headers);
+        (len, method, target, req.version.unwrap_or(1))
     };
     let raw = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(raw.slice(target.0..target.0 + target.1)).map_err(|_| Error::Target)?;

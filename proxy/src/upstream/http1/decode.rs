@@ -46,7 +46,8 @@ pub(super) struct Head {
 pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
     // Where each header's name and value sit in `buf`: the values are sliced out of it after
     // parsing, once the borrow httparse holds has ended.
-    let (len, code, minor, spans) = {
+    let mut spans = Spans::default();
+    let (len, code, minor) = {
         // Uninitialised: the parser writes only the headers there are (no 3 KB memset per head).
         let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
@@ -60,7 +61,8 @@ pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(Error::Parse(e)),
         };
-        (len, resp.code.unwrap_or(0), resp.version.unwrap_or(1), Spans::new(buf, resp.headers))
+        spans.fill(buf, resp.headers);
+        (len, resp.code.unwrap_or(0), resp.version.unwrap_or(1))
     };
     let raw = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code).map_err(|_| Error::Status(code))?;
