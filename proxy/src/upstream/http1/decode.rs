@@ -44,6 +44,10 @@ pub(super) struct Head {
 /// Parses a response head from the front of `buf`, removing it; `None` until a whole head is
 /// buffered.
 pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+    // The common case while waiting for a response: nothing has come yet.
+    if buf.is_empty() {
+        return Ok(None);
+    }
     // Where each header's name and value sit in `buf`: the values are sliced out of it after
     // parsing, once the borrow httparse holds has ended.
     let mut spans = Spans::default();
