@@ -10,6 +10,8 @@
 
 pub mod h2;
 mod sniff;
+#[cfg(test)]
+mod tests;
 
 use std::{
     io,
@@ -181,7 +183,9 @@ impl<S: Stream> Guarded<S> {
         if self.timer_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) && !timer.is_elapsed() {
             return Poll::Pending;
         }
-        while timer.as_mut().poll(cx).is_ready() {
+        // Unconstrained: a poll refused for want of the task's coop budget registers no waker,
+        // and the skip above would then leave the connection to a timer that wakes no one.
+        while Pin::new(&mut tokio::task::unconstrained(timer.as_mut())).poll(cx).is_ready() {
             if Instant::now() >= deadline {
                 return Poll::Ready(());
             }

@@ -103,8 +103,11 @@ pub fn header_name(raw: &[u8]) -> Option<HeaderName> {
 /// so handing it out and dropping it cost nothing; parsing one costs an allocation, a free, and
 /// as much again to validate and lowercase it.
 const KEPT_NAMES: usize = 64;
-/// Bytes of names kept, process-wide: a peer that sends ever-new names cannot grow it further.
+/// Bytes of names kept, process-wide: a peer that sends ever-new names cannot grow it further
+/// (and names kept first stay: later ones are parsed per message, as without the list).
 const KEPT_BYTES: usize = 4096;
+/// The longest name kept.
+const KEPT_NAME_LEN: usize = 64;
 static KEPT_TOTAL: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
@@ -125,10 +128,12 @@ fn kept_name(raw: &[u8]) -> Option<HeaderName> {
         let name = HeaderName::from_bytes(raw).ok()?;
         let len = name.as_str().len();
         let room = |total: usize| (total + len <= KEPT_BYTES).then_some(total + len);
-        if kept.len() < KEPT_NAMES && KEPT_TOTAL.fetch_update(Relaxed, Relaxed, room).is_ok() {
+        let keep = len <= KEPT_NAME_LEN && kept.len() < KEPT_NAMES;
+        if keep && KEPT_TOTAL.fetch_update(Relaxed, Relaxed, room).is_ok() {
             // A parsed name is a valid lowercase name, which is all `from_static` asks.
-            let name: &'static str = Box::leak(name.as_str().into());
-            kept.push(HeaderName::from_static(name));
+            let name = HeaderName::from_static(Box::leak(name.as_str().into()));
+            kept.push(name.clone());
+            return Some(name);
         }
         Some(name)
     })
@@ -216,9 +221,12 @@ mod tests {
     fn common_names_match_in_either_case_and_others_parse() {
         assert_eq!(header_name(b"Content-Length"), Some(CONTENT_LENGTH));
         assert_eq!(header_name(b"CONTENT-LENGTH"), Some(CONTENT_LENGTH));
-        assert_eq!(header_name(b"x-backend").unwrap(), "x-backend");
-        // Remembered now: found again in any case, and only when it is the same name.
-        assert_eq!(header_name(b"X-Backend").unwrap(), "x-backend");
+        let kept = header_name(b"x-backend").unwrap();
+        assert_eq!(kept.as_str(), "x-backend");
+        // Kept now: the same static name is handed out again, in any case it is spelled.
+        let again = header_name(b"X-Backend").unwrap();
+        assert_eq!(again.as_str(), "x-backend");
+        assert_eq!(again.as_str().as_ptr(), kept.as_str().as_ptr());
         assert_eq!(header_name(b"x-backend2").unwrap(), "x-backend2");
         assert_eq!(header_name(b"x-backend "), None);
         assert_eq!(header_name(b"bad name"), None);
