@@ -1,6 +1,6 @@
 //! Field-level pieces of HTTP/1.1 both directions parse alike: where the fields sit in the
-//! buffer, header names (the common ones matched first), comma-separated tokens, and
-//! `Content-Length` values that must all agree.
+//! buffer, header names (the common ones matched first, custom ones kept once seen),
+//! comma-separated tokens, and `Content-Length` values that must all agree.
 
 use std::{
     cell::RefCell,
