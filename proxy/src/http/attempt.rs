@@ -1,6 +1,8 @@
 //! The tries of one request: pick an endpoint, send, judge the outcome (endpoint health, retry
 //! policy, retry budget), and try again on another endpoint when that is safe and affordable.
 
+use std::pin::pin;
+
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Version, request::Parts};
 use http_body::Body as _;
@@ -124,7 +126,7 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
 
         let in_flight = endpoint.conn.load.start();
         let per_try = plan.retry.and_then(|p| p.per_try_timeout);
-        let result = Deadline::new(per_try, forward::send(endpoint, try_parts, try_body, version))
+        let result = Deadline::new(per_try, pin!(forward::send(endpoint, try_parts, try_body, version)))
             .await
             .unwrap_or(Err(LocalError::Timeout));
         let judged = match &result {

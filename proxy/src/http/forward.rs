@@ -3,6 +3,7 @@
 
 use std::{
     net::SocketAddr,
+    pin::pin,
     sync::atomic::{AtomicU64, Ordering::Relaxed},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -49,14 +50,15 @@ pub async fn send(
 ) -> Result<Response<UpstreamBody>, LocalError> {
     parts.version = version;
     let pool = &endpoint.conn.pool;
+    // The sends are awaited pinned, built in place rather than copied in (see `crate::deadline`).
     let sent = if version == Version::HTTP_2 {
         parts.uri = Uri::from_parts(absolute_uri(&parts, endpoint)).unwrap_or_else(|_| parts.uri.clone());
         // HTTP/2 carries the authority in `:authority`; a second copy in Host could disagree.
         parts.headers.remove(header::HOST);
-        pool.send_http2(Request::from_parts(parts, body)).await
+        pin!(pool.send_http2(Request::from_parts(parts, body))).await
     } else {
         http1_target(&mut parts, endpoint);
-        pool.send_http1(Request::from_parts(parts, body)).await
+        pin!(pool.send_http1(Request::from_parts(parts, body))).await
     };
     sent.map_err(|e| local_error(endpoint, &e))
 }

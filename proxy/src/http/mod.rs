@@ -11,7 +11,7 @@ pub mod route;
 pub mod series;
 pub mod upgrade;
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, pin::pin, sync::Arc};
 
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use tokio::time::Instant;
@@ -131,11 +131,7 @@ impl<'a> Target<'a> {
 }
 
 /// Serves one request. Never fails: every problem becomes a local reply.
-pub async fn handle(
-    shared: Arc<Shared>,
-    conn: Arc<Conn>,
-    req: Request<ClientBody>,
-) -> Result<Response<Body>, Infallible> {
+pub async fn handle(shared: Arc<Shared>, conn: Arc<Conn>, req: Request<ClientBody>) -> Response<Body> {
     let start = Instant::now();
     // The one config load of this request; it keeps its config until it is done.
     let rt = shared.runtime.load_full();
@@ -145,7 +141,7 @@ pub async fn handle(
     if survey.ambiguous_framing {
         let log = LogParts::new(&shared, req.method(), req.uri(), &HeaderValue::from_static("-"));
         tracing::info!(peer = %conn.peer, "request with ambiguous framing (Content-Length/Transfer-Encoding) refused");
-        return Ok(log.finish(&shared, &conn, start, None, LocalError::BadRequest.response(), conn.tls));
+        return log.finish(&shared, &conn, start, None, LocalError::BadRequest.response(), conn.tls);
     }
     let upgrade =
         survey.hop_by_hop && req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
@@ -171,28 +167,28 @@ pub async fn handle(
     if conn.direction == Direction::Inbound {
         if let Err(e) = authorize(&rt, &conn) {
             shared.metrics.authz_denied.with_label_values(&[conn.direction.as_str()]).inc();
-            return Ok(log.finish(&shared, &conn, start, None, e.response(), conn.tls));
+            return log.finish(&shared, &conn, start, None, e.response(), conn.tls);
         }
     }
 
     // Route.
     let target = match route_request(&rt, &conn, &parts) {
         Ok(t) => t,
-        Err(e) => return Ok(log.finish(&shared, &conn, start, None, e.response(), conn.tls)),
+        Err(e) => return log.finish(&shared, &conn, start, None, e.response(), conn.tls),
     };
 
     let declared =
         parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if let (Some(limit), Some(n)) = (target.max_body, declared) {
         if n > limit {
-            return Ok(log.finish(
+            return log.finish(
                 &shared,
                 &conn,
                 start,
                 Some(&target),
                 LocalError::TooLarge.response(),
                 conn.tls,
-            ));
+            );
         }
     }
 
@@ -206,7 +202,7 @@ pub async fn handle(
         client_version: if orig_http1 { Version::HTTP_11 } else { parts.version },
         max_body: target.max_body,
     };
-    let sent = Deadline::new(target.timeout, attempt::send(&shared, &plan, parts, body))
+    let sent = Deadline::new(target.timeout, pin!(attempt::send(&shared, &plan, parts, body)))
         .await
         .unwrap_or(attempt::Sent { result: Err(LocalError::Timeout), tls: false });
     let tls = conn.tls || sent.tls;
@@ -233,7 +229,7 @@ pub async fn handle(
             e.response()
         }
     };
-    Ok(log.finish(&shared, &conn, start, Some(&target), resp, tls))
+    log.finish(&shared, &conn, start, Some(&target), resp, tls)
 }
 
 fn route_request<'a>(

@@ -15,6 +15,7 @@ mod tests;
 
 use std::{
     fmt,
+    pin::pin,
     sync::{Arc, OnceLock, Weak},
     time::Duration,
 };
@@ -68,7 +69,9 @@ impl Pool {
         self: &Arc<Self>,
         req: Request<Body>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let resp = self.h1.send(req).await?;
+        let conn = self.h1.conn().await?;
+        // The response body owns the connection and checks it back in once it is read.
+        let resp = pin!(conn.send(req)).await.map_err(SendError::Http1)?;
         let addr = self.h1.addr();
         Ok(resp.map(|body| UpstreamBody::http1(body, addr, Arc::clone(self))))
     }
@@ -79,7 +82,7 @@ impl Pool {
         req: Request<Body>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         self.start_sweep();
-        let resp = self.h2.send(req).await?;
+        let resp = pin!(self.h2.send(req)).await?;
         let addr = self.h2.addr();
         Ok(resp.map(|body| UpstreamBody::http2(body, addr)))
     }
