@@ -87,10 +87,11 @@ impl Default for Budget {
 }
 
 impl Budget {
-    fn bucket(&self) -> &Bucket {
-        let second = self.epoch.elapsed().as_secs() + 1;
+    fn bucket(&self, now: Instant) -> &Bucket {
+        let second = now.saturating_duration_since(self.epoch).as_secs() + 1;
         let b = &self.buckets[(second % WINDOW_SECS) as usize];
-        if b.second.swap(second, Relaxed) != second {
+        // Read first: the swap (a locked write) is needed once a second, not once a request.
+        if b.second.load(Relaxed) != second && b.second.swap(second, Relaxed) != second {
             // A stale bucket from a previous lap: start it afresh (a racing increment may be lost).
             b.requests.store(0, Relaxed);
             b.retries.store(0, Relaxed);
@@ -106,9 +107,9 @@ impl Budget {
             .fold((0, 0), |(q, r), b| (q + b.requests.load(Relaxed), r + b.retries.load(Relaxed)))
     }
 
-    /// Counts a request (first tries only).
-    pub fn record_request(&self) {
-        self.bucket().requests.fetch_add(1, Relaxed);
+    /// Counts a request (first tries only) that arrived at `now`.
+    pub fn record_request(&self, now: Instant) {
+        self.bucket(now).requests.fetch_add(1, Relaxed);
     }
 
     /// Takes one retry from the budget if `percent` of recent requests allows it.
@@ -117,7 +118,7 @@ impl Budget {
         if retries >= MIN_RETRIES_PER_WINDOW + requests * u64::from(percent) / 100 {
             return false;
         }
-        self.bucket().retries.fetch_add(1, Relaxed);
+        self.bucket(Instant::now()).retries.fetch_add(1, Relaxed);
         true
     }
 }
@@ -159,7 +160,7 @@ mod tests {
         let b = Budget::default();
         let mut granted = 0;
         for _ in 0..1000 {
-            b.record_request();
+            b.record_request(Instant::now());
             // Full outage: every request wants two retries.
             for _ in 0..2 {
                 if b.try_withdraw(20) {
@@ -175,7 +176,7 @@ mod tests {
     async fn budget_forgets_old_requests() {
         let b = Budget::default();
         for _ in 0..1000 {
-            b.record_request();
+            b.record_request(Instant::now());
         }
         tokio::time::advance(Duration::from_secs(WINDOW_SECS + 1)).await;
         let granted = (0..100).filter(|_| b.try_withdraw(20)).count() as u64;

@@ -42,10 +42,15 @@ impl Load {
         self.in_flight.load(Relaxed)
     }
 
-    /// Marks a request as started; the guard ends it.
+    /// Marks a request as started now; the guard ends it.
     pub fn start(&self) -> InFlight<'_> {
+        self.start_at(Instant::now())
+    }
+
+    /// Marks a request as started at `started` (a clock reading the caller already has).
+    pub fn start_at(&self, started: Instant) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Relaxed);
-        InFlight { load: self, started: Instant::now() }
+        InFlight { load: self, started }
     }
 
     fn now(&self) -> u64 {

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Version, request::Parts};
 use http_body::Body as _;
 use http_body_util::BodyExt;
+use tokio::time::Instant;
 
 use super::{
     body::{Body, ClientBody},
@@ -43,6 +44,8 @@ pub struct Plan<'a> {
     pub client_version: Version,
     /// The route's `max_request_bytes`.
     pub max_body: Option<u64>,
+    /// When the request arrived: the clock reading its first try starts from.
+    pub start: Instant,
 }
 
 /// The final try's result, and whether it went over mTLS.
@@ -66,7 +69,7 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
         return Sent::failed(LocalError::Overloaded);
     };
     let budget = &plan.service.state.budget;
-    budget.record_request();
+    budget.record_request(plan.start);
 
     // A request can be sent twice only if its body can: empty, or small enough to buffer (and
     // buffered only when a route asks for retries).
@@ -124,7 +127,7 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
             try_parts.headers.insert(headers::ORIG_PROTO.clone(), HeaderValue::from_static("HTTP/1.1"));
         }
 
-        let in_flight = endpoint.conn.load.start();
+        let in_flight = endpoint.conn.load.start_at(if n == 1 { plan.start } else { Instant::now() });
         let per_try = plan.retry.and_then(|p| p.per_try_timeout);
         let result = Deadline::new(per_try, pin!(forward::send(endpoint, try_parts, try_body, version)))
             .await

@@ -201,6 +201,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<Conn>, req: Request<ClientBod
         upgrade,
         client_version: if orig_http1 { Version::HTTP_11 } else { parts.version },
         max_body: target.max_body,
+        start,
     };
     let sent = Deadline::new(target.timeout, pin!(attempt::send(&shared, &plan, parts, body)))
         .await
