@@ -74,11 +74,16 @@ impl Spans {
 /// Whether `bytes` has a CR not followed by LF, or an LF without its CR. RFC 9112 lets a
 /// recipient accept a bare LF; we do not, as a parser behind us that reads it differently is how
 /// requests get smuggled. A CR at the very end may still get its LF.
+///
+/// Put another way: a byte is a CR exactly when the next one is an LF, and the first is no LF.
+/// Checked for every pair without an early exit so that the loop vectorizes: a search stopping
+/// at each CR and LF cost ~500 instructions on a three-line request head.
 pub fn bare_line_ending(bytes: &[u8]) -> bool {
-    memchr::memchr2_iter(b'\r', b'\n', bytes).any(|i| match bytes[i] {
-        b'\r' => bytes.get(i + 1).is_some_and(|&b| b != b'\n'),
-        _ => i == 0 || bytes[i - 1] != b'\r',
-    })
+    let mut bare = bytes.first() == Some(&b'\n');
+    for (&b, &next) in bytes.iter().zip(bytes.get(1..).unwrap_or_default()) {
+        bare |= (b == b'\r') != (next == b'\n');
+    }
+    bare
 }
 
 /// A header name; `None` if it is not a valid token. The names nearly every message carries are
@@ -263,6 +268,20 @@ mod tests {
         assert!(!bare_line_ending(b"GET / HTTP/1.1\r"), "its LF may be in the next read");
         for bad in [&b"GET / HTTP/1.1\nHost: x\r\n"[..], b"\n", b"Host: x\rX: y\r\n", b"a\r\r\n"] {
             assert!(bare_line_ending(bad), "{bad:?}");
+        }
+        // Every string of up to 8 bytes over {CR, LF, a}, against the rule read literally.
+        let literal = |s: &[u8]| {
+            s.iter().enumerate().any(|(i, &b)| match b {
+                b'\r' => s.get(i + 1).is_some_and(|&n| n != b'\n'),
+                b'\n' => i == 0 || s[i - 1] != b'\r',
+                _ => false,
+            })
+        };
+        for len in 0..=8u32 {
+            for code in 0..3usize.pow(len) {
+                let s: Vec<u8> = (0..len).map(|i| b"\r\na"[code / 3usize.pow(i) % 3]).collect();
+                assert_eq!(bare_line_ending(&s), literal(&s), "{s:?}");
+            }
         }
     }
 }
