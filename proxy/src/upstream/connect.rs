@@ -148,6 +148,20 @@ enum Io {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+impl UpstreamStream {
+    /// For a plain connection between exchanges: whether the upstream has neither sent anything
+    /// nor closed it. While no readiness event has come in this is one atomic load, with no
+    /// syscall and no waker to register. `None` for TLS, whose records only a read can tell.
+    pub fn plain_quiet(&self) -> Option<bool> {
+        match &self.io {
+            Io::Plain(s) => {
+                Some(matches!(s.try_read(&mut [0; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock))
+            }
+            Io::Tls(_) => None,
+        }
+    }
+}
+
 impl AsyncRead for UpstreamStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().io {

@@ -126,6 +126,9 @@ impl Conn {
     /// Whether an idle connection can carry a request: the upstream has neither closed it nor
     /// sent anything (an idle connection has nothing to say). Never waits.
     pub fn is_usable(&mut self) -> bool {
+        if let Some(quiet) = self.io.plain_quiet() {
+            return quiet;
+        }
         let mut cx = Context::from_waker(Waker::noop());
         matches!(self.poll_fill(&mut cx), Poll::Pending)
     }

@@ -207,3 +207,17 @@ async fn an_idle_connection_the_upstream_closed_is_not_usable() {
     }
     panic!("a closed connection still looked usable after 5 s");
 }
+
+#[tokio::test]
+async fn an_idle_connection_the_upstream_spoke_on_is_not_usable() {
+    let (mut conn, mut up) = pair().await;
+    assert!(conn.is_usable());
+    up.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n").await.unwrap();
+    for _ in 0..500 {
+        if !conn.is_usable() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("a connection with unrequested bytes still looked usable after 5 s");
+}
