@@ -11,6 +11,7 @@ use http::{
     HeaderName,
     header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, SERVER, TRANSFER_ENCODING, USER_AGENT},
 };
+use smallvec::SmallVec;
 
 /// Fields kept on the stack; a head with more spills to the heap.
 const INLINE_FIELDS: usize = 32;
@@ -35,20 +36,10 @@ impl Span {
 }
 
 /// Where each field of a parsed head sits in its buffer, so that values can be sliced out once
-/// the parser's borrow of the buffer ends. The usual few stay on the stack: zeroing room for
-/// every field a head may have cost more than parsing them.
-#[derive(Debug)]
-pub struct Spans {
-    inline: [Span; INLINE_FIELDS],
-    heap: Vec<Span>,
-    len: usize,
-}
-
-impl Default for Spans {
-    fn default() -> Self {
-        Self { inline: [Span::default(); INLINE_FIELDS], heap: Vec::new(), len: 0 }
-    }
-}
+/// the parser's borrow of the buffer ends. The usual few stay on the stack, in room that is not
+/// zeroed first: zeroing room for every field a head may have cost more than parsing them.
+#[derive(Debug, Default)]
+pub struct Spans(SmallVec<[Span; INLINE_FIELDS]>);
 
 impl Spans {
     /// Notes where `fields`, parsed from `buf`, sit. Filled in place: returned, the spans
@@ -57,17 +48,13 @@ impl Spans {
         let base = buf.as_ptr() as usize;
         let at = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
         let span = |h: &httparse::Header<'_>| Span { name: at(h.name.as_bytes()), value: at(h.value) };
-        self.len = fields.len();
-        if fields.len() <= INLINE_FIELDS {
-            self.inline.iter_mut().zip(fields).for_each(|(slot, h)| *slot = span(h));
-        } else {
-            self.heap = fields.iter().map(span).collect();
-        }
+        self.0.clear();
+        self.0.extend(fields.iter().map(span));
     }
 
     /// The spans, in the order of the fields.
     pub fn as_slice(&self) -> &[Span] {
-        if self.len <= INLINE_FIELDS { &self.inline[..self.len] } else { &self.heap }
+        &self.0
     }
 }
 
