@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 const INLINE_FIELDS: usize = 32;
 
 /// One field of a parsed head: its name and value as offsets into the head's buffer.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Span {
     name: (u32, u32),
     value: (u32, u32),
