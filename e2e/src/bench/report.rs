@@ -181,8 +181,11 @@ fn latency(out: &mut String, rows: &[Row], s: &Settings) {
         out,
         "## Latency at a fixed rate\n\n{} req/s for {} s over {} HTTP/1.1 keep-alive connections, \
          open loop, measured from each request's scheduled send time (coordinated omission \
-         corrected). \"Added\" is the configuration minus direct; \"vs best peer\" compares the \
-         added latency with the lower of nginx's and haproxy's. A negative added figure means \
+         corrected). The p50, p99 and p99.9 columns are medians over rounds. \"Added\" is paired \
+         by round: each round's figure minus direct's figure in the same round, then the median \
+         of those differences over rounds, so that a round the whole machine ran slow in counts \
+         against every configuration alike. \"vs best peer\" compares the added latency with \
+         the lower of nginx's and haproxy's. A negative added figure means \
          the run's noise was larger than the proxy's cost at that percentile.\n\n\
          | configuration | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | \
          added p99 vs best peer | p99 vs direct | requests | errors |\n\
@@ -191,17 +194,17 @@ fn latency(out: &mut String, rows: &[Row], s: &Settings) {
         s.secs,
         s.latency_conns
     );
+    let direct = rows.iter().find(|d| d.name == "direct");
     let added = |r: &Row, p: Percentile| -> Option<f64> {
         if r.name == "direct" {
             return None;
         }
-        let direct = rows.iter().find(|d| d.name == "direct")?.lat_us(p);
-        Some(r.lat_us(p)? - direct?)
+        r.added_us(direct?, p)
     };
     let added_p99 =
         Measure { rows, get: Box::new(move |r: &Row| added(r, pick[1].1)), higher_is_better: false };
     let best = added_p99.best_peer();
-    let direct_p99 = rows.iter().find(|d| d.name == "direct").and_then(|d| d.lat_us(pick[1].1));
+    let direct_p99 = direct.and_then(|d| d.lat_us(pick[1].1));
     for r in rows {
         let abs: Vec<String> = pick.iter().map(|(_, p)| or_dash(r.lat_us(*p), us)).collect();
         let add: Vec<String> = pick.iter().map(|(_, p)| or_dash(added(r, *p), signed_us)).collect();

@@ -54,6 +54,15 @@ impl Row {
     pub fn lat_us(&self, pick: fn(&Latency) -> Duration) -> Option<f64> {
         median(self.latency.iter().map(|l| pick(l).as_secs_f64() * 1e6))
     }
+    /// Latency this configuration adds over `direct` at one percentile, in microseconds: the
+    /// median over rounds of this round's figure minus the same round's direct figure. Rounds
+    /// interleave the configurations so that drift hits a round's runs alike; pairing each run
+    /// with its own round's direct run keeps that, where a difference of medians would mix
+    /// one round's noise into another's.
+    pub fn added_us(&self, direct: &Row, pick: fn(&Latency) -> Duration) -> Option<f64> {
+        let us = |l: &Latency| pick(l).as_secs_f64() * 1e6;
+        median(self.latency.iter().zip(&direct.latency).map(|(own, base)| us(own) - us(base)))
+    }
     /// Non-2xx answers and failed requests over every run.
     pub fn errors(&self) -> u64 {
         self.h1.iter().chain(&self.h2).map(|t| t.errors).sum::<u64>()
@@ -94,5 +103,39 @@ mod tests {
         assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
         assert_eq!(median([4.0, 1.0].into_iter()), Some(2.5));
         assert_eq!(median(std::iter::empty()), None);
+    }
+
+    fn with_p99s(name: &'static str, p99s_us: &[u64]) -> Row {
+        let mut row = Row::new(name, String::new(), true);
+        row.latency = p99s_us
+            .iter()
+            .map(|&us| Latency {
+                p50: Duration::ZERO,
+                p99: Duration::from_micros(us),
+                p999: Duration::ZERO,
+                requests: 1,
+                errors: 0,
+            })
+            .collect();
+        row
+    }
+
+    #[test]
+    fn added_latency_pairs_each_round_with_its_own_direct_run() {
+        let direct = with_p99s("direct", &[100, 900, 100]);
+        // Round two was slow for everyone; paired, the proxy adds 10 µs in every round.
+        let proxy = with_p99s("p", &[110, 910, 110]);
+        assert_eq!(proxy.added_us(&direct, |l| l.p99), Some(10.0));
+        let noisy = with_p99s("q", &[400, 300, 120]);
+        // Differences 300, -600, 20: the median is 20.
+        assert_eq!(noisy.added_us(&direct, |l| l.p99), Some(20.0));
+    }
+
+    #[test]
+    fn added_latency_uses_only_rounds_both_completed() {
+        let direct = with_p99s("direct", &[100, 200]);
+        let aborted = with_p99s("p", &[150]);
+        assert_eq!(aborted.added_us(&direct, |l| l.p99), Some(50.0));
+        assert_eq!(with_p99s("p", &[]).added_us(&direct, |l| l.p99), None);
     }
 }
