@@ -318,7 +318,7 @@ fn mtls(out: &mut String, rows: &[Row], s: &Settings) {
 fn correctness(out: &mut String, rows: &[Row]) {
     let _ = writeln!(
         out,
-        "## Correctness\n\nBefore each configuration is measured, in every round: 20 GETs of \
+        "## Correctness\n\nBefore each configuration's throughput runs, in every round: 20 GETs of \
          `/fixed` over HTTP/1.1 and 20 over h2c, each must answer 200 with a 1,024-byte body. For the mTLS row, hop B's metrics must also \
          show that those requests arrived over TLS.\n\n\
          | configuration | check | errors under load |\n|---|---|---:|"
@@ -350,9 +350,11 @@ fn method(out: &mut String, rows: &[Row], s: &Settings, m: &Machine) {
          has {} cores, so the client and the upstream share one core: absolute numbers are \
          bounded by that core, and `direct` pays for the client and the upstream on one core too. \
          Pillion sees one CPU under taskset and so runs a single-threaded runtime.\n\
-         - Each measured run lasts {} s; rounds: {}; configurations run one after another in \
-         each round (interleaved), each round starting one configuration further along the \
-         list, so that drift and order effects hit all alike.\n\
+         - Each measured run lasts {} s; rounds: {}. A round takes one measure at a time \
+         (HTTP/1.1 throughput, then HTTP/2, then latency) over every configuration back to \
+         back, each round starting one configuration further along the list: the runs compared \
+         with each other are seconds apart, so that this machine's slow spells (tens of seconds \
+         in which the proxy core runs about a quarter slower) and order effects hit all alike.\n\
          - Everything runs on 127.0.0.1.",
         m.cores, s.secs, s.rounds
     );

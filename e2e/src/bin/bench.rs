@@ -8,10 +8,10 @@
 //! ```
 //!
 //! It installs missing tools (`scripts/bench-setup.sh`), starts one upstream and every
-//! configuration ([`peers`]), then runs rounds: in each, every configuration in turn (from a
-//! different first one each round) gets a correctness check ([`client::check`]), wrk and h2load
-//! throughput with the proxy's CPU time ([`load`]), and fixed-rate latency
-//! ([`client::fixed_rate`]). Medians go to the report ([`report`]) and the chart ([`chart`]).
+//! configuration ([`peers`]), then runs rounds. A round takes one measure at a time over every
+//! configuration in turn (from a different first one each round): a correctness check
+//! ([`client::check`]) and wrk throughput with the proxy's CPU time ([`load`]), then h2load
+//! throughput, then fixed-rate latency ([`client::fixed_rate`]). Medians go to the report ([`report`]) and the chart ([`chart`]).
 //! Every process it starts is killed when it ends.
 
 #[path = "../bench/chart.rs"]
@@ -121,12 +121,16 @@ fn run(cli: Cli) -> Result<usize> {
         // Each round starts one configuration further along, so that none always runs right
         // after the same one (after `direct`'s load, say): order effects spread over all.
         let start = (round as usize - 1) % configs.len();
-        let (first, second) = configs.split_at_mut(start);
-        for (target, row) in second.iter_mut().chain(first) {
-            if let Some(t) = target.as_mut().filter(|_| row.failure.is_none()) {
-                if let Err(e) = measure_round(t, row, &settings) {
-                    eprintln!("bench: {} aborted: {e:#}", row.name);
-                    row.failure = Some(format!("{e:#}"));
+        // Measure by measure, every configuration back to back: the runs that are compared
+        // with each other are then seconds apart, closer than this machine's slow spells last.
+        for phase in [Phase::Http1, Phase::Http2, Phase::Latency] {
+            let (first, second) = configs.split_at_mut(start);
+            for (target, row) in second.iter_mut().chain(first) {
+                if let Some(t) = target.as_mut().filter(|_| row.failure.is_none()) {
+                    if let Err(e) = measure(t, row, &settings, phase) {
+                        eprintln!("bench: {} aborted: {e:#}", row.name);
+                        row.failure = Some(format!("{e:#}"));
+                    }
                 }
             }
         }
@@ -224,29 +228,47 @@ fn measure_memory(t: &Target, row: &mut Row, n: usize) {
     }
 }
 
-/// One round of one configuration: correctness check, then wrk, h2load and the latency run.
-fn measure_round(t: &mut Target, row: &mut Row, s: &Settings) -> Result<()> {
+/// One measure of a round.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// The correctness check, then HTTP/1.1 throughput (wrk).
+    Http1,
+    /// HTTP/2 throughput (h2load).
+    Http2,
+    /// Latency at the fixed rate.
+    Latency,
+}
+
+/// One measure of one configuration in a round; the correctness check comes first in each.
+fn measure(t: &mut Target, row: &mut Row, s: &Settings, phase: Phase) -> Result<()> {
     t.alive()?;
-    client::check(t.h1, false).context("correctness check over HTTP/1.1")?;
-    client::check(t.h2, true).context("correctness check over h2c")?;
-    if let Some(admin) = t.tls_admin {
-        peers::expect_inbound_tls(admin)?;
+    if let Phase::Http1 = phase {
+        client::check(t.h1, false).context("correctness check over HTTP/1.1")?;
+        client::check(t.h2, true).context("correctness check over h2c")?;
+        if let Some(admin) = t.tls_admin {
+            peers::expect_inbound_tls(admin)?;
+        }
     }
     let pids = t.pids();
-    let h1 = load::wrk(t.h1, s.secs, &pids)?;
-    let h2 = load::h2load(t.h2, s.secs, &pids)?;
-    let lat = client::fixed_rate(t.h1, s.rate, s.secs, s.latency_conns)?;
-    eprintln!(
-        "bench:   {:<18} http/1.1 {:>9.0} req/s  h2 {:>9.0} req/s  p99 {:>6.0} µs  errors {}",
-        row.name,
-        h1.rps,
-        h2.rps,
-        lat.p99.as_secs_f64() * 1e6,
-        h1.errors + h2.errors + lat.errors
-    );
-    row.h1.push(h1);
-    row.h2.push(h2);
-    row.latency.push(lat);
+    let name = row.name;
+    match phase {
+        Phase::Http1 => {
+            let h1 = load::wrk(t.h1, s.secs, &pids)?;
+            eprintln!("bench:   {name:<18} http/1.1 {:>9.0} req/s  errors {}", h1.rps, h1.errors);
+            row.h1.push(h1);
+        }
+        Phase::Http2 => {
+            let h2 = load::h2load(t.h2, s.secs, &pids)?;
+            eprintln!("bench:   {name:<18} h2       {:>9.0} req/s  errors {}", h2.rps, h2.errors);
+            row.h2.push(h2);
+        }
+        Phase::Latency => {
+            let lat = client::fixed_rate(t.h1, s.rate, s.secs, s.latency_conns)?;
+            let p99 = lat.p99.as_secs_f64() * 1e6;
+            eprintln!("bench:   {name:<18} p99 {p99:>6.0} µs  errors {}", lat.errors);
+            row.latency.push(lat);
+        }
+    }
     t.alive()
 }
 
