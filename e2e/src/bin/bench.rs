@@ -11,8 +11,8 @@
 //! configuration ([`peers`]), then runs rounds. A round takes one measure at a time over every
 //! configuration in turn (from a different first one each round): a correctness check
 //! ([`client::check`]) and wrk throughput with the proxy's CPU time ([`load`]), then h2load
-//! throughput, then fixed-rate latency ([`client::fixed_rate`]). Medians go to the report ([`report`]) and the chart ([`chart`]).
-//! Every process it starts is killed when it ends.
+//! throughput, then fixed-rate latency ([`client::fixed_rate`]). Medians go to the report
+//! ([`report`]) and the chart ([`chart`]). Every process it starts is killed when it ends.
 
 #[path = "../bench/chart.rs"]
 mod chart;
@@ -239,7 +239,8 @@ enum Phase {
     Latency,
 }
 
-/// One measure of one configuration in a round; the correctness check comes first in each.
+/// One measure of one configuration in a round. The correctness check opens each round's
+/// HTTP/1.1 measure, so it runs every round, before that round's load on the configuration.
 fn measure(t: &mut Target, row: &mut Row, s: &Settings, phase: Phase) -> Result<()> {
     t.alive()?;
     if let Phase::Http1 = phase {
