@@ -52,7 +52,7 @@ impl Row {
     }
     /// Median of one latency percentile, in microseconds.
     pub fn lat_us(&self, pick: fn(&Latency) -> Duration) -> Option<f64> {
-        median(self.latency.iter().map(|l| pick(l).as_secs_f64() * 1e6))
+        median(self.latency.iter().map(|l| micros(pick(l))))
     }
     /// Latency this configuration adds over `direct` at one percentile, in microseconds: the
     /// median over rounds of this round's figure minus the same round's direct figure. Rounds
@@ -60,8 +60,8 @@ impl Row {
     /// with its own round's direct run keeps that, where a difference of medians would mix
     /// one round's noise into another's.
     pub fn added_us(&self, direct: &Row, pick: fn(&Latency) -> Duration) -> Option<f64> {
-        let us = |l: &Latency| pick(l).as_secs_f64() * 1e6;
-        median(self.latency.iter().zip(&direct.latency).map(|(own, base)| us(own) - us(base)))
+        let pairs = self.latency.iter().zip(&direct.latency);
+        median(pairs.map(|(own, base)| micros(pick(own)) - micros(pick(base))))
     }
     /// Non-2xx answers and failed requests over every run.
     pub fn errors(&self) -> u64 {
@@ -82,6 +82,11 @@ pub struct Settings {
     pub mtls: Result<(), String>,
     /// Remarks given with `--note` (e.g. other work on the machine).
     pub notes: Vec<String>,
+}
+
+/// A duration in microseconds, the unit of every latency figure in the report.
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
 }
 
 pub fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
