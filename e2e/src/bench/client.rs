@@ -79,7 +79,7 @@ async fn check_requests(addr: SocketAddr, use_h2: bool) -> Result<()> {
     Ok(())
 }
 
-/// Latency percentiles of one fixed-rate run.
+/// Latency percentiles of one configuration's fixed-rate slices in a round.
 #[derive(Clone, Debug)]
 pub struct Latency {
     pub p50: Duration,
@@ -89,28 +89,51 @@ pub struct Latency {
     pub errors: u64,
 }
 
-/// Sends GET `/fixed` at `rate` requests/s for `secs` over `conns` HTTP/1.1 keep-alive
-/// connections and returns the latency percentiles (see the module doc for how it is timed).
-pub fn fixed_rate(addr: SocketAddr, rate: u32, secs: u64, conns: u32) -> Result<Latency> {
+/// The samples of one configuration's fixed-rate slices, pooled until the round is over.
+#[derive(Default)]
+pub struct Samples {
+    latencies: Vec<Duration>,
+    errors: u64,
+}
+
+impl Samples {
+    /// Percentiles over every sample; an error if no request succeeded.
+    pub fn latency(mut self) -> Result<Latency> {
+        let (s, errors) = (&mut self.latencies, self.errors);
+        ensure!(!s.is_empty(), "no request succeeded ({errors} errors)");
+        s.sort_unstable();
+        let at = |q: f64| s[((s.len() as f64 * q) as usize).min(s.len() - 1)];
+        Ok(Latency { p50: at(0.50), p99: at(0.99), p999: at(0.999), requests: s.len() as u64, errors })
+    }
+}
+
+/// Sends GET `/fixed` at `rate` requests/s for `length` over `conns` HTTP/1.1 keep-alive
+/// connections, opened before the first request is due, and adds the latencies to `into` (see
+/// the module doc for how they are timed). Fails if no request of this run succeeded.
+pub fn fixed_rate(
+    addr: SocketAddr,
+    rate: u32,
+    length: Duration,
+    conns: u32,
+    into: &mut Samples,
+) -> Result<()> {
     runtime()?.block_on(async {
-        let start = Instant::now() + Duration::from_millis(50);
-        let end = start + Duration::from_secs(secs);
+        // Time enough to open every connection first, so that no connect is timed.
+        let start = Instant::now() + Duration::from_millis(100);
+        let end = start + length;
         let interval = Duration::from_secs(1) / rate;
         let tasks: Vec<_> =
             (0..conns).map(|i| tokio::spawn(connection(addr, i, conns, interval, start, end))).collect();
-        let mut samples = Vec::new();
-        let mut errors = 0;
+        let before = into.latencies.len();
         for t in tasks {
-            let (s, e) = tokio::time::timeout(Duration::from_secs(secs + 30), t)
+            let (s, e) = tokio::time::timeout(length + Duration::from_secs(30), t)
                 .await
                 .context("latency run timed out")??;
-            samples.extend(s);
-            errors += e;
+            into.latencies.extend(s);
+            into.errors += e;
         }
-        ensure!(!samples.is_empty(), "no request succeeded ({errors} errors)");
-        samples.sort_unstable();
-        let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-        Ok(Latency { p50: at(0.50), p99: at(0.99), p999: at(0.999), requests: samples.len() as u64, errors })
+        ensure!(into.latencies.len() > before, "no request succeeded ({} errors so far)", into.errors);
+        Ok(())
     })
 }
 
@@ -126,7 +149,8 @@ async fn connection(
 ) -> (Vec<Duration>, u64) {
     let mut samples = Vec::new();
     let mut errors = 0;
-    let mut send = None;
+    // A failed connect here is retried, and counted, by the first request.
+    let mut send = connect(addr).await.ok();
     let mut free_at = start;
     for k in 0u32.. {
         let due = start + interval * (k * n + i);
@@ -148,15 +172,19 @@ async fn connection(
     (samples, errors)
 }
 
+async fn connect(addr: SocketAddr) -> Result<http1::SendRequest<Empty<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (send, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
 async fn request(addr: SocketAddr, send: &mut Option<http1::SendRequest<Empty<Bytes>>>) -> Result<()> {
-    if send.is_none() {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (s, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        *send = Some(s);
-    }
-    let s = send.as_mut().expect("connected");
+    let s = match send {
+        Some(s) => s,
+        None => send.insert(connect(addr).await?),
+    };
     s.ready().await?;
     let resp = s.send_request(get_fixed(addr)).await?;
     expect_fixed(resp).await
@@ -215,5 +243,28 @@ async fn read_one_response(s: &mut TcpStream) -> Result<()> {
         if buf.len() >= head_end + 4 + len {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooled_slices_give_one_set_of_percentiles() {
+        let mut pooled = Samples::default();
+        // Two slices: 1..=100 µs, then 101..=200 µs with two failed requests.
+        pooled.latencies.extend((1..=100).map(Duration::from_micros));
+        pooled.latencies.extend((101..=200).rev().map(Duration::from_micros));
+        pooled.errors = 2;
+        let l = pooled.latency().expect("samples");
+        assert_eq!((l.p50, l.p99), (Duration::from_micros(101), Duration::from_micros(199)));
+        assert_eq!((l.requests, l.errors), (200, 2));
+    }
+
+    #[test]
+    fn no_sample_is_an_error() {
+        let none = Samples { latencies: Vec::new(), errors: 3 };
+        assert!(none.latency().unwrap_err().to_string().contains("3 errors"));
     }
 }

@@ -179,9 +179,12 @@ fn latency(out: &mut String, rows: &[Row], s: &Settings) {
     let pick: [(&str, Percentile); 3] = [("p50", |l| l.p50), ("p99", |l| l.p99), ("p99.9", |l| l.p999)];
     let _ = writeln!(
         out,
-        "## Latency at a fixed rate\n\n{} req/s for {} s over {} HTTP/1.1 keep-alive connections, \
-         open loop, measured from each request's scheduled send time (coordinated omission \
-         corrected). The p50, p99 and p99.9 columns are medians over rounds. \"Added\" is paired \
+        "## Latency at a fixed rate\n\n{} req/s over {} HTTP/1.1 keep-alive connections (opened \
+         before the first request is due), open loop, measured from each request's scheduled \
+         send time (coordinated omission corrected). Each round's {} s per configuration are \
+         taken in one-second slices that go round every configuration in turn, pooled per \
+         configuration, so that all are measured over the same stretch of time. The p50, p99 and p99.9 columns are medians \
+         over rounds. \"Added\" is paired \
          by round: each round's figure minus direct's figure in the same round, then the median \
          of those differences over rounds, so that a round the whole machine ran slow in counts \
          against every configuration alike. \"vs best peer\" compares the added latency with \
@@ -191,8 +194,8 @@ fn latency(out: &mut String, rows: &[Row], s: &Settings) {
          added p99 vs best peer | p99 vs direct | requests | errors |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         thousands(f64::from(s.rate)),
-        s.secs,
-        s.latency_conns
+        s.latency_conns,
+        s.secs
     );
     let direct = rows.iter().find(|d| d.name == "direct");
     let added = |r: &Row, p: Percentile| -> Option<f64> {
@@ -350,11 +353,12 @@ fn method(out: &mut String, rows: &[Row], s: &Settings, m: &Machine) {
          has {} cores, so the client and the upstream share one core: absolute numbers are \
          bounded by that core, and `direct` pays for the client and the upstream on one core too. \
          Pillion sees one CPU under taskset and so runs a single-threaded runtime.\n\
-         - Each measured run lasts {} s; rounds: {}. A round takes one measure at a time \
-         (HTTP/1.1 throughput, then HTTP/2, then latency) over every configuration back to \
-         back, each round starting one configuration further along the list: the runs compared \
-         with each other are seconds apart, so that this machine's slow spells (tens of seconds \
-         in which the proxy core runs about a quarter slower) and order effects hit all alike.\n\
+         - Each throughput run lasts {} s; rounds: {}. A round takes one measure at a time \
+         (HTTP/1.1 throughput, then HTTP/2, then latency in one-second slices taken in turn) \
+         over every configuration back to back, each round starting one configuration further \
+         along the list: the runs compared with each other are seconds apart, so that this \
+         machine's slow spells (tens of seconds in which the proxy core runs about a quarter \
+         slower) and order effects hit all alike.\n\
          - Everything runs on 127.0.0.1.",
         m.cores, s.secs, s.rounds
     );

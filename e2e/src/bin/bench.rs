@@ -11,7 +11,8 @@
 //! configuration ([`peers`]), then runs rounds. A round takes one measure at a time over every
 //! configuration in turn (from a different first one each round): a correctness check
 //! ([`client::check`]) and wrk throughput with the proxy's CPU time ([`load`]), then h2load
-//! throughput, then fixed-rate latency ([`client::fixed_rate`]). Medians go to the report
+//! throughput, then fixed-rate latency ([`client::fixed_rate`]) in one-second slices that go
+//! round the configurations. Medians go to the report
 //! ([`report`]) and the chart ([`chart`]). Every process it starts is killed when it ends.
 
 #[path = "../bench/chart.rs"]
@@ -31,7 +32,7 @@ mod report;
 #[path = "../bench/results.rs"]
 mod results;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -120,20 +121,20 @@ fn run(cli: Cli) -> Result<usize> {
         eprintln!("bench: round {round} of {}", settings.rounds);
         // Each round starts one configuration further along, so that none always runs right
         // after the same one (after `direct`'s load, say): order effects spread over all.
-        let start = (round as usize - 1) % configs.len();
+        let order: Vec<usize> =
+            (0..configs.len()).map(|k| (round as usize - 1 + k) % configs.len()).collect();
         // Measure by measure, every configuration back to back: the runs that are compared
         // with each other are then seconds apart, closer than this machine's slow spells last.
-        for phase in [Phase::Http1, Phase::Http2, Phase::Latency] {
-            let (first, second) = configs.split_at_mut(start);
-            for (target, row) in second.iter_mut().chain(first) {
+        for phase in [Phase::Http1, Phase::Http2] {
+            for &i in &order {
+                let (target, row) = &mut configs[i];
                 if let Some(t) = target.as_mut().filter(|_| row.failure.is_none()) {
-                    if let Err(e) = measure(t, row, &settings, phase) {
-                        eprintln!("bench: {} aborted: {e:#}", row.name);
-                        row.failure = Some(format!("{e:#}"));
-                    }
+                    let measured = measure(t, row, &settings, phase);
+                    abort_on_error(row, measured);
                 }
             }
         }
+        measure_latency(&mut configs, &order, &settings);
     }
     let rows: Vec<Row> = configs.into_iter().map(|(_, row)| row).collect();
     write_report(&rows, &settings, &machine, &out)?;
@@ -228,32 +229,37 @@ fn measure_memory(t: &Target, row: &mut Row, n: usize) {
     }
 }
 
-/// One measure of a round.
+/// One throughput measure of a round.
 #[derive(Clone, Copy)]
 enum Phase {
     /// The correctness check, then HTTP/1.1 throughput (wrk).
     Http1,
     /// HTTP/2 throughput (h2load).
     Http2,
-    /// Latency at the fixed rate.
-    Latency,
 }
 
-/// One measure of one configuration in a round. The correctness check opens each round's
-/// HTTP/1.1 measure, so it runs every round, before that round's load on the configuration.
+/// Marks the configuration aborted if its measure failed.
+fn abort_on_error(row: &mut Row, measured: Result<()>) {
+    if let Err(e) = measured {
+        eprintln!("bench: {} aborted: {e:#}", row.name);
+        row.failure = Some(format!("{e:#}"));
+    }
+}
+
+/// One throughput measure of one configuration in a round. The correctness check opens each
+/// round's HTTP/1.1 measure, so it runs every round, before that round's load on the
+/// configuration.
 fn measure(t: &mut Target, row: &mut Row, s: &Settings, phase: Phase) -> Result<()> {
     t.alive()?;
-    if let Phase::Http1 = phase {
-        client::check(t.h1, false).context("correctness check over HTTP/1.1")?;
-        client::check(t.h2, true).context("correctness check over h2c")?;
-        if let Some(admin) = t.tls_admin {
-            peers::expect_inbound_tls(admin)?;
-        }
-    }
     let pids = t.pids();
     let name = row.name;
     match phase {
         Phase::Http1 => {
+            client::check(t.h1, false).context("correctness check over HTTP/1.1")?;
+            client::check(t.h2, true).context("correctness check over h2c")?;
+            if let Some(admin) = t.tls_admin {
+                peers::expect_inbound_tls(admin)?;
+            }
             let h1 = load::wrk(t.h1, s.secs, &pids)?;
             eprintln!("bench:   {name:<18} http/1.1 {:>9.0} req/s  errors {}", h1.rps, h1.errors);
             row.h1.push(h1);
@@ -263,14 +269,42 @@ fn measure(t: &mut Target, row: &mut Row, s: &Settings, phase: Phase) -> Result<
             eprintln!("bench:   {name:<18} h2       {:>9.0} req/s  errors {}", h2.rps, h2.errors);
             row.h2.push(h2);
         }
-        Phase::Latency => {
-            let lat = client::fixed_rate(t.h1, s.rate, s.secs, s.latency_conns)?;
-            let p99 = lat.p99.as_secs_f64() * 1e6;
-            eprintln!("bench:   {name:<18} p99 {p99:>6.0} µs  errors {}", lat.errors);
-            row.latency.push(lat);
-        }
     }
     t.alive()
+}
+
+/// The round's latency measure: `secs` one-second slices at the fixed rate, each slice taken
+/// over every configuration in `order`, and each configuration's slices pooled into the
+/// round's percentiles. The configurations are thus measured over the same minute, in turns
+/// shorter than this machine's slow spells, rather than one after another for `secs` each.
+fn measure_latency(configs: &mut [(Option<Target>, Row)], order: &[usize], s: &Settings) {
+    let mut pooled: Vec<client::Samples> = configs.iter().map(|_| client::Samples::default()).collect();
+    for _ in 0..s.secs {
+        for &i in order {
+            let (target, row) = &mut configs[i];
+            if let Some(t) = target.as_mut().filter(|_| row.failure.is_none()) {
+                let slice = Duration::from_secs(1);
+                let measured = t
+                    .alive()
+                    .and_then(|()| client::fixed_rate(t.h1, s.rate, slice, s.latency_conns, &mut pooled[i]))
+                    .and_then(|()| t.alive());
+                abort_on_error(row, measured.context("latency at a fixed rate"));
+            }
+        }
+    }
+    for ((_, row), samples) in configs.iter_mut().zip(pooled) {
+        if row.failure.is_some() {
+            continue;
+        }
+        match samples.latency() {
+            Ok(l) => {
+                let p99 = l.p99.as_secs_f64() * 1e6;
+                eprintln!("bench:   {:<18} p99 {p99:>6.0} µs  errors {}", row.name, l.errors);
+                row.latency.push(l);
+            }
+            Err(e) => abort_on_error(row, Err(e)),
+        }
+    }
 }
 
 /// Draws the chart, writes the Markdown next to it and prints it.
