@@ -195,10 +195,14 @@ where
         return h1::server::serve(stream, *http1, &mut drain, &rejections, service).await;
     }
     let svc = service_fn(move |req: ::http::Request<hyper::body::Incoming>| {
+        // Boxed where it is built, as in the HTTP/1.1 server: hyper moves the service's future
+        // into its stream task and the spawn moves that again, and each move of the ~5 KiB
+        // request future was a copy of all of it.
         let (shared, conn) = (Arc::clone(&shared), Arc::clone(&conn));
-        // The request's future is made inside this one: made outside and awaited here, it
-        // would be stored twice over.
-        async move { Ok::<_, Infallible>(crate::http::handle(shared, conn, req.map(ClientBody::from)).await) }
+        let handling =
+            Box::write(Box::new_uninit(), crate::http::handle(shared, conn, req.map(ClientBody::from)));
+        let handling = Box::into_pin(handling);
+        async move { Ok::<_, Infallible>(handling.await) }
     });
     // Boxed: inline, its ~5 KiB of state would be in every connection's task, HTTP/1.1 too.
     let mut served = Box::pin(http2.serve_connection(TokioIo::new(stream), svc));
