@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod balance;
+pub mod coalesce;
 pub mod config;
 pub mod control;
 pub mod deadline;

@@ -13,6 +13,7 @@ use tokio::{
 };
 
 use crate::{
+    coalesce::{Coalesce, Counted, Polls},
     config::ListenerLimits,
     graceful,
     guard::{Guarded, Rejections},
@@ -204,9 +205,13 @@ where
         let handling = Box::into_pin(handling);
         async move { Ok::<_, Infallible>(handling.await) }
     });
+    // The frames one poll of the connection makes leave in one write (see `coalesce`).
+    let polls = Polls::default();
+    let io = TokioIo::new(Coalesce::new(stream, polls.clone()));
     // Boxed: inline, its ~5 KiB of state would be in every connection's task, HTTP/1.1 too.
-    let mut served = Box::pin(http2.serve_connection(TokioIo::new(stream), svc));
-    if let Err(e) = graceful::until_drained(served.as_mut(), &mut drain, |s| s.graceful_shutdown()).await {
+    let mut served = Box::pin(Counted::new(http2.serve_connection(io, svc), polls));
+    let ended = graceful::until_drained(served.as_mut(), &mut drain, |s| s.inner().graceful_shutdown());
+    if let Err(e) = ended.await {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
     }
 }
