@@ -142,7 +142,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Coalesce<S> {
     }
 }
 
-/// Counts the polls of one task, shared by its [`Coalesce`] and its [`Counted`] future.
+/// Counts the polls of the tasks that drive one connection, shared by its [`Coalesce`] and its
+/// [`Counted`] futures. A count that other tasks also advance only makes "a later poll" come
+/// sooner: less coalescing, never a write held back.
 #[derive(Clone, Default)]
 pub struct Polls(Arc<AtomicU32>);
 
@@ -178,9 +180,25 @@ impl<F: Future> Future for Counted<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let me = self.project();
-        // One task touches the count at a time: no read-modify-write needed.
-        me.polls.0.store(me.polls.get().wrapping_add(1), Relaxed);
+        // An atomic add: with several tasks on several threads, a load and store could put
+        // the count back to a value a deferred flush recorded.
+        me.polls.0.fetch_add(1, Relaxed);
         me.fut.poll(cx)
+    }
+}
+
+/// Spawns each task of one connection with its polls counted: hyper's HTTP/2 client runs the
+/// codec in a task it spawns itself, through this.
+#[derive(Clone)]
+pub struct CountedSpawn(pub Polls);
+
+impl<F> hyper::rt::Executor<F> for CountedSpawn
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(Counted::new(fut, self.0.clone()));
     }
 }
 

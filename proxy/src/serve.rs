@@ -205,9 +205,8 @@ where
         let handling = Box::into_pin(handling);
         async move { Ok::<_, Infallible>(handling.await) }
     });
-    // The frames one poll of the connection makes leave in one write (see `coalesce`). That
-    // needs the codec polled in this task, as hyper's server does; its client runs the codec
-    // in a task of its own, so upstream HTTP/2 connections are not coalesced.
+    // The frames one poll of the connection makes leave in one write (see `coalesce`); hyper's
+    // server polls the codec in this task, so this task's polls are the ones counted.
     let polls = Polls::default();
     let io = TokioIo::new(Coalesce::new(stream, polls.clone()));
     // Boxed: inline, its ~5 KiB of state would be in every connection's task, HTTP/1.1 too.

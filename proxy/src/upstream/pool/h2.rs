@@ -17,11 +17,12 @@ use hyper::{
     body::Incoming,
     client::conn::http2::{Builder, SendRequest},
 };
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::OnceCell;
 
 use super::{IDLE_TIMEOUT, SWEEP_EVERY, SendError};
 use crate::{
+    coalesce::{Coalesce, Counted, CountedSpawn, Polls},
     http::body::Body,
     upstream::connect::{ConnectError, Connector},
 };
@@ -32,7 +33,6 @@ type Attempt = OnceCell<Result<SendRequest<Body>, ConnectError>>;
 /// The HTTP/2 side of an endpoint's pool.
 pub(super) struct Http2 {
     connector: Connector,
-    builder: Builder<TokioExecutor>,
     /// The connection requests go on, read without a lock on every request.
     current: ArcSwapOption<SendRequest<Body>>,
     /// The connect running or last finished. Held only to read or replace it, never across an
@@ -52,15 +52,8 @@ impl Http2 {
     }
 
     pub(super) fn new(connector: Connector) -> Self {
-        let mut builder = Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .adaptive_window(true)
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10));
         Self {
             connector,
-            builder,
             current: ArcSwapOption::empty(),
             attempt: Mutex::new(None),
             used: AtomicBool::new(false),
@@ -124,16 +117,26 @@ impl Http2 {
     async fn connect(&self) -> Result<SendRequest<Body>, ConnectError> {
         let addr = self.connector.addr();
         let io = self.connector.connect().await?;
-        let (tx, conn) = self
-            .builder
-            .handshake::<_, Body>(TokioIo::new(io))
+        // The frames one poll of the codec makes leave in one write (see `coalesce`); the
+        // codec runs in a task hyper spawns through the builder's executor, which counts its
+        // polls.
+        let polls = Polls::default();
+        let mut builder = Builder::new(CountedSpawn(polls.clone()));
+        builder
+            .timer(TokioTimer::new())
+            .adaptive_window(true)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let (tx, conn) = builder
+            .handshake::<_, Body>(TokioIo::new(Coalesce::new(io, polls.clone())))
             .await
             .map_err(|e| ConnectError::Handshake(addr, e.into()))?;
-        tokio::spawn(async move {
+        let run = async move {
             if let Err(e) = conn.await {
                 tracing::debug!(endpoint = %addr, error = %e, "upstream HTTP/2 connection failed");
             }
-        });
+        };
+        tokio::spawn(Counted::new(run, polls));
         self.current.store(Some(Arc::new(tx.clone())));
         Ok(tx)
     }
