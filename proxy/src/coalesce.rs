@@ -6,8 +6,9 @@
 //! `writev` per response under h2load). [`Coalesce`] copies small writes into its buffer and
 //! answers a flush by waking the task instead of writing; the first flush (or read) in a later
 //! poll of the task, which that wake brings at the latest, writes everything at once. The task
-//! counts its polls with [`Counted`]. Large writes go straight through when nothing is
-//! buffered, so bulk transfers are not copied.
+//! counts its polls with [`Counted`]; hyper's client spawns its codec's task itself, through
+//! [`CountedSpawn`]. Large writes go straight through when nothing is buffered, so bulk
+//! transfers are not copied.
 
 use std::{
     future::Future,
