@@ -183,9 +183,8 @@ fn latency(out: &mut String, rows: &[Row], s: &Settings) {
          before the first request is due), open loop, measured from each request's scheduled \
          send time (coordinated omission corrected). Each round's {} s per configuration are \
          taken in one-second slices that go round every configuration in turn, pooled per \
-         configuration, so that all are measured over the same stretch of time. The p50, p99 and p99.9 columns are medians \
-         over rounds. \"Added\" is paired \
-         by round: each round's figure minus direct's figure in the same round, then the median \
+         configuration, so that all are measured over the same stretch of time. The p50, p99 \
+         and p99.9 columns are medians over rounds. \"Added\" is paired by round: each round's figure minus direct's figure in the same round, then the median \
          of those differences over rounds, so that a round the whole machine ran slow in counts \
          against every configuration alike. \"vs best peer\" compares the added latency with \
          the lower of nginx's and haproxy's. A negative added figure means \

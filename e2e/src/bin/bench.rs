@@ -12,8 +12,8 @@
 //! configuration in turn (from a different first one each round): a correctness check
 //! ([`client::check`]) and wrk throughput with the proxy's CPU time ([`load`]), then h2load
 //! throughput, then fixed-rate latency ([`client::fixed_rate`]) in one-second slices that go
-//! round the configurations. Medians go to the report
-//! ([`report`]) and the chart ([`chart`]). Every process it starts is killed when it ends.
+//! round the configurations. Medians go to the report ([`report`]) and the chart ([`chart`]).
+//! Every process it starts is killed when it ends.
 
 #[path = "../bench/chart.rs"]
 mod chart;
