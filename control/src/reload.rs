@@ -42,25 +42,33 @@ pub fn apply(state: &State, files: Result<Texts, SourceError>) -> Option<u64> {
     }
 }
 
-/// Re-reads `dir` whenever it changes, forever. `last` is what was loaded at start-up.
-pub async fn watch_dir(dir: PathBuf, state: Arc<State>, mut last: Result<Texts, SourceError>) {
+/// Re-reads `dir` whenever it changes, forever. `last` is what was loaded at start-up. The watch
+/// is registered when this is called, before the API listens, so no early change waits for a poll.
+pub fn watch_dir(
+    dir: PathBuf,
+    state: Arc<State>,
+    mut last: Result<Texts, SourceError>,
+) -> impl Future<Output = ()> {
     // Events make changes quick; the poll below catches anything events miss.
-    let (_watcher, mut rx) = pillion_proxy::config::reload::watch_dir(&dir);
-    let mut tick = tokio::time::interval(POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            Some(()) = rx.recv() => {
-                tokio::time::sleep(SETTLE).await;
-                while rx.try_recv().is_ok() {}
+    let (watcher, mut rx) = pillion_proxy::config::reload::watch_dir(&dir);
+    async move {
+        let _watcher = watcher;
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                Some(()) = rx.recv() => {
+                    tokio::time::sleep(SETTLE).await;
+                    while rx.try_recv().is_ok() {}
+                }
             }
+            let files = source::read_dir(&dir);
+            if files == last {
+                continue;
+            }
+            last = files.clone();
+            apply(&state, files);
         }
-        let files = source::read_dir(&dir);
-        if files == last {
-            continue;
-        }
-        last = files.clone();
-        apply(&state, files);
     }
 }

@@ -54,7 +54,7 @@ pub struct RunOptions {
 
 /// Runs the proxy until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
-    let config = config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (config, loaded_text) = config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let enrollment = match (&config.control, &config.tls) {
         (Some(ctl), Some(paths)) => Some(enroll(ctl, paths).await?),
         _ => None,
@@ -92,7 +92,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             tokio::spawn(serve::accept_loop(tcp, spec, limits.clone(), Arc::clone(&shared)))
         })
         .collect();
-    tokio::spawn(config::reload::watch_file(opts.config.clone(), Arc::clone(&shared)));
+    // The watch is registered here, before the proxy reports ready: a change written as soon as
+    // `/ready` answers must not fall in a gap before the watch exists.
+    tokio::spawn(config::reload::watch_file(opts.config.clone(), loaded_text, Arc::clone(&shared)));
     tokio::spawn(publish_endpoints(Arc::clone(&shared)));
     drop(rt);
 

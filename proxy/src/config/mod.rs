@@ -261,8 +261,9 @@ impl FromStr for RetryOn {
     }
 }
 
-/// Reads, parses and validates a config file.
-pub fn load(path: &Path) -> Result<Config, yaml::FileError> {
+/// Reads, parses and validates a config file. The text comes back too: the file watch compares
+/// later contents with what was actually loaded, not with a second read that may already be newer.
+pub fn load(path: &Path) -> Result<(Config, String), yaml::FileError> {
     let text = std::fs::read_to_string(path).map_err(|e| yaml::FileError::io(path, e))?;
-    yaml::load_str(path, &text)
+    Ok((yaml::load_str(path, &text)?, text))
 }

@@ -79,41 +79,45 @@ fn warn_on_restart_only_changes(old: &Config, new: &Config) {
     }
 }
 
-/// Reloads `path` on SIGHUP and whenever it changes, until the process exits.
-pub async fn watch_file(path: PathBuf, shared: Arc<Shared>) {
+/// Reloads `path` on SIGHUP and whenever it changes, until the process exits. `loaded` is the
+/// text the running config came from. The watch and the signal handler are registered when this
+/// is called, not when the returned future first runs, so nothing written after the call is missed.
+pub fn watch_file(path: PathBuf, loaded: String, shared: Arc<Shared>) -> impl Future<Output = ()> {
     // Watch the directory, not the file: editors and Kubernetes ConfigMaps replace files by
     // rename, which a watch on the old inode would miss.
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
-    let (_watcher, mut rx) = watch_dir(&dir);
-    let mut hup = match tokio::signal::unix::signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP");
-            return;
-        }
-    };
-    let mut last = std::fs::read_to_string(&path).unwrap_or_default();
-    loop {
-        let forced = tokio::select! {
-            _ = hup.recv() => true,
-            Some(()) = rx.recv() => false,
-        };
-        // Let a burst of events (write, rename, chmod) settle into one reload.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        while rx.try_recv().is_ok() {}
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if !forced && e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                reject(&shared, &super::yaml::FileError::io(&path, e), Source::File);
+    let (watcher, mut rx) = watch_dir(&dir);
+    let mut hup = tokio::signal::unix::signal(SignalKind::hangup())
+        .inspect_err(
+            |e| tracing::warn!(error = %e, "cannot listen for SIGHUP; reloading on file changes only"),
+        )
+        .ok();
+    let mut last = loaded;
+    async move {
+        let _watcher = watcher;
+        loop {
+            let forced = tokio::select! {
+                Some(()) = async { hup.as_mut()?.recv().await } => true,
+                Some(()) = rx.recv() => false,
+                else => return,
+            };
+            // Let a burst of events (write, rename, chmod) settle into one reload.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while rx.try_recv().is_ok() {}
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if !forced && e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    reject(&shared, &super::yaml::FileError::io(&path, e), Source::File);
+                    continue;
+                }
+            };
+            if !forced && text == last {
                 continue;
             }
-        };
-        if !forced && text == last {
-            continue;
+            reload_text(&shared, &path, &text);
+            last = text;
         }
-        reload_text(&shared, &path, &text);
-        last = text;
     }
 }
 
@@ -180,6 +184,32 @@ mod tests {
         std::fs::write(&file, "b").unwrap();
         let wrote = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
         assert_eq!(wrote.ok().flatten(), Some(()), "a write was not seen");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_change_written_before_the_watch_first_runs_is_applied() {
+        let dir = std::env::temp_dir().join(format!("pillion-watch-early-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.yaml");
+        let service = |name: &str| format!("  - name: {name}\n    endpoints: [{{addr: \"127.0.0.1:1\"}}]\n");
+        std::fs::write(&file, format!("services:\n{}", service("a"))).unwrap();
+        let (config, loaded) = crate::config::load(&file).unwrap();
+        let runtime = Runtime::build(config, 1, None, None).unwrap();
+        let shared = Shared::new(runtime, crate::metrics::Metrics::new(), false, None);
+        let watch = watch_file(file.clone(), loaded, Arc::clone(&shared));
+        // Written after the watch is set up but before its task has run once: the start-up
+        // window in which `/ready` already answers.
+        std::fs::write(&file, format!("services:\n{}{}", service("a"), service("b"))).unwrap();
+        tokio::spawn(watch);
+        // Bounded wait: the reload settles for 100 ms after the event.
+        for _ in 0..100 {
+            if shared.runtime.load().version == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(shared.runtime.load().version, 2, "the early change was never applied");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
