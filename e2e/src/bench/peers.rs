@@ -144,19 +144,22 @@ fn pillion_base(inbound: SocketAddr, app: Option<SocketAddr>) -> String {
     )
 }
 
-/// Explicit listeners `h1` and `h2`, each to its own service over `endpoint`: `http1` for the
-/// HTTP/1.1 rows and `http2` for the HTTP/2 rows. `identity` turns on mTLS to the endpoint.
+/// Explicit listeners `h1` and `h2` to `endpoint`. The HTTP/1.1 rows go to service `up-h1`
+/// (`http1`); the HTTP/2 rows to `up-h2` (`http2`) when `h2_upstream`, else to `up-h1` too.
+/// `identity` turns on mTLS to the endpoint.
 fn outbound_listeners(
     h1: SocketAddr,
     h2: SocketAddr,
     endpoint: SocketAddr,
     identity: Option<&str>,
+    h2_upstream: bool,
 ) -> String {
     let id = identity.map(|i| format!(", identity: \"{i}\"")).unwrap_or_default();
+    let h2_service = if h2_upstream { "up-h2" } else { "up-h1" };
     let mut s = String::new();
     let _ = write!(
         s,
-        "  listeners:\n    - {{bind: \"{h1}\", service: up-h1}}\n    - {{bind: \"{h2}\", service: up-h2}}\n\
+        "  listeners:\n    - {{bind: \"{h1}\", service: up-h1}}\n    - {{bind: \"{h2}\", service: {h2_service}}}\n\
          services:\n  - {{name: up-h1, protocol: http1, endpoints: [{{addr: \"{endpoint}\"{id}}}]}}\n\
          \x20 - {{name: up-h2, protocol: http2, endpoints: [{{addr: \"{endpoint}\"{id}}}]}}\n"
     );
@@ -167,15 +170,16 @@ fn outbound_listeners(
 pub fn pillion(bins: &Bins, upstream: SocketAddr) -> Result<Target> {
     let dir = tempfile::tempdir()?;
     let (h1, h2) = (free_addr(), free_addr());
-    let config = pillion_base(free_addr(), None) + &outbound_listeners(h1, h2, upstream, None);
+    // HTTP/1.1 upstream on every row, as nginx and haproxy are configured: like with like.
+    let config = pillion_base(free_addr(), None) + &outbound_listeners(h1, h2, upstream, None, false);
     let (p, _) = start_pillion(bins, "pillion", dir.path(), &config)?;
     Ok(Target {
         name: "pillion",
         h1,
         h2,
         procs: vec![p],
-        note: "explicit listener; upstream HTTP/1.1 (service `http1`) for HTTP/1.1 rows, \
-               HTTP/2 (service `http2`) for HTTP/2 rows"
+        note: "explicit listener; upstream HTTP/1.1 (service `http1`) on every row, as for nginx \
+               and haproxy"
             .into(),
         tls_admin: None,
         _dir: Some(dir),
@@ -233,7 +237,7 @@ fn two_hop_configs(upstream: SocketAddr, certs: Option<&Certs>) -> (String, Stri
     }
     let a = tls("a")
         + &pillion_base(free_addr(), None)
-        + &outbound_listeners(h1, h2, b_inbound, certs.map(|_| ID_B));
+        + &outbound_listeners(h1, h2, b_inbound, certs.map(|_| ID_B), true);
     (a, b, h1, h2)
 }
 
@@ -272,7 +276,8 @@ pub fn two_hop(bins: &Bins, upstream: SocketAddr, certs: Option<&Certs>) -> Resu
         h2,
         procs: vec![a, b],
         note: format!(
-            "A: explicit listener -> B: inbound listener -> upstream; {how}; both on core {PROXY_CORE}"
+            "A: explicit listener -> B: inbound listener -> upstream; {how} (HTTP/2 between them on \
+             the HTTP/2 rows, HTTP/1.1 to the upstream); both on core {PROXY_CORE}"
         ),
         tls_admin: certs.map(|_| b_admin),
         _dir: Some(dir),
