@@ -95,11 +95,18 @@ pub fn watch_file(path: PathBuf, loaded: String, shared: Arc<Shared>) -> impl Fu
     let mut last = loaded;
     async move {
         let _watcher = watcher;
+        // The first pass looks without waiting for an event: a change made after `loaded` was
+        // read but before the watch existed raised none.
+        let mut first = true;
         loop {
-            let forced = tokio::select! {
-                Some(()) = async { hup.as_mut()?.recv().await } => true,
-                Some(()) = rx.recv() => false,
-                else => return,
+            let forced = if std::mem::take(&mut first) {
+                false
+            } else {
+                tokio::select! {
+                    Some(()) = async { hup.as_mut()?.recv().await } => true,
+                    Some(()) = rx.recv() => false,
+                    else => return,
+                }
             };
             // Let a burst of events (write, rename, chmod) settle into one reload.
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -187,9 +194,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[tokio::test]
-    async fn a_change_written_before_the_watch_first_runs_is_applied() {
-        let dir = std::env::temp_dir().join(format!("pillion-watch-early-{}", std::process::id()));
+    /// Loads a config, changes the file before or right after the watch is set up (the start-up
+    /// window in which the proxy may already answer `/ready`), and expects the change applied.
+    async fn early_change_is_applied(tag: &str, change_before_watch: bool) {
+        let dir = std::env::temp_dir().join(format!("pillion-watch-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("config.yaml");
         let service = |name: &str| format!("  - name: {name}\n    endpoints: [{{addr: \"127.0.0.1:1\"}}]\n");
@@ -197,12 +205,17 @@ mod tests {
         let (config, loaded) = crate::config::load(&file).unwrap();
         let runtime = Runtime::build(config, 1, None, None).unwrap();
         let shared = Shared::new(runtime, crate::metrics::Metrics::new(), false, None);
+        let change =
+            || std::fs::write(&file, format!("services:\n{}{}", service("a"), service("b"))).unwrap();
+        if change_before_watch {
+            change();
+        }
         let watch = watch_file(file.clone(), loaded, Arc::clone(&shared));
-        // Written after the watch is set up but before its task has run once: the start-up
-        // window in which `/ready` already answers.
-        std::fs::write(&file, format!("services:\n{}{}", service("a"), service("b"))).unwrap();
+        if !change_before_watch {
+            change();
+        }
         tokio::spawn(watch);
-        // Bounded wait: the reload settles for 100 ms after the event.
+        // Bounded wait: a reload settles for 100 ms first.
         for _ in 0..100 {
             if shared.runtime.load().version == 2 {
                 break;
@@ -211,5 +224,15 @@ mod tests {
         }
         assert_eq!(shared.runtime.load().version, 2, "the early change was never applied");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_change_before_the_watch_exists_is_applied() {
+        early_change_is_applied("before", true).await;
+    }
+
+    #[tokio::test]
+    async fn a_change_before_the_watch_first_runs_is_applied() {
+        early_change_is_applied("after", false).await;
     }
 }
