@@ -7,7 +7,6 @@
 //! ([`PROXY_CORE`]); the upstream and every client on core 0 ([`CLIENT_CORE`]).
 
 use std::{
-    fmt::Write as _,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
@@ -144,25 +143,29 @@ fn pillion_base(inbound: SocketAddr, app: Option<SocketAddr>) -> String {
     )
 }
 
-/// Explicit listeners `h1` and `h2` to `endpoint`. The HTTP/1.1 rows go to service `up-h1`
-/// (`http1`); the HTTP/2 rows to `up-h2` (`http2`) when `h2_upstream`, else to `up-h1` too.
+/// Explicit listeners `h1` and `h2` to `endpoint`: the HTTP/1.1 rows' through an `http1`
+/// service, the HTTP/2 rows' through one speaking `h2_protocol` (`http1` or `http2`).
 /// `identity` turns on mTLS to the endpoint.
 fn outbound_listeners(
     h1: SocketAddr,
     h2: SocketAddr,
     endpoint: SocketAddr,
     identity: Option<&str>,
-    h2_upstream: bool,
+    h2_protocol: &str,
 ) -> String {
     let id = identity.map(|i| format!(", identity: \"{i}\"")).unwrap_or_default();
-    let h2_service = if h2_upstream { "up-h2" } else { "up-h1" };
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "  listeners:\n    - {{bind: \"{h1}\", service: up-h1}}\n    - {{bind: \"{h2}\", service: {h2_service}}}\n\
-         services:\n  - {{name: up-h1, protocol: http1, endpoints: [{{addr: \"{endpoint}\"{id}}}]}}\n\
-         \x20 - {{name: up-h2, protocol: http2, endpoints: [{{addr: \"{endpoint}\"{id}}}]}}\n"
+    let service = |name: &str, protocol: &str| {
+        format!("  - {{name: {name}, protocol: {protocol}, endpoints: [{{addr: \"{endpoint}\"{id}}}]}}\n")
+    };
+    let h2_service = if h2_protocol == "http1" { "up-h1" } else { "up-h2" };
+    let mut s = format!(
+        "  listeners:\n    - {{bind: \"{h1}\", service: up-h1}}\n\
+         \x20   - {{bind: \"{h2}\", service: {h2_service}}}\nservices:\n"
     );
+    s += &service("up-h1", "http1");
+    if h2_service == "up-h2" {
+        s += &service("up-h2", h2_protocol);
+    }
     s
 }
 
@@ -171,7 +174,7 @@ pub fn pillion(bins: &Bins, upstream: SocketAddr) -> Result<Target> {
     let dir = tempfile::tempdir()?;
     let (h1, h2) = (free_addr(), free_addr());
     // HTTP/1.1 upstream on every row, as nginx and haproxy are configured: like with like.
-    let config = pillion_base(free_addr(), None) + &outbound_listeners(h1, h2, upstream, None, false);
+    let config = pillion_base(free_addr(), None) + &outbound_listeners(h1, h2, upstream, None, "http1");
     let (p, _) = start_pillion(bins, "pillion", dir.path(), &config)?;
     Ok(Target {
         name: "pillion",
@@ -237,7 +240,7 @@ fn two_hop_configs(upstream: SocketAddr, certs: Option<&Certs>) -> (String, Stri
     }
     let a = tls("a")
         + &pillion_base(free_addr(), None)
-        + &outbound_listeners(h1, h2, b_inbound, certs.map(|_| ID_B), true);
+        + &outbound_listeners(h1, h2, b_inbound, certs.map(|_| ID_B), "http2");
     (a, b, h1, h2)
 }
 

@@ -80,8 +80,9 @@ fn warn_on_restart_only_changes(old: &Config, new: &Config) {
 }
 
 /// Reloads `path` on SIGHUP and whenever it changes, until the process exits. `loaded` is the
-/// text the running config came from. The watch and the signal handler are registered when this
-/// is called, not when the returned future first runs, so nothing written after the call is missed.
+/// text the running config came from. The watch and the SIGHUP handler are registered when this
+/// is called (within the Tokio runtime), not when the returned future first runs, so a change or
+/// a SIGHUP after the call is not missed.
 pub fn watch_file(path: PathBuf, loaded: String, shared: Arc<Shared>) -> impl Future<Output = ()> {
     // Watch the directory, not the file: editors and Kubernetes ConfigMaps replace files by
     // rename, which a watch on the old inode would miss.
@@ -102,15 +103,16 @@ pub fn watch_file(path: PathBuf, loaded: String, shared: Arc<Shared>) -> impl Fu
             let forced = if std::mem::take(&mut first) {
                 false
             } else {
-                tokio::select! {
+                let forced = tokio::select! {
                     Some(()) = async { hup.as_mut()?.recv().await } => true,
                     Some(()) = rx.recv() => false,
                     else => return,
-                }
+                };
+                // Let a burst of events (write, rename, chmod) settle into one reload.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while rx.try_recv().is_ok() {}
+                forced
             };
-            // Let a burst of events (write, rename, chmod) settle into one reload.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            while rx.try_recv().is_ok() {}
             let text = match std::fs::read_to_string(&path) {
                 Ok(t) => t,
                 Err(e) if !forced && e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -231,6 +233,8 @@ mod tests {
         early_change_is_applied("before", true).await;
     }
 
+    /// The order `run` uses: `watch_file` called, then the task spawned a moment later. (The first
+    /// pass alone would catch this change too; the registration also keeps later events.)
     #[tokio::test]
     async fn a_change_before_the_watch_first_runs_is_applied() {
         early_change_is_applied("after", false).await;
