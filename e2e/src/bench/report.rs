@@ -184,11 +184,12 @@ fn latency(out: &mut String, rows: &[Row], s: &Settings) {
          send time (coordinated omission corrected). Each round's {} s per configuration are \
          taken in one-second slices that go round every configuration in turn, pooled per \
          configuration, so that all are measured over the same stretch of time. The p50, p99 \
-         and p99.9 columns are medians over rounds. \"Added\" is paired by round: each round's figure minus direct's figure in the same round, then the median \
-         of those differences over rounds, so that a round the whole machine ran slow in counts \
-         against every configuration alike. \"vs best peer\" compares the added latency with \
-         the lower of nginx's and haproxy's. A negative added figure means \
-         the run's noise was larger than the proxy's cost at that percentile.\n\n\
+         and p99.9 columns are medians over rounds. \"Added\" is paired by round: each round's \
+         figure minus direct's figure in the same round, then the median of those differences \
+         over rounds, so that a round the whole machine ran slow in counts against every \
+         configuration alike. \"vs best peer\" compares the added latency with the lower of \
+         nginx's and haproxy's. A negative added figure means the run's noise was larger than \
+         the proxy's cost at that percentile.\n\n\
          | configuration | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | \
          added p99 vs best peer | p99 vs direct | requests | errors |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
