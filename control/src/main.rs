@@ -3,8 +3,8 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use pillion_config::duration::HumanDuration;
 use pillion_control::{ServeOptions, source};
-use pillion_proxy::config::duration::HumanDuration;
 use tracing_subscriber::EnvFilter;
 
 /// pillion-control: pushes routes, services and policies to Pillion proxies and signs their

@@ -50,7 +50,7 @@ pub fn watch_dir(
     mut last: Result<Texts, SourceError>,
 ) -> impl Future<Output = ()> {
     // Events make changes quick; the poll below catches anything events miss.
-    let (watcher, mut rx) = pillion_proxy::config::reload::watch_dir(&dir);
+    let (watcher, mut rx) = pillion_config::watch::watch_dir(&dir);
     async move {
         let _watcher = watcher;
         let mut tick = tokio::time::interval(POLL);

@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Arc};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use pillion_certs::SpiffeId;
-use pillion_proxy::config::schema::{Route, Service};
+use pillion_config::schema::{Route, Service};
 use serde::Serialize;
 use tokio::sync::watch;
 

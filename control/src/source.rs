@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use pillion_proxy::config::{
+use pillion_config::{
     schema::{InboundPort, Route, Service},
     yaml::{self, FileError},
 };
@@ -247,8 +247,7 @@ impl Mesh {
             Some((name, text)) => (name.as_path(), text.as_str()),
             None => (Path::new("<unknown>"), ""),
         };
-        let problem =
-            pillion_proxy::config::validate::Problem { path: path.to_owned(), message: String::new() };
+        let problem = pillion_config::validate::Problem { path: path.to_owned(), message: String::new() };
         let located = yaml::locate(name, text, vec![problem]);
         let (line, col) = located.problems.first().map_or((0, 0), |p| (p.line, p.col));
         Problem { file: name.to_owned(), line, col, message: String::new() }

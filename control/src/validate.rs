@@ -1,5 +1,5 @@
 //! Validation by the proxy's own validator: for every workload, the proxy config it would be
-//! pushed (its services, routes and inbound ports) goes through `pillion_proxy::config::validate`,
+//! pushed (its services, routes and inbound ports) goes through `pillion_config::validate`,
 //! so that a snapshot the control plane accepts is one every proxy accepts.
 //!
 //! The validator speaks in paths of that per-workload config (`routes[3].backends[0].service`);
@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use pillion_proxy::config::{schema, validate::Problem as ProxyProblem};
+use pillion_config::{schema, validate::Problem as ProxyProblem};
 
 use crate::{
     source::{Mesh, Origin, Problem, SourceError, WorkloadSpec},
@@ -68,7 +68,7 @@ pub fn proxy_file(mesh: &Mesh, workload: Option<&WorkloadSpec>, v: &View) -> sch
 
 fn check(mesh: &Mesh, workload: Option<(&WorkloadSpec, Origin)>, v: &View, add: &mut impl FnMut(Problem)) {
     let file = proxy_file(mesh, workload.map(|(w, _)| w), v);
-    let Err(found) = pillion_proxy::config::validate::validate(file) else {
+    let Err(found) = pillion_config::validate::validate(file) else {
         return;
     };
     // A hidden backend was reported above in words that say why; skip the validator's own

@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use libfuzzer_sys::fuzz_target;
-use pillion_proxy::{
-    config::schema::RouteMatch,
-    http::route::{RouteMatcher, request_host},
+use pillion_config::{
+    route::{RouteMatcher, request_host},
+    schema::RouteMatch,
 };
 
 fuzz_target!(|data: &[u8]| {

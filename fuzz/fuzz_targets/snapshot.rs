@@ -7,13 +7,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pillion_proxy::{
-    config::{
-        schema::{File, InboundPort, Route, Service},
-        validate::validate,
-    },
-    control::decode_line,
+use pillion_config::{
+    schema::{File, InboundPort, Route, Service},
+    validate::validate,
 };
+use pillion_proxy::control::decode_line;
 
 fuzz_target!(|data: &[u8]| {
     // The parts alone, as other callers decode them.

@@ -8,7 +8,7 @@ use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::{http::body::Body, runtime::Shared};
+use crate::{http::body::Body, live::Shared};
 
 /// Serves admin requests until the process exits.
 pub async fn serve(tcp: TcpListener, shared: Arc<Shared>) {
@@ -55,7 +55,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/config" => config(&shared),
         "/debug/route" => {
-            let rt = shared.runtime.load();
+            let rt = shared.serving.load();
             match crate::debug_route::explain(&rt, req.uri().query().unwrap_or("")) {
                 Ok(doc) => json(&doc),
                 Err(e) => text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
@@ -66,7 +66,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 }
 
 fn config(shared: &Shared) -> Response<Body> {
-    let rt = shared.runtime.load();
+    let rt = shared.serving.load();
     json(&serde_json::json!({ "version": rt.version, "config": rt.config.file }))
 }
 

@@ -5,10 +5,11 @@
 use http::{Method, Request, request::Parts};
 use serde_json::{Value, json};
 
-use crate::{http::route, runtime::Runtime};
+use crate::live::Serving;
+use pillion_config::route;
 
 /// The explanation as JSON, or a message naming the bad parameter.
-pub fn explain(rt: &Runtime, query: &str) -> Result<Value, String> {
+pub fn explain(rt: &Serving, query: &str) -> Result<Value, String> {
     let mut host = "";
     let mut path = "/";
     let mut method = Method::GET;

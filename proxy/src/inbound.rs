@@ -10,7 +10,6 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
-    config::{MtlsMode, Protocol},
     detect::{self, Detected},
     http::{self, ClientIdentity, Conn, Dest},
     metrics::Direction,
@@ -20,6 +19,7 @@ use crate::{
     transparent,
     upstream::Service,
 };
+use pillion_config::{MtlsMode, Protocol};
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,7 +28,7 @@ pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves one inbound connection.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx) {
-    let rt = ctx.shared.runtime.load_full();
+    let rt = ctx.shared.serving.load_full();
     let cfg = &rt.config.inbound;
     // Redirected traffic goes to the app on the port it was sent to; other traffic to
     // `inbound.app`.
@@ -100,7 +100,7 @@ where
     if is_http {
         return serve_http(stream, conn, ctx).await;
     }
-    let rt = ctx.shared.runtime.load_full();
+    let rt = ctx.shared.serving.load_full();
     if http::authorize(&rt, &conn).is_err() {
         ctx.shared.metrics.authz_denied.with_label_values(&[Direction::Inbound.as_str()]).inc();
         let client = conn.client.as_ref().map(|c| c.id.to_string());

@@ -8,7 +8,6 @@
 pub mod admin;
 pub mod balance;
 pub mod coalesce;
-pub mod config;
 pub mod control;
 pub mod deadline;
 pub mod debug_route;
@@ -19,11 +18,11 @@ pub mod h1;
 pub mod http;
 pub mod inbound;
 pub mod iptables;
+pub mod live;
 pub mod metered;
 pub mod metrics;
 pub mod outbound;
 pub mod retry;
-pub mod runtime;
 pub mod serve;
 pub mod tcp;
 pub mod tls;
@@ -36,8 +35,8 @@ use anyhow::Context;
 use tokio::{net::TcpListener, signal::unix::SignalKind};
 
 use crate::{
+    live::{Serving, Shared},
     metrics::Metrics,
-    runtime::{Runtime, Shared},
     serve::ListenerSpec,
 };
 
@@ -54,7 +53,7 @@ pub struct RunOptions {
 
 /// Runs the proxy until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
-    let (config, loaded_text) = config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (config, loaded_text) = pillion_config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let enrollment = match (&config.control, &config.tls) {
         (Some(ctl), Some(paths)) => Some(enroll(ctl, paths).await?),
         _ => None,
@@ -69,11 +68,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let runtime = Runtime::build(config, 1, None, tls.as_deref()).context("cannot set up upstream TLS")?;
-    let shared = Shared::new(runtime, metrics, opts.access_log, tls);
+    let serving = Serving::build(config, 1, None, tls.as_deref()).context("cannot set up upstream TLS")?;
+    let shared = Shared::new(serving, metrics, opts.access_log, tls);
     shared.metrics.config_updates.with_label_values(&["applied", "file"]).inc();
 
-    let rt = shared.runtime.load_full();
+    let rt = shared.serving.load_full();
     let cfg = &rt.config;
     let admin = bind(cfg.admin_bind, "admin").await?;
     let mut listeners = vec![
@@ -94,7 +93,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .collect();
     // The watch is registered here, before the proxy reports ready: a change written as soon as
     // `/ready` answers must not fall in a gap before the watch exists.
-    tokio::spawn(config::reload::watch_file(opts.config.clone(), loaded_text, Arc::clone(&shared)));
+    tokio::spawn(live::file::watch(opts.config.clone(), loaded_text, Arc::clone(&shared)));
     tokio::spawn(publish_endpoints(Arc::clone(&shared)));
     drop(rt);
 
@@ -158,8 +157,8 @@ async fn publish_endpoints(shared: Arc<Shared>) {
 /// Makes sure the workload has a certificate, asking the control plane for one if need be, and
 /// retrying with backoff while it cannot be reached.
 async fn enroll(
-    ctl: &config::ControlConfig,
-    paths: &config::schema::Tls,
+    ctl: &pillion_config::ControlConfig,
+    paths: &pillion_config::schema::Tls,
 ) -> anyhow::Result<control::certificate::Enrollment> {
     let client = control::client::ControlClient::new(&ctl.address, ctl.identity.trust_domain())?;
     let e = control::certificate::Enrollment {

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use pillion_proxy::{RunOptions, config, iptables};
+use pillion_proxy::{RunOptions, iptables};
 use tracing_subscriber::EnvFilter;
 
 /// Pillion: a lightweight sidecar proxy.
@@ -32,7 +32,7 @@ enum Command {
         config: PathBuf,
         /// Longest wait for in-flight requests after SIGTERM, e.g. `30s`.
         #[arg(long, env = "PILLION_DRAIN_TIMEOUT", default_value = "30s")]
-        drain_timeout: config::duration::HumanDuration,
+        drain_timeout: pillion_config::duration::HumanDuration,
         /// Log one line per request (target `pillion::access`).
         #[arg(long, env = "PILLION_ACCESS_LOG")]
         access_log: bool,
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Check { config } => match config::load(&config) {
+        Command::Check { config } => match pillion_config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS

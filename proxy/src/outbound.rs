@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use tokio::net::TcpStream;
 
 use crate::{
-    config::Protocol,
     detect::{self, Detected},
     http::{Conn, Dest},
     inbound::DETECT_TIMEOUT,
@@ -15,13 +14,14 @@ use crate::{
     serve::{ConnCtx, meter, serve_http},
     tcp, transparent,
 };
+use pillion_config::Protocol;
 
 /// Name of unknown destinations in metrics.
 pub const PASSTHROUGH: &str = "passthrough";
 
 /// Serves a connection on explicit listener `listener`.
 pub async fn serve_explicit(stream: TcpStream, peer: SocketAddr, listener: usize, ctx: ConnCtx) {
-    let rt = ctx.shared.runtime.load_full();
+    let rt = ctx.shared.serving.load_full();
     let tcp_service = rt
         .config
         .outbound
@@ -47,7 +47,7 @@ pub async fn serve_transparent(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx
         tracing::warn!(%peer, "connection to the transparent outbound listener was not redirected; closing");
         return;
     };
-    let rt = ctx.shared.runtime.load_full();
+    let rt = ctx.shared.serving.load_full();
     let known = rt.by_addr.get(&dst).copied();
     let is_http = match known.map_or(Protocol::Auto, |s| rt.config.services[s].protocol) {
         Protocol::Tcp => false,

@@ -9,10 +9,8 @@ use std::{
 use http::Method;
 use tokio::time::Instant;
 
-use crate::{
-    config::{RetryOn, RetryPolicy},
-    http::reply::LocalError,
-};
+use crate::http::reply::LocalError;
+use pillion_config::{RetryOn, RetryPolicy};
 
 /// Largest request body buffered so that it can be sent again.
 pub const MAX_REPLAY_BODY: u64 = 64 * 1024;

@@ -14,17 +14,17 @@ use tokio::{
 
 use crate::{
     coalesce::{Coalesce, Counted, Polls},
-    config::ListenerLimits,
     graceful,
     guard::{Guarded, Rejections},
     h1::{self, server::Settings},
     http::{Conn, body::ClientBody},
     inbound,
+    live::Shared,
     metered::{ConnMetrics, Metered},
     metrics::{Direction, tls_label},
     outbound,
-    runtime::Shared,
 };
+use pillion_config::ListenerLimits;
 
 /// What a listener serves.
 #[derive(Debug, Clone, Copy)]

@@ -10,7 +10,8 @@ use pillion_certs::{
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
 
-use crate::{config::schema, metrics::Metrics};
+use crate::metrics::Metrics;
+use pillion_config::schema;
 
 /// ALPN a sidecar offers when it tunnels opaque TCP to a peer sidecar over mTLS.
 pub const ALPN_TCP: &[u8] = b"pillion/tcp";

@@ -10,11 +10,9 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering::Relaxed},
 };
 
-use crate::{
-    config::{LbPolicy, OutlierConfig},
-    upstream::Endpoint,
-};
+use crate::upstream::Endpoint;
 use outlier::Outcome;
+use pillion_config::{LbPolicy, OutlierConfig};
 
 /// Endpoints already tried by a request, as a bit set over their indices (retries go elsewhere).
 #[derive(Debug, Clone, Copy, Default)]

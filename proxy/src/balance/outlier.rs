@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use tokio::time::Instant;
 
-use crate::config::OutlierConfig;
+use pillion_config::OutlierConfig;
 
 /// Longest ejection, as a multiple of the base ejection time.
 const MAX_BACKOFF_FACTOR: u32 = 10;

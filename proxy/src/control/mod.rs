@@ -1,6 +1,6 @@
 //! The proxy's side of pillion-control: get a certificate, watch this workload's snapshot,
-//! merge it over the file's config, validate and apply it (or keep the last good one), and say
-//! which with an ack. While the control plane is away the proxy keeps serving and reconnects
+//! hand each one to [`update`](crate::live::update) (which merges it over the file's config and
+//! applies it, or keeps the last good one), and say which with an ack. While the control plane is away the proxy keeps serving and reconnects
 //! with jittered exponential backoff, resuming from the version it has.
 
 pub mod certificate;
@@ -14,12 +14,11 @@ use http_body_util::{BodyExt, Full};
 use pillion_certs::CredentialStore;
 use serde::Deserialize;
 
-use crate::{
-    config::{
-        reload::{self, Source},
-        schema, validate,
-    },
-    runtime::Shared,
+use pillion_config::{overlay::Overlay, schema};
+
+use crate::live::{
+    Shared,
+    update::{self, Source},
 };
 use client::{ClientError, ControlClient};
 
@@ -27,31 +26,6 @@ use client::{ClientError, ControlClient};
 const MAX_LINE: usize = 16 * 1024 * 1024;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// The sections the control plane owns, as last applied.
-#[derive(Debug, Clone, Default)]
-pub struct Overlay {
-    /// Snapshot version.
-    pub version: u64,
-    /// The control plane epoch the version belongs to.
-    pub epoch: u64,
-    /// `services`.
-    pub services: Vec<schema::Service>,
-    /// `routes`.
-    pub routes: Vec<schema::Route>,
-    /// `inbound.ports`.
-    pub ports: Vec<schema::InboundPort>,
-}
-
-impl Overlay {
-    /// The file's config with the control plane's sections in place of its own.
-    pub fn apply_to(&self, mut file: schema::File) -> schema::File {
-        file.services = self.services.clone();
-        file.routes = self.routes.clone();
-        file.inbound.ports = self.ports.clone();
-        file
-    }
-}
 
 /// One NDJSON line of the watch stream.
 #[derive(Debug, Deserialize)]
@@ -160,8 +134,8 @@ fn on_line(
         }
     };
     let version = overlay.version;
-    let error = match apply(shared, None, Some(overlay), Source::Control) {
-        Ok(()) => {
+    let error = match update::update(shared, None, Some(overlay), Source::Control, None) {
+        Ok(_) => {
             shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
             None
         }
@@ -179,35 +153,4 @@ fn on_line(
             }
         }
     });
-}
-
-/// Merges `base` (or the current file config) with `overlay` (or the current one), validates
-/// and applies the result. On success whichever was given becomes current; on failure nothing
-/// changes and the reason is returned.
-pub fn apply(
-    shared: &Shared,
-    base: Option<schema::File>,
-    overlay: Option<Overlay>,
-    source: Source,
-) -> Result<(), String> {
-    let mut layers = shared.layers();
-    let file = base.as_ref().unwrap_or(&layers.base).clone();
-    let merged = match overlay.as_ref().or(layers.overlay.as_ref()) {
-        Some(o) => o.apply_to(file),
-        None => file,
-    };
-    let config = validate::validate(merged).map_err(|problems| {
-        let text: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
-        let text = text.join("; ");
-        reload::reject(shared, &text, source);
-        text
-    })?;
-    reload::apply(shared, config, source, overlay.as_ref().map(|o| o.version))?;
-    if let Some(b) = base {
-        layers.base = b;
-    }
-    if overlay.is_some() {
-        layers.overlay = overlay;
-    }
-    Ok(())
 }

@@ -28,7 +28,7 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
-use crate::config::ListenerLimits;
+use pillion_config::ListenerLimits;
 
 /// How long a rejected connection may take to receive its reply, and then how long the client
 /// is read from (and ignored) before the socket closes.

@@ -53,7 +53,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::{config::ListenerLimits, guard::Rejections};
+    use crate::guard::Rejections;
+    use pillion_config::ListenerLimits;
 
     async fn sniff(sent: &[&[u8]]) -> (bool, Vec<u8>) {
         let (client, server) = tokio::io::duplex(4096);

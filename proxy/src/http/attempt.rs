@@ -16,12 +16,12 @@ use super::{
 };
 use crate::{
     balance::{Tried, outlier::Outcome},
-    config::{Protocol, RetryPolicy},
     deadline::Deadline,
+    live::Shared,
     retry::{self, MAX_REPLAY_BODY, TryResult},
-    runtime::Shared,
     upstream::{Service, UpstreamBody},
 };
+use pillion_config::{Protocol, RetryPolicy};
 
 /// Retry share of recent requests when a route sets no policy (connect failures only).
 const DEFAULT_BUDGET_PERCENT: u32 = 20;

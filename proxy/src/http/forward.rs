@@ -18,10 +18,8 @@ use super::{
     body::{Body, TooLarge},
     reply::LocalError,
 };
-use crate::{
-    config::Protocol,
-    upstream::{ConnectError, Endpoint, SendError, UpstreamBody},
-};
+use crate::upstream::{ConnectError, Endpoint, SendError, UpstreamBody};
+use pillion_config::Protocol;
 
 /// The HTTP version to speak upstream. Upgrades need HTTP/1.1; meshed hops (proxy to proxy
 /// over mTLS) use HTTP/2; otherwise the service's protocol, or the client's for `auto`.

@@ -7,7 +7,6 @@ pub mod forward;
 pub mod headers;
 pub mod reply;
 pub mod request_id;
-pub mod route;
 pub mod series;
 pub mod upgrade;
 
@@ -17,14 +16,14 @@ use http::{HeaderValue, Request, Response, StatusCode, Version};
 use tokio::time::Instant;
 
 use crate::{
-    config::{Protocol, RetryPolicy},
     deadline::Deadline,
+    live::{Serving, Shared},
     metrics::{Direction, tls_label},
     outbound,
-    runtime::{Runtime, Shared},
     upstream::Service,
 };
 use body::{Body, ClientBody};
+use pillion_config::{Protocol, RetryPolicy, route};
 use reply::LocalError;
 use series::{Sample, SeriesCache};
 
@@ -100,7 +99,7 @@ impl ClientIdentity {
 }
 
 /// Whether the inbound connection's client may use the app port, per `inbound.ports[].allow`.
-pub fn authorize(rt: &Runtime, conn: &Conn) -> Result<(), LocalError> {
+pub fn authorize(rt: &Serving, conn: &Conn) -> Result<(), LocalError> {
     let Dest::App { port, .. } = conn.dest else { return Ok(()) };
     let Some(policy) = rt.config.inbound.port(port) else { return Ok(()) };
     if policy.allow.is_empty() {
@@ -134,7 +133,7 @@ impl<'a> Target<'a> {
 pub async fn handle(shared: Arc<Shared>, conn: Arc<Conn>, req: Request<ClientBody>) -> Response<Body> {
     let start = Instant::now();
     // The one config load of this request; it keeps its config until it is done.
-    let rt = shared.runtime.load_full();
+    let rt = shared.serving.load_full();
 
     // Request filter.
     let survey = headers::survey(req.headers());
@@ -234,7 +233,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<Conn>, req: Request<ClientBod
 }
 
 fn route_request<'a>(
-    rt: &'a Runtime,
+    rt: &'a Serving,
     conn: &'a Conn,
     parts: &http::request::Parts,
 ) -> Result<Target<'a>, LocalError> {

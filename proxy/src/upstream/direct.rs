@@ -10,10 +10,8 @@ use std::{
 };
 
 use super::{Endpoint, EndpointConn, Service, ServiceState};
-use crate::{
-    balance::Balancer,
-    config::{LbPolicy, OutlierConfig},
-};
+use crate::balance::Balancer;
+use pillion_config::{LbPolicy, OutlierConfig};
 
 /// Most remembered addresses; past it the cache starts over (pools of live connections are
 /// dropped with it, which only costs new connects).

@@ -4,7 +4,7 @@
 use http::{HeaderName, HeaderValue, Method, request::Parts};
 use regex::Regex;
 
-use crate::config::{RouteConfig, schema::RouteMatch};
+use crate::{RouteConfig, schema::RouteMatch};
 
 /// A route's conditions, compiled. All present conditions must hold.
 #[derive(Debug)]

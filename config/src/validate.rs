@@ -9,7 +9,7 @@ use super::{
     Config, EndpointConfig, InboundConfig, ListenerConfig, ListenerLimits, MtlsMode, OutboundConfig,
     OutlierConfig, PortPolicy, RetryOn, RetryPolicy, RouteConfig, ServiceConfig, ServiceLimits, schema,
 };
-use crate::http::route::RouteMatcher;
+use crate::route::RouteMatcher;
 
 /// One thing wrong with a config, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,30 +1,25 @@
-//! The proxy's live state: the current config with its balancers and endpoint pools (swapped
-//! whole on reload, read with one `ArcSwap` load per request), and what lives for the whole run.
+//! One config version made ready to serve: the validated config with a balancer and endpoint
+//! pools for each service, and the index transparent traffic is matched by. Built on every
+//! update, keeping what the previous version already had for the services and endpoints that
+//! stay.
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicBool, Ordering::Relaxed},
-    },
+    sync::{Arc, atomic::Ordering::Relaxed},
 };
 
-use arc_swap::ArcSwap;
-use tokio::sync::watch;
+use pillion_config::Config;
 
 use crate::{
     balance::Balancer,
-    config::{Config, schema},
-    control::Overlay,
-    metrics::Metrics,
     tls::Tls,
-    upstream::{Endpoint, EndpointConn, Service, ServiceState, direct::Direct},
+    upstream::{Endpoint, EndpointConn, Service, ServiceState},
 };
 
 /// One config version made ready to serve.
 #[derive(Debug)]
-pub struct Runtime {
+pub struct Serving {
     /// Config version; bumps on every applied update.
     pub version: u64,
     /// The validated config.
@@ -35,14 +30,14 @@ pub struct Runtime {
     pub by_addr: HashMap<SocketAddr, usize>,
 }
 
-impl Runtime {
+impl Serving {
     /// Builds the runtime for `config`, keeping the state of services (limits, retry budget)
     /// and endpoints (pools, load, health) that `previous` already had: same service name,
     /// and for endpoints the same address, identity and connect timeout.
     pub fn build(
         config: Config,
         version: u64,
-        previous: Option<&Runtime>,
+        previous: Option<&Serving>,
         tls: Option<&Tls>,
     ) -> Result<Self, pillion_certs::Error> {
         let mut old_services: HashMap<&str, &Arc<ServiceState>> = HashMap::new();
@@ -100,79 +95,5 @@ impl Runtime {
         }
         drop((old_services, old_endpoints));
         Ok(Self { version, config, services, by_addr })
-    }
-}
-
-/// State shared by every task for the life of the process.
-#[derive(Debug)]
-pub struct Shared {
-    /// The config in force.
-    pub runtime: ArcSwap<Runtime>,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Log one line per request.
-    pub access_log: bool,
-    /// Set once listeners are up; cleared when draining.
-    pub ready: AtomicBool,
-    /// Tells connections to finish; each holds a receiver, so `closed()` means drained.
-    pub drain: watch::Sender<bool>,
-    /// The workload's mTLS material, when `tls` is configured.
-    pub tls: Option<Arc<Tls>>,
-    /// Services for the local app's ports and passthrough destinations.
-    pub direct: Direct,
-    /// What the config in force was made from: the file and the control plane's sections.
-    layers: Mutex<Layers>,
-}
-
-/// The two sources of config: the file, and what the control plane pushed over it.
-#[derive(Debug)]
-pub struct Layers {
-    /// The file as last accepted.
-    pub base: schema::File,
-    /// The control plane's sections as last accepted.
-    pub overlay: Option<Overlay>,
-}
-
-impl Shared {
-    /// Shared state around a first runtime.
-    pub fn new(runtime: Runtime, metrics: Metrics, access_log: bool, tls: Option<Arc<Tls>>) -> Arc<Self> {
-        let (drain, _) = watch::channel(false);
-        let runtime_file = runtime.config.file.clone();
-        metrics.config_version.set(runtime.version as i64);
-        let shared = Arc::new(Self {
-            runtime: ArcSwap::from_pointee(runtime),
-            metrics,
-            access_log,
-            ready: AtomicBool::new(false),
-            drain,
-            layers: Mutex::new(Layers { base: runtime_file, overlay: None }),
-            tls,
-            direct: Direct::default(),
-        });
-        shared.publish_endpoints();
-        shared
-    }
-
-    /// The config layers, locked while an update is merged and applied (updates are rare and
-    /// never on the request path).
-    pub fn layers(&self) -> MutexGuard<'_, Layers> {
-        self.layers.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether `/ready` should say yes.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Relaxed) && !*self.drain.borrow()
-    }
-
-    /// Updates `pillion_endpoints` from the runtime in force.
-    pub fn publish_endpoints(&self) {
-        let rt = self.runtime.load();
-        self.metrics.endpoints.reset();
-        for (cfg, svc) in rt.config.services.iter().zip(&rt.services) {
-            let ejected = svc.balancer.ejected();
-            let total = svc.balancer.endpoints().len();
-            self.metrics.endpoints.with_label_values(&[&*cfg.name, "healthy"]).set((total - ejected) as i64);
-            self.metrics.endpoints.with_label_values(&[&*cfg.name, "ejected"]).set(ejected as i64);
-        }
     }
 }

@@ -38,7 +38,8 @@ pub struct Located {
 }
 
 impl FileError {
-    pub(crate) fn io(path: &Path, e: std::io::Error) -> Self {
+    /// A file that could not be read.
+    pub fn io(path: &Path, e: std::io::Error) -> Self {
         let message = format!("cannot read config: {e}");
         Self { file: path.to_owned(), problems: vec![Located { line: 0, col: 0, message }] }
     }

@@ -1,38 +1,20 @@
-//! Human durations in config files (`250ms`, `5s`, `1.5m`, `2h`), parsed once at load time.
+//! Durations in config files (`250ms`, `5s`, `1.5m`, `2h`), parsed once at load time with the
+//! grammar `pillion_certs::parse_duration` defines, and written back exactly.
 
 use std::{fmt, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A duration written as a number and a unit: `ms`, `s`, `m` or `h`.
+/// A duration written as numbers and units: `ms`, `s`, `m`, `h` or `d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
 impl FromStr for HumanDuration {
-    type Err = String;
+    type Err = pillion_certs::DurationError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("duration {s:?} has no unit (use ms, s, m or h, e.g. \"250ms\")"))?;
-        let (number, unit) = s.split_at(split);
-        let value: f64 =
-            number.parse().map_err(|_| format!("duration {s:?} does not start with a number"))?;
-        let scale = match unit {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => {
-                return Err(format!("duration {s:?} has unknown unit {unit:?} (use ms, s, m or h)"));
-            }
-        };
-        let secs = value * scale;
-        if !secs.is_finite() || secs > 1e9 {
-            return Err(format!("duration {s:?} is out of range"));
-        }
-        Ok(Self(Duration::from_secs_f64(secs)))
+    /// The one duration grammar, shared with the certificate tools' flags.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        pillion_certs::parse_duration(s).map(Self)
     }
 }
 
@@ -79,9 +61,10 @@ mod tests {
 
     #[test]
     fn rejects_missing_or_unknown_units() {
-        assert!("5".parse::<HumanDuration>().unwrap_err().contains("no unit"));
-        assert!("5 parsecs".parse::<HumanDuration>().unwrap_err().contains("unknown unit"));
-        assert!("fast".parse::<HumanDuration>().unwrap_err().contains("number"));
+        let err = |s: &str| s.parse::<HumanDuration>().unwrap_err().to_string();
+        assert!(err("5").contains("missing unit"));
+        assert!(err("5 parsecs").contains("unknown unit"));
+        assert!(err("fast").contains("number"));
     }
 
     #[test]

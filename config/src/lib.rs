@@ -1,18 +1,22 @@
-//! Configuration: the file's schema, its validation into a typed runtime form, YAML parsing with
-//! line and column errors, and hot reload.
+//! Pillion's config, shared by the proxy and the control plane: the file's schema, its validation
+//! into a typed, ready-to-serve form, YAML parsing with line and column errors, the compiled route
+//! matcher, and the directory watch that hot reload starts from.
 //!
-//! Flow: `yaml::parse` (text -> `schema::File`) -> `validate::validate` (-> `Config`) -> `reload`
-//! swaps the result into the running proxy. The hot path only ever sees `Config`.
+//! Flow: `yaml::parse` (text -> `schema::File`) -> `validate::validate` (-> `Config`); the proxy
+//! swaps the result in whole. The hot path only ever sees `Config`.
+#![forbid(unsafe_code)]
 
 pub mod duration;
-pub mod reload;
+pub mod overlay;
+pub mod route;
 pub mod schema;
 pub mod validate;
+pub mod watch;
 pub mod yaml;
 
 use std::{net::SocketAddr, path::Path, str::FromStr, sync::Arc, time::Duration};
 
-use crate::http::route::RouteMatcher;
+use route::RouteMatcher;
 pub use schema::{LbPolicy, MtlsMode, Protocol};
 
 /// A validated config, ready to serve.
