@@ -122,7 +122,12 @@ pub fn find<'a>(
     host: &str,
     service: Option<&str>,
 ) -> Option<&'a RouteConfig> {
-    routes.iter().find(|r| r.matcher.matches(req, host, service))
+    position(routes, req, host, service).map(|i| &routes[i])
+}
+
+/// The index of the route [`find`] takes.
+pub fn position(routes: &[RouteConfig], req: &Parts, host: &str, service: Option<&str>) -> Option<usize> {
+    routes.iter().position(|r| r.matcher.matches(req, host, service))
 }
 
 /// Picks a backend service index by weight. `backends` is never empty for a validated route.

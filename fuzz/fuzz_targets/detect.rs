@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pillion_proxy::detect::classify;
+use pillion_proxy::listen::detect::classify;
 
 /// `detect::PEEK_CAP`: detection never looks further than this.
 const PEEK_CAP: usize = 64;

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pillion_proxy::guard::h2::Frames;
+use pillion_proxy::http2::guard::Frames;
 
 fuzz_target!(|data: &[u8]| {
     let mut f = Frames::new(0);

@@ -6,7 +6,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use pillion_proxy::h1::{
+use pillion_proxy::http1::{
     chunked::{Chunked, Step},
     request::{self, BodyFraming, Limits},
 };

@@ -7,26 +7,16 @@
 
 pub mod admin;
 pub mod balance;
-pub mod coalesce;
 pub mod control;
-pub mod deadline;
-pub mod debug_route;
-pub mod detect;
-pub mod graceful;
-pub mod guard;
-pub mod h1;
+pub mod drain;
 pub mod http;
-pub mod inbound;
+pub mod http1;
+pub mod http2;
 pub mod iptables;
+pub mod listen;
 pub mod live;
-pub mod metered;
 pub mod metrics;
-pub mod outbound;
-pub mod retry;
-pub mod serve;
-pub mod tcp;
 pub mod tls;
-pub mod transparent;
 pub mod upstream;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -34,10 +24,10 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use tokio::{net::TcpListener, signal::unix::SignalKind};
 
+use crate::listen::accept::ListenerSpec;
 use crate::{
     live::{Serving, Shared},
     metrics::Metrics,
-    serve::ListenerSpec,
 };
 
 /// How `pillion run` was asked to run.
@@ -88,7 +78,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let loops: Vec<_> = listeners
         .into_iter()
         .map(|(tcp, spec, limits)| {
-            tokio::spawn(serve::accept_loop(tcp, spec, limits.clone(), Arc::clone(&shared)))
+            tokio::spawn(listen::accept::accept_loop(tcp, spec, limits.clone(), Arc::clone(&shared)))
         })
         .collect();
     // The watch is registered here, before the proxy reports ready: a change written as soon as

@@ -204,3 +204,12 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// Counts rejections for one listener direction.
+#[derive(Debug, Clone)]
+pub struct Rejections {
+    /// `pillion_http_rejected_total`.
+    pub counter: IntCounterVec,
+    /// Its `direction` label.
+    pub direction: &'static str,
+}

@@ -2,15 +2,19 @@
 //! least-request and peak-EWMA (both power of two choices), all honouring endpoint weights and
 //! skipping ejected endpoints (or, when all are ejected, not: panic mode).
 
+pub mod budget;
+pub mod direct;
 pub mod load;
 pub mod outlier;
+mod service;
+
+pub use service::{Endpoint, Pending, Service, ServiceState, Stats};
 
 use std::sync::{
     Arc,
     atomic::{AtomicUsize, Ordering::Relaxed},
 };
 
-use crate::upstream::Endpoint;
 use outlier::Outcome;
 use pillion_config::{LbPolicy, OutlierConfig};
 
@@ -88,7 +92,7 @@ impl Balancer {
             1 => return Some(0),
             _ => {}
         }
-        let usable = |i: usize| !tried.has(i) && !self.endpoints[i].conn.health.is_ejected();
+        let usable = |i: usize| !tried.has(i) && !self.endpoints[i].stats.health.is_ejected();
         for _ in 0..4 {
             let i = self.choose();
             if usable(i) {
@@ -112,19 +116,19 @@ impl Balancer {
     /// threshold and the service's ejection cap allows.
     pub fn report(&self, i: usize, outcome: Outcome) {
         let Some(e) = self.endpoints.get(i) else { return };
-        if !e.conn.health.record(outcome, &self.outlier) {
+        if !e.stats.health.record(outcome, &self.outlier) {
             return;
         }
         let ejected = self.ejected();
         if (ejected + 1) * 100 <= self.endpoints.len() * self.outlier.max_ejected_percent as usize {
-            let duration = e.conn.health.eject(&self.outlier);
+            let duration = e.stats.health.eject(&self.outlier);
             tracing::warn!(service = %self.service, endpoint = %e.addr, ?duration, "endpoint ejected after consecutive failures");
         }
     }
 
     /// Endpoints ejected now.
     pub fn ejected(&self) -> usize {
-        self.endpoints.iter().filter(|e| e.conn.health.is_ejected()).count()
+        self.endpoints.iter().filter(|e| e.stats.health.is_ejected()).count()
     }
 
     fn choose(&self) -> usize {
@@ -134,8 +138,8 @@ impl Balancer {
                 self.schedule[n % self.schedule.len()] as usize
             }
             LbPolicy::Random => self.weighted_random(),
-            LbPolicy::LeastRequest => self.p2c(|e| f64::from(e.conn.load.in_flight() + 1)),
-            LbPolicy::PeakEwma => self.p2c(|e| e.conn.load.cost()),
+            LbPolicy::LeastRequest => self.p2c(|e| f64::from(e.stats.load.in_flight() + 1)),
+            LbPolicy::PeakEwma => self.p2c(|e| e.stats.load.cost()),
         }
     }
 
@@ -195,6 +199,7 @@ mod tests {
                     addr,
                     weight,
                     conn: Arc::new(EndpointConn::plain(addr, Duration::from_secs(1), ConnLimit::new(100))),
+                    stats: Arc::default(),
                 })
             })
             .collect()
@@ -240,7 +245,7 @@ mod tests {
     async fn least_request_avoids_busy_endpoints() {
         let b = balancer(LbPolicy::LeastRequest, &[1, 1, 1]);
         let busy = b.endpoints()[0].clone();
-        let _guards: Vec<_> = (0..10).map(|_| busy.conn.load.start()).collect();
+        let _guards: Vec<_> = (0..10).map(|_| busy.stats.load.start()).collect();
         let c = spread(&b, 3_000);
         assert_eq!(c[0], 0, "{c:?}");
     }
@@ -249,7 +254,7 @@ mod tests {
     async fn peak_ewma_avoids_slow_endpoints() {
         let b = balancer(LbPolicy::PeakEwma, &[1, 1, 1]);
         let slow = b.endpoints()[2].clone();
-        let g = slow.conn.load.start();
+        let g = slow.stats.load.start();
         tokio::time::advance(Duration::from_millis(50)).await;
         g.finish();
         let c = spread(&b, 3_000);

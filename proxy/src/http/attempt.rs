@@ -14,12 +14,13 @@ use super::{
     forward, headers,
     reply::LocalError,
 };
+use crate::http::deadline::Deadline;
+use crate::http::retry::{self, MAX_REPLAY_BODY, TryResult};
 use crate::{
+    balance::Service,
     balance::{Tried, outlier::Outcome},
-    deadline::Deadline,
     live::Shared,
-    retry::{self, MAX_REPLAY_BODY, TryResult},
-    upstream::{Service, UpstreamBody},
+    upstream::UpstreamBody,
 };
 use pillion_config::{Protocol, RetryPolicy};
 
@@ -127,7 +128,7 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
             try_parts.headers.insert(headers::ORIG_PROTO.clone(), HeaderValue::from_static("HTTP/1.1"));
         }
 
-        let in_flight = endpoint.conn.load.start_at(if n == 1 { plan.start } else { Instant::now() });
+        let in_flight = endpoint.stats.load.start_at(if n == 1 { plan.start } else { Instant::now() });
         let per_try = plan.retry.and_then(|p| p.per_try_timeout);
         let result = Deadline::new(per_try, pin!(forward::send(endpoint, try_parts, try_body, version)))
             .await

@@ -10,10 +10,8 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::{
-    h1::body::RequestBody,
-    upstream::{http1::Upgraded, pool::UpstreamBody},
-};
+use crate::http1::body::RequestBody;
+use crate::upstream::{http1::Upgraded, pool::UpstreamBody};
 
 /// A client's request body, as the codec that serves the connection reads it.
 #[derive(Debug)]

@@ -18,7 +18,10 @@ use super::{
     body::{Body, TooLarge},
     reply::LocalError,
 };
-use crate::upstream::{ConnectError, Endpoint, SendError, UpstreamBody};
+use crate::{
+    balance::Endpoint,
+    upstream::{ConnectError, SendError, UpstreamBody},
+};
 use pillion_config::Protocol;
 
 /// The HTTP version to speak upstream. Upgrades need HTTP/1.1; meshed hops (proxy to proxy
@@ -48,7 +51,7 @@ pub async fn send(
 ) -> Result<Response<UpstreamBody>, LocalError> {
     parts.version = version;
     let pool = &endpoint.conn.pool;
-    // The sends are awaited pinned, built in place rather than copied in (see `crate::deadline`).
+    // The sends are awaited pinned, built in place rather than copied in (see `crate::http::deadline`).
     let sent = if version == Version::HTTP_2 {
         parts.uri = Uri::from_parts(absolute_uri(&parts, endpoint)).unwrap_or_else(|_| parts.uri.clone());
         // HTTP/2 carries the authority in `:authority`; a second copy in Host could disagree.
@@ -180,7 +183,7 @@ mod tests {
     fn endpoint() -> Endpoint {
         let addr = "127.0.0.1:8080".parse().unwrap();
         let conn = EndpointConn::plain(addr, Duration::from_secs(1), ConnLimit::new(1));
-        Endpoint { addr, weight: 1, conn: Arc::new(conn) }
+        Endpoint { addr, weight: 1, conn: Arc::new(conn), stats: Arc::default() }
     }
 
     /// The request line's target and `Host`, as sent over HTTP/1.1.

@@ -3,10 +3,12 @@
 
 pub mod attempt;
 pub mod body;
+pub mod deadline;
 pub mod forward;
 pub mod headers;
 pub mod reply;
 pub mod request_id;
+pub mod retry;
 pub mod series;
 pub mod upgrade;
 
@@ -16,13 +18,12 @@ use http::{HeaderValue, Request, Response, StatusCode, Version};
 use tokio::time::Instant;
 
 use crate::{
-    deadline::Deadline,
+    balance::{Service, direct::PASSTHROUGH},
     live::{Serving, Shared},
     metrics::{Direction, tls_label},
-    outbound,
-    upstream::Service,
 };
 use body::{Body, ClientBody};
+use deadline::Deadline;
 use pillion_config::{Protocol, RetryPolicy, route};
 use reply::LocalError;
 use series::{Sample, SeriesCache};
@@ -259,7 +260,7 @@ fn route_request<'a>(
         (Some(r), _, _) => (route::pick_backend(&r.backends), Some(r)),
         (None, Some(s), _) => (s, None),
         (None, None, Dest::Original { passthrough, .. }) => {
-            return Ok(Target::direct(outbound::PASSTHROUGH, outbound::PASSTHROUGH, passthrough));
+            return Ok(Target::direct(PASSTHROUGH, PASSTHROUGH, passthrough));
         }
         (None, None, _) => return Err(LocalError::NoRoute),
     };

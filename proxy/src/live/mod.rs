@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use pillion_config::{overlay::Overlay, schema};
 
-use crate::{metrics::Metrics, tls::Tls, upstream::direct::Direct};
+use crate::{balance::direct::Direct, metrics::Metrics, tls::Tls};
 
 /// State shared by every task for the life of the process.
 #[derive(Debug)]

@@ -13,8 +13,9 @@ use pillion_config::Config;
 
 use crate::{
     balance::Balancer,
+    balance::{Endpoint, Service, ServiceState},
     tls::Tls,
-    upstream::{Endpoint, EndpointConn, Service, ServiceState},
+    upstream::EndpointConn,
 };
 
 /// One config version made ready to serve.
@@ -41,12 +42,12 @@ impl Serving {
         tls: Option<&Tls>,
     ) -> Result<Self, pillion_certs::Error> {
         let mut old_services: HashMap<&str, &Arc<ServiceState>> = HashMap::new();
-        let mut old_endpoints: HashMap<(&str, SocketAddr), &Arc<EndpointConn>> = HashMap::new();
+        let mut old_endpoints: HashMap<(&str, SocketAddr), &Arc<Endpoint>> = HashMap::new();
         if let Some(prev) = previous {
             for (cfg, svc) in prev.config.services.iter().zip(&prev.services) {
                 old_services.insert(&cfg.name, &svc.state);
                 for e in svc.balancer.endpoints() {
-                    old_endpoints.insert((&cfg.name, e.addr), &e.conn);
+                    old_endpoints.insert((&cfg.name, e.addr), e);
                 }
             }
         }
@@ -62,20 +63,23 @@ impl Serving {
             };
             let mut endpoints = Vec::with_capacity(svc.endpoints.len());
             for e in &svc.endpoints {
-                let kept = old_endpoints
-                    .get(&(&*svc.name, e.addr))
-                    .filter(|c| c.connect_timeout == svc.connect_timeout && c.identity == e.identity);
-                let conn = match kept {
-                    Some(c) => Arc::clone(c),
-                    None => Arc::new(EndpointConn::new(
-                        e.addr,
-                        svc.connect_timeout,
-                        e.identity.clone(),
-                        tls,
-                        Arc::clone(&state.connections),
-                    )?),
+                let kept = old_endpoints.get(&(&*svc.name, e.addr)).filter(|o| {
+                    o.conn.connect_timeout == svc.connect_timeout && o.conn.identity == e.identity
+                });
+                let (conn, stats) = match kept {
+                    Some(o) => (Arc::clone(&o.conn), Arc::clone(&o.stats)),
+                    None => {
+                        let conn = EndpointConn::new(
+                            e.addr,
+                            svc.connect_timeout,
+                            e.identity.clone(),
+                            tls,
+                            Arc::clone(&state.connections),
+                        )?;
+                        (Arc::new(conn), Arc::default())
+                    }
                 };
-                endpoints.push(Arc::new(Endpoint { addr: e.addr, weight: e.weight, conn }));
+                endpoints.push(Arc::new(Endpoint { addr: e.addr, weight: e.weight, conn, stats }));
             }
             let balancer = Balancer::new(Arc::clone(&svc.name), svc.lb, svc.outlier.clone(), endpoints);
             services.push(Service { balancer, state });

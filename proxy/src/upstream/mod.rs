@@ -1,97 +1,21 @@
-//! Upstream services and endpoints: where requests go once routed. Each endpoint owns its pool
-//! of HTTP/1.1 and HTTP/2 connections, its load and its health; each service its limits and retry
-//! budget. All of it outlives config reloads that keep the service or endpoint.
+//! Upstream connections: connecting to an endpoint (over mTLS when it has an identity), and each
+//! endpoint's pool of HTTP/1.1 and HTTP/2 connections, which outlives config reloads that keep
+//! the endpoint.
 
 pub mod connect;
-pub mod direct;
 pub mod http1;
 pub mod pool;
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering::Relaxed},
-    },
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use pillion_certs::{
     SpiffeId,
     tls::{ALPN_H2, ALPN_HTTP11},
 };
 
-use crate::{
-    balance::{Balancer, load::Load, outlier::Health},
-    retry::Budget,
-    tls::{ALPN_TCP, Tls, TlsTarget},
-};
+use crate::tls::{ALPN_TCP, Tls, TlsTarget};
 pub use connect::{ConnLimit, ConnectError, Connector, UpstreamStream};
 pub use pool::{Pool, SendError, UpstreamBody};
-
-/// A service as the request path sees it: its balancer over endpoints, and its shared state.
-#[derive(Debug)]
-pub struct Service {
-    /// Picks endpoints.
-    pub balancer: Balancer,
-    /// Limits and retry budget.
-    pub state: Arc<ServiceState>,
-}
-
-/// What a service keeps across reloads: request and connection limits, and the retry budget.
-#[derive(Debug)]
-pub struct ServiceState {
-    /// Retries against recent requests.
-    pub budget: Budget,
-    /// Requests waiting for or in flight to an endpoint.
-    pending: AtomicUsize,
-    /// `limits.max_pending`; updated in place on reload.
-    pub max_pending: AtomicUsize,
-    /// Upstream connections against `limits.max_connections`.
-    pub connections: Arc<ConnLimit>,
-}
-
-impl ServiceState {
-    /// State with the given limits.
-    pub fn new(max_pending: usize, max_connections: usize) -> Arc<Self> {
-        Arc::new(Self {
-            budget: Budget::default(),
-            pending: AtomicUsize::new(0),
-            max_pending: AtomicUsize::new(max_pending),
-            connections: ConnLimit::new(max_connections),
-        })
-    }
-
-    /// Admits one more request, or `None` when the service is at `max_pending`.
-    pub fn admit(self: &Arc<Self>) -> Option<Pending> {
-        if self.pending.fetch_add(1, Relaxed) >= self.max_pending.load(Relaxed) {
-            self.pending.fetch_sub(1, Relaxed);
-            return None;
-        }
-        Some(Pending(Arc::clone(self)))
-    }
-}
-
-/// A request counted against `max_pending` until dropped.
-#[derive(Debug)]
-pub struct Pending(Arc<ServiceState>);
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        self.0.pending.fetch_sub(1, Relaxed);
-    }
-}
-
-/// One upstream endpoint and what we know of it.
-#[derive(Debug)]
-pub struct Endpoint {
-    /// Address.
-    pub addr: SocketAddr,
-    /// Relative weight.
-    pub weight: u32,
-    /// Connections, pools and load: kept across reloads while the address stays.
-    pub conn: Arc<EndpointConn>,
-}
 
 /// The long-lived part of an endpoint.
 #[derive(Debug)]
@@ -105,10 +29,6 @@ pub struct EndpointConn {
     pub connect_timeout: Duration,
     /// The identity the endpoint must prove (mTLS), if meshed.
     pub identity: Option<SpiffeId>,
-    /// Load figures for the balancer.
-    pub load: Load,
-    /// Passive health (outlier detection).
-    pub health: Health,
 }
 
 impl EndpointConn {
@@ -145,8 +65,7 @@ impl EndpointConn {
             Connector::new(addr, connect_timeout, h2_tls, Arc::clone(&limit)),
         );
         let connector = Connector::new(addr, connect_timeout, tcp_tls, limit);
-        let (load, health) = (Load::default(), Health::default());
-        Self { pool, connector, connect_timeout, identity, load, health }
+        Self { pool, connector, connect_timeout, identity }
     }
 
     /// Whether connections to this endpoint are mutual TLS.

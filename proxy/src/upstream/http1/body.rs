@@ -8,7 +8,7 @@ use http::StatusCode;
 use http_body::{Frame, SizeHint};
 
 use super::{Conn, Error, Upgraded, decode::Framing};
-use crate::h1::{
+use crate::http1::{
     chunked::{Chunked, Step},
     write::Writer,
 };

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use http::{HeaderValue, Method, Response, StatusCode, Version, response::Parts};
 
 use super::Error;
-use crate::h1::fields::{Facts, Spans, header_name};
+use crate::http1::fields::{Facts, Spans, header_name};
 
 /// The largest response head (status line and headers) accepted.
 pub(super) const MAX_HEAD: usize = 64 * 1024;
@@ -72,7 +72,7 @@ pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
     let status = StatusCode::from_u16(code).map_err(|_| Error::Status(code))?;
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
 
-    let mut headers = crate::h1::maps::take(spans.as_slice().len());
+    let mut headers = crate::http1::maps::take(spans.as_slice().len());
     let mut facts = Facts::default();
     for span in spans.as_slice() {
         let name = header_name(span.name(&raw)).ok_or(Error::HeaderName)?;

@@ -9,11 +9,11 @@ use http::{
 };
 use http_body::Body as _;
 
-use crate::h1::{
+use crate::http::body::Body;
+use crate::http1::{
     fields,
     wire::{Framing, format_u64, header},
 };
-use crate::http::body::Body;
 
 /// Appends the request line and headers of `parts` to `out`, with the framing header for
 /// `body`; returns that framing (never `Close`: a request body cannot end with the connection).

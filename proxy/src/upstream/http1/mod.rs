@@ -22,7 +22,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
 
-use crate::h1::{
+use crate::http1::{
     chunked::ChunkError,
     write::{Out, WriteError, Writer},
 };
@@ -142,7 +142,7 @@ impl Conn {
         let mut write_failed = None;
         let head = poll_fn(|cx| self.poll_head(cx, &parts.method, &mut writer, &mut write_failed)).await?;
         let status = head.parts.status;
-        crate::h1::maps::give(parts.headers);
+        crate::http1::maps::give(parts.headers);
         Ok(Response::from_parts(
             head.parts,
             ResponseBody::new(self, writer, head.framing, head.keep_alive, status),

@@ -21,8 +21,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::OnceCell;
 
 use super::{IDLE_TIMEOUT, SWEEP_EVERY, SendError};
+use crate::http2::coalesce::{Coalesce, Counted, CountedSpawn, Polls};
 use crate::{
-    coalesce::{Coalesce, Counted, CountedSpawn, Polls},
     http::body::Body,
     upstream::connect::{ConnectError, Connector},
 };

@@ -25,6 +25,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::sync::watch;
 
+use super::{Stream, linger};
 use super::{
     body::RequestBody,
     chunked::{self, ChunkError},
@@ -34,11 +35,11 @@ use super::{
     response::{self, Answering},
     write::{Out, Writer},
 };
+use crate::drain::Signal;
+use crate::drain::drained;
+use crate::metrics::Rejections;
 use crate::{
-    graceful::Signal,
-    guard::{self, Rejections, Stream},
     http::{body::Body, headers, reply::LocalError, upgrade},
-    serve::drained,
     upstream::http1::Upgraded,
 };
 
@@ -211,7 +212,9 @@ pub async fn serve<S, F, Fut>(
                 return;
             }
             // Closing with unread bytes would reset the connection and could lose the response.
-            Outcome::Close { unread: true } => return Box::pin(guard::close_with(conn.io, Vec::new())).await,
+            Outcome::Close { unread: true } => {
+                return Box::pin(linger::close_with(conn.io, Vec::new())).await;
+            }
             Outcome::Abort => return,
             Outcome::Upgrade(upstream) => {
                 let early = conn.read.split().freeze();
@@ -233,8 +236,8 @@ async fn refuse<S: Stream>(mut conn: Connection<S>, why: Refusal, rejections: &R
     let (framing, _) = date::with_now(|d| response::head(&parts, len, answering, d, &mut conn.out.buf));
     let mut writer = Writer::new(body, framing.unwrap_or(super::wire::Framing::Length(0)));
     let written = poll_fn(|cx| writer.poll(cx, &mut conn.out, &mut conn.io));
-    if tokio::time::timeout(guard::LINGER, written).await.is_ok() {
-        guard::close_with(conn.io, Vec::new()).await;
+    if tokio::time::timeout(linger::LINGER, written).await.is_ok() {
+        linger::close_with(conn.io, Vec::new()).await;
     }
 }
 

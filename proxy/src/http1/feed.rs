@@ -4,13 +4,13 @@
 
 use std::task::{Context, Poll};
 
+use super::Stream;
 use super::{
     body::{BodyError, Feed, Wanted},
     chunked::{Chunked, Step},
     request::BodyFraming,
     server::Connection,
 };
-use crate::guard::Stream;
 
 /// The interim response a client that sent `Expect: 100-continue` waits for.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";

@@ -10,6 +10,11 @@ use std::{
 use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::{
+    live::Shared,
+    metrics::{Direction, tls_label},
+};
+
 /// Byte and open-connection counters of one listener, resolved once.
 #[derive(Debug, Clone)]
 pub struct ConnMetrics {
@@ -95,4 +100,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Counts an accepted connection and wraps it so its bytes are counted too.
+pub fn meter<S>(shared: &Shared, stream: S, direction: Direction, tls: bool, protocol: &str) -> Metered<S> {
+    let (dir, tls) = (direction.as_str(), tls_label(tls));
+    let m = &shared.metrics;
+    m.tcp_connections.with_label_values(&[dir, tls, protocol]).inc();
+    let cm = ConnMetrics {
+        read: m.tcp_read_bytes.with_label_values(&[dir]),
+        written: m.tcp_write_bytes.with_label_values(&[dir]),
+        open: m.tcp_open.with_label_values(&[dir, tls, protocol]),
+    };
+    Metered::new(stream, cm)
 }

@@ -4,20 +4,21 @@
 
 use std::net::SocketAddr;
 
+use pillion_config::Protocol;
 use tokio::net::TcpStream;
 
-use crate::{
-    detect::{self, Detected},
-    http::{Conn, Dest},
-    inbound::DETECT_TIMEOUT,
-    metrics::Direction,
-    serve::{ConnCtx, meter, serve_http},
-    tcp, transparent,
+use super::{
+    detect,
+    metered::meter,
+    original_dst::original_dst,
+    serve::{ConnCtx, serve_http},
+    tcp,
 };
-use pillion_config::Protocol;
-
-/// Name of unknown destinations in metrics.
-pub const PASSTHROUGH: &str = "passthrough";
+use crate::{
+    balance::direct::PASSTHROUGH,
+    http::{Conn, Dest},
+    metrics::Direction,
+};
 
 /// Serves a connection on explicit listener `listener`.
 pub async fn serve_explicit(stream: TcpStream, peer: SocketAddr, listener: usize, ctx: ConnCtx) {
@@ -37,31 +38,27 @@ pub async fn serve_explicit(stream: TcpStream, peer: SocketAddr, listener: usize
     drop(rt);
     let stream = meter(&ctx.shared, stream, Direction::Outbound, false, "http");
     let conn = Conn::new(Direction::Outbound, peer, false, None, Dest::Listener(listener));
-    serve_http(stream, conn, ctx).await
+    serve_http(stream, conn, None, ctx).await
 }
 
 /// Serves a connection redirected to the transparent outbound listener.
 pub async fn serve_transparent(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx) {
-    let Some(dst) = transparent::original_dst(&stream) else {
+    let Some(dst) = original_dst(&stream) else {
         // Forwarding it would connect back to ourselves.
         tracing::warn!(%peer, "connection to the transparent outbound listener was not redirected; closing");
         return;
     };
     let rt = ctx.shared.serving.load_full();
     let known = rt.by_addr.get(&dst).copied();
-    let is_http = match known.map_or(Protocol::Auto, |s| rt.config.services[s].protocol) {
-        Protocol::Tcp => false,
-        Protocol::Http1 | Protocol::Http2 => true,
-        Protocol::Auto => {
-            matches!(detect::detect(&stream, DETECT_TIMEOUT).await, Detected::Http1 | Detected::Http2)
-        }
-    };
+    let protocol = known.map_or(Protocol::Auto, |s| rt.config.services[s].protocol);
+    let mut detected = None;
+    let is_http = detect::is_http(protocol, &stream, &mut detected).await;
     if is_http {
         drop(rt);
         let passthrough = ctx.shared.direct.get(dst, PASSTHROUGH);
         let stream = meter(&ctx.shared, stream, Direction::Outbound, false, "http");
         let conn = Conn::new(Direction::Outbound, peer, false, None, Dest::Original { dst, passthrough });
-        return serve_http(stream, conn, ctx).await;
+        return serve_http(stream, conn, detected, ctx).await;
     }
     let stream = meter(&ctx.shared, stream, Direction::Outbound, false, "tcp");
     match known {

@@ -65,8 +65,7 @@ pub fn explain(rt: &Serving, query: &str) -> Result<Value, String> {
 
     let logical_name = logical.map(|s| &*rt.config.services[s].name);
     let request_host = route::request_host(&parts);
-    let matched =
-        rt.config.routes.iter().position(|r| r.matcher.matches(&parts, &request_host, logical_name));
+    let matched = route::position(&rt.config.routes, &parts, &request_host, logical_name);
     let (route_json, backends, why) = match (matched, logical) {
         (Some(i), _) => {
             let r = &rt.config.routes[i];
@@ -95,13 +94,13 @@ pub fn explain(rt: &Serving, query: &str) -> Result<Value, String> {
                 .endpoints()
                 .iter()
                 .map(|e| {
-                    let state = if e.conn.health.is_ejected() { "ejected" } else { "healthy" };
+                    let state = if e.stats.health.is_ejected() { "ejected" } else { "healthy" };
                     json!({
                         "addr": e.addr.to_string(),
                         "weight": e.weight,
                         "identity": e.conn.identity.as_ref().map(|i| i.to_string()),
                         "state": state,
-                        "in_flight": e.conn.load.in_flight(),
+                        "in_flight": e.stats.load.in_flight(),
                     })
                 })
                 .collect();

@@ -4,8 +4,13 @@
 
 use std::time::Duration;
 
+use pillion_config::Protocol;
 use tokio::net::TcpStream;
 
+use crate::http2::PREFACE;
+
+/// How long to wait for a client's first bytes to tell its protocol.
+pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The most bytes looked at.
 const PEEK_CAP: usize = 64;
 
@@ -22,8 +27,6 @@ pub enum Detected {
     Opaque,
 }
 
-/// The HTTP/2 connection preface (RFC 9113 section 3.4).
-pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const METHODS: &[&[u8]] =
     &[b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"TRACE ", b"CONNECT "];
 
@@ -40,9 +43,9 @@ pub fn classify(buf: &[u8]) -> Option<Detected> {
             Some(_) => Some(Detected::Opaque),
         };
     }
-    let n = buf.len().min(H2_PREFACE.len());
-    if buf[..n] == H2_PREFACE[..n] {
-        return if n == H2_PREFACE.len() { Some(Detected::Http2) } else { None };
+    let n = buf.len().min(PREFACE.len());
+    if buf[..n] == PREFACE[..n] {
+        return if n == PREFACE.len() { Some(Detected::Http2) } else { None };
     }
     for m in METHODS {
         let n = buf.len().min(m.len());
@@ -65,6 +68,23 @@ pub fn classify(buf: &[u8]) -> Option<Detected> {
         }
     }
     Some(Detected::Opaque)
+}
+
+/// Whether a connection to a port or service speaking `protocol` is HTTP: the config says so, or
+/// (for `auto`) its first bytes do. A detection already made is reused, and one made here is
+/// kept in `detected`, so that no connection is peeked at twice.
+pub async fn is_http(protocol: Protocol, stream: &TcpStream, detected: &mut Option<Detected>) -> bool {
+    match protocol {
+        Protocol::Tcp => false,
+        Protocol::Http1 | Protocol::Http2 => true,
+        Protocol::Auto => {
+            let d = match *detected {
+                Some(d) => d,
+                None => *detected.insert(detect(stream, DETECT_TIMEOUT).await),
+            };
+            matches!(d, Detected::Http1 | Detected::Http2)
+        }
+    }
 }
 
 /// Peeks until the protocol is known, `timeout` passes, or `PEEK_CAP` bytes are seen.
@@ -100,7 +120,7 @@ mod tests {
     #[test]
     fn classifies_each_protocol() {
         assert_eq!(classify(&[0x16, 0x03, 0x01]), Some(Detected::Tls));
-        assert_eq!(classify(H2_PREFACE), Some(Detected::Http2));
+        assert_eq!(classify(PREFACE), Some(Detected::Http2));
         assert_eq!(classify(b"GET / HTTP/1.1\r\nHost: x\r\n"), Some(Detected::Http1));
         assert_eq!(classify(b"POST /a HTTP/1.0\r\n"), Some(Detected::Http1));
         assert_eq!(classify(b"*1\r\n$4\r\nPING\r\n"), Some(Detected::Opaque));

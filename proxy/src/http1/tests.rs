@@ -17,7 +17,8 @@ use super::{
     request::Limits,
     server::{Settings, serve},
 };
-use crate::{guard::Rejections, http::body::Body};
+use crate::http::body::Body;
+use crate::metrics::Rejections;
 
 type Service =
     Arc<dyn Fn(Request<RequestBody>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;

@@ -6,6 +6,7 @@ pub mod chunked;
 pub mod date;
 pub mod feed;
 pub mod fields;
+pub mod linger;
 pub mod maps;
 pub mod request;
 pub mod response;
@@ -15,3 +16,10 @@ pub mod write;
 
 #[cfg(test)]
 mod tests;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A connection the codecs can serve: a byte stream its task may own.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for S {}

@@ -3,28 +3,29 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use pillion_config::{MtlsMode, Protocol};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpStream,
 };
 use tokio_rustls::TlsAcceptor;
 
+use super::{
+    detect::{self, DETECT_TIMEOUT, Detected},
+    metered::meter,
+    original_dst::original_dst,
+    serve::{ConnCtx, serve_http},
+    tcp,
+};
 use crate::{
-    detect::{self, Detected},
+    balance::Service,
     http::{self, ClientIdentity, Conn, Dest},
     metrics::Direction,
-    serve::{ConnCtx, meter, serve_http},
-    tcp,
     tls::ALPN_TCP,
-    transparent,
-    upstream::Service,
 };
-use pillion_config::{MtlsMode, Protocol};
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for a client's first bytes to tell its protocol.
-pub const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves one inbound connection.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx) {
@@ -32,7 +33,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx) {
     let cfg = &rt.config.inbound;
     // Redirected traffic goes to the app on the port it was sent to; other traffic to
     // `inbound.app`.
-    let (port, app) = match (transparent::original_dst(&stream), cfg.app) {
+    let (port, app) = match (original_dst(&stream), cfg.app) {
         (Some(dst), _) => (dst.port(), SocketAddr::from(([127, 0, 0, 1], dst.port()))),
         (None, Some(app)) => (app.port(), app),
         (None, None) => {
@@ -41,24 +42,22 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx) {
         }
     };
     let port_protocol = cfg.port(port).map_or(Protocol::Auto, |p| p.protocol);
+    // Detected at most once: what permissive mode peeks at also tells HTTP from opaque TCP.
+    let mut detected = None;
     let tls = match cfg.mtls {
         MtlsMode::Strict => true,
         MtlsMode::Disabled => false,
-        MtlsMode::Permissive => detect::detect(&stream, DETECT_TIMEOUT).await == Detected::Tls,
+        MtlsMode::Permissive => {
+            *detected.insert(detect::detect(&stream, DETECT_TIMEOUT).await) == Detected::Tls
+        }
     };
     let service = ctx.shared.direct.get(app, "inbound");
     drop(rt);
 
     if !tls {
-        let is_http = match port_protocol {
-            Protocol::Tcp => false,
-            Protocol::Http1 | Protocol::Http2 => true,
-            Protocol::Auto => {
-                matches!(detect::detect(&stream, DETECT_TIMEOUT).await, Detected::Http1 | Detected::Http2)
-            }
-        };
+        let is_http = detect::is_http(port_protocol, &stream, &mut detected).await;
         let conn = Conn::new(Direction::Inbound, peer, false, None, Dest::App { port, service });
-        return to_app(stream, conn, is_http, ctx).await;
+        return to_app(stream, conn, is_http, detected, ctx).await;
     }
 
     let Some(acceptor) = ctx.shared.tls.as_ref().map(|t| TlsAcceptor::from(Arc::clone(&t.server))) else {
@@ -88,17 +87,17 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx) {
     };
     let client = pillion_certs::peer_spiffe_id(session.peer_certificates()).map(ClientIdentity::new);
     let conn = Conn::new(Direction::Inbound, peer, true, client, Dest::App { port, service });
-    to_app(stream, conn, is_http, ctx).await
+    to_app(stream, conn, is_http, None, ctx).await
 }
 
-async fn to_app<S>(stream: S, conn: Conn, is_http: bool, ctx: ConnCtx)
+async fn to_app<S>(stream: S, conn: Conn, is_http: bool, detected: Option<Detected>, ctx: ConnCtx)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let stream =
         meter(&ctx.shared, stream, Direction::Inbound, conn.tls, if is_http { "http" } else { "tcp" });
     if is_http {
-        return serve_http(stream, conn, ctx).await;
+        return serve_http(stream, conn, detected, ctx).await;
     }
     let rt = ctx.shared.serving.load_full();
     if http::authorize(&rt, &conn).is_err() {

@@ -12,7 +12,9 @@
 
 use tokio::time::Instant;
 
-use super::Rejection;
+/// The client sent more control frames than its budget allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flood;
 
 /// Length of a frame header.
 const HEADER: usize = 9;
@@ -44,8 +46,8 @@ impl Framing {
     fn walk(
         &mut self,
         mut bytes: &[u8],
-        mut on_header: impl FnMut(&[u8; HEADER]) -> Result<(), Rejection>,
-    ) -> Result<(), Rejection> {
+        mut on_header: impl FnMut(&[u8; HEADER]) -> Result<(), Flood>,
+    ) -> Result<(), Flood> {
         while !bytes.is_empty() {
             if self.payload_left > 0 {
                 let n = self.payload_left.min(bytes.len());
@@ -99,7 +101,7 @@ impl Frames {
     }
 
     /// Takes the next bytes from the client.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), Rejection> {
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), Flood> {
         let skip = self.skip.min(bytes.len());
         self.skip -= skip;
         let Self { inbound, last_stream, tokens, refilled, .. } = self;
@@ -153,12 +155,12 @@ fn frame_len(h: &[u8; HEADER]) -> usize {
 }
 
 /// Takes one control frame from the budget, refilled at `PER_SECOND` up to `BURST`.
-fn spend(tokens: &mut f64, refilled: &mut Instant) -> Result<(), Rejection> {
+fn spend(tokens: &mut f64, refilled: &mut Instant) -> Result<(), Flood> {
     let now = Instant::now();
     *tokens = (*tokens + now.duration_since(*refilled).as_secs_f64() * PER_SECOND).min(BURST);
     *refilled = now;
     if *tokens < 1.0 {
-        return Err(Rejection::H2Flood);
+        return Err(Flood);
     }
     *tokens -= 1.0;
     Ok(())
@@ -180,13 +182,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_ping_flood_runs_out_of_budget_and_a_slow_pinger_never_does() {
-        let mut f = Frames::new(crate::detect::H2_PREFACE.len());
-        f.feed(crate::detect::H2_PREFACE).unwrap();
+        let mut f = Frames::new(crate::http2::PREFACE.len());
+        f.feed(crate::http2::PREFACE).unwrap();
         let ping = frame(PING, 0, 0, b"12345678");
         for _ in 0..BURST as usize {
             f.feed(&ping).unwrap();
         }
-        assert_eq!(f.feed(&ping), Err(Rejection::H2Flood));
+        assert_eq!(f.feed(&ping), Err(Flood));
 
         let mut f = Frames::new(0);
         for _ in 0..5000 {
@@ -225,7 +227,7 @@ mod tests {
         for _ in 0..BURST as usize {
             f.feed(&frame(DATA, 0, 1, b"")).unwrap();
         }
-        assert_eq!(f.feed(&frame(PRIORITY, 0, 1, &[0; 5])), Err(Rejection::H2Flood));
+        assert_eq!(f.feed(&frame(PRIORITY, 0, 1, &[0; 5])), Err(Flood));
     }
 
     #[test]

@@ -8,7 +8,6 @@
 //! that then drains what the client still sends for a moment, so the kernel does not answer
 //! those bytes with a reset that destroys the reply.
 
-pub mod h2;
 mod sniff;
 #[cfg(test)]
 mod tests;
@@ -21,18 +20,20 @@ use std::{
     time::Duration,
 };
 
-use prometheus::IntCounterVec;
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
+    io::{AsyncRead, AsyncWrite, ReadBuf},
     sync::Semaphore,
     time::{Instant, Sleep},
 };
 
 use pillion_config::ListenerLimits;
 
-/// How long a rejected connection may take to receive its reply, and then how long the client
-/// is read from (and ignored) before the socket closes.
-pub const LINGER: Duration = Duration::from_secs(2);
+use crate::{
+    http1::{Stream, linger::close_with},
+    http2::guard::{Flood, Frames},
+    metrics::Rejections,
+};
+
 /// Rejected connections lingering at once, process-wide.
 const MAX_CLOSERS: usize = 1024;
 static CLOSERS: Semaphore = Semaphore::const_new(MAX_CLOSERS);
@@ -85,30 +86,16 @@ impl Rejection {
 enum Scan {
     /// HTTP/1.1 (or what an upgrade made of it): parsed by the server alone.
     Http1,
-    Http2(h2::Frames),
+    Http2(Frames),
 }
 
 impl Scan {
     fn feed(&mut self, bytes: &[u8]) -> Result<(), Rejection> {
         match self {
             Self::Http1 => Ok(()),
-            Self::Http2(f) => f.feed(bytes),
+            Self::Http2(f) => f.feed(bytes).map_err(|Flood| Rejection::H2Flood),
         }
     }
-}
-
-/// A client connection the guard can own.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for S {}
-
-/// Counts rejections for one listener direction.
-#[derive(Debug, Clone)]
-pub struct Rejections {
-    /// `pillion_http_rejected_total`.
-    pub counter: IntCounterVec,
-    /// Its `direction` label.
-    pub direction: &'static str,
 }
 
 /// A client connection with the guard in front of it.
@@ -203,7 +190,7 @@ impl<S: Stream> Guarded<S> {
     }
 }
 
-impl<S: Stream> crate::h1::server::Client for Guarded<S> {
+impl<S: Stream> crate::http1::server::Client for Guarded<S> {
     fn receiving_head(&mut self, receiving: bool) {
         match (receiving, self.head_started) {
             // The head's first bytes came with the last read.
@@ -326,24 +313,4 @@ impl<S: Stream> Drop for Guarded<S> {
             drop(permit);
         });
     }
-}
-
-/// Sends a rejection's reply, half-closes, and reads (and drops) what the client still sends
-/// for a moment: closing with unread bytes would reset the connection and lose the reply.
-pub async fn close_with<S: Stream>(mut io: S, reply: Vec<u8>) {
-    let _ = tokio::time::timeout(LINGER, async {
-        io.write_all(&reply).await?;
-        io.shutdown().await
-    })
-    .await;
-    // On the heap: in the future, it would make every connection task that may linger 4 KiB larger.
-    let mut sink = vec![0u8; 4096];
-    let _ = tokio::time::timeout(LINGER, async {
-        while let Ok(n) = io.read(&mut sink).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
 }

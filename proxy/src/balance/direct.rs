@@ -9,9 +9,12 @@ use std::{
     time::Duration,
 };
 
-use super::{Endpoint, EndpointConn, Service, ServiceState};
-use crate::balance::Balancer;
+use super::{Balancer, Endpoint, Service, ServiceState};
+use crate::upstream::EndpointConn;
 use pillion_config::{LbPolicy, OutlierConfig};
+
+/// The service name of destinations the config does not know, in metrics and logs.
+pub const PASSTHROUGH: &str = "passthrough";
 
 /// Most remembered addresses; past it the cache starts over (pools of live connections are
 /// dropped with it, which only costs new connects).
@@ -37,7 +40,8 @@ impl Direct {
         }
         let state = ServiceState::new(usize::MAX, usize::MAX);
         let conn = EndpointConn::plain(addr, CONNECT_TIMEOUT, Arc::clone(&state.connections));
-        let endpoints = vec![Arc::new(Endpoint { addr, weight: 1, conn: Arc::new(conn) })];
+        let endpoints =
+            vec![Arc::new(Endpoint { addr, weight: 1, conn: Arc::new(conn), stats: Arc::default() })];
         // One endpoint: nothing to eject to, nothing to balance.
         let outlier =
             OutlierConfig { consecutive_failures: 0, ejection: Duration::ZERO, max_ejected_percent: 0 };

@@ -4,9 +4,10 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
+    balance::Service,
     balance::{Tried, outlier::Outcome},
     http::forward::source_chain,
-    upstream::{ConnectError, Service},
+    upstream::ConnectError,
 };
 
 /// Endpoints tried before a TCP connection is given up.
@@ -27,7 +28,7 @@ where
         let Some(i) = balancer.pick_index(tried) else { break };
         tried.add(i);
         let endpoint = balancer.endpoint(i);
-        let _in_flight = endpoint.conn.load.start();
+        let _in_flight = endpoint.stats.load.start();
         // Boxed: the connect's state is needed once, not for the copy's whole life.
         let mut upstream = match Box::pin(endpoint.conn.connector.connect()).await {
             Ok(s) => s,

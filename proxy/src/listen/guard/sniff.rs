@@ -8,13 +8,21 @@ use std::io;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
-use super::{Guarded, Scan, Stream, h2::Frames};
-use crate::detect::H2_PREFACE as PREFACE;
+use super::{Guarded, Scan, Stream};
+use crate::http2::PREFACE;
+use crate::http2::guard::Frames;
 
 /// Read at once while sniffing: a whole small request head, so HTTP/1 costs no extra read.
 const FIRST_READ: usize = 1024;
 
 impl<S: Stream> Guarded<S> {
+    /// Counts the connection's frames from its first byte (the preface, not yet read) on: for
+    /// a client already seen, by a peek, to open with the HTTP/2 preface. Returns `true`.
+    pub fn start_http2(&mut self) -> bool {
+        self.scan = Scan::Http2(Frames::new(PREFACE.len()));
+        true
+    }
+
     /// Reads until the client's first bytes say whether it speaks HTTP/2 with prior knowledge;
     /// `false` for anything else (HTTP/1, garbage, or a connection closed or rejected before
     /// the bytes arrived), which the HTTP/1 codec then answers.
@@ -32,7 +40,7 @@ impl<S: Stream> Guarded<S> {
             }
         };
         if h2 {
-            self.scan = Scan::Http2(Frames::new(PREFACE.len()));
+            self.start_http2();
             if let Err(why) = self.scan.feed(&seen) {
                 self.reject(why);
                 return Ok(true);
@@ -53,7 +61,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::guard::Rejections;
+    use crate::listen::guard::Rejections;
     use pillion_config::ListenerLimits;
 
     async fn sniff(sent: &[&[u8]]) -> (bool, Vec<u8>) {

@@ -1,4 +1,4 @@
-//! Serving a connection until the proxy drains, then letting it finish gracefully.
+//! The drain signal: a connection served until the proxy drains, then let finish gracefully.
 //!
 //! Why not `select!` on the connection and the drain signal: that polls the drain future on
 //! every wake-up of the connection, and each poll takes the `Notify` mutex to re-register its
@@ -18,8 +18,6 @@ use std::{
 
 use futures_util::task::AtomicWaker;
 use tokio::sync::watch;
-
-use crate::serve::drained;
 
 /// The drain future's waker: notes that it fired and wakes the connection's task.
 #[derive(Default)]
@@ -85,6 +83,12 @@ pub async fn until_drained<F: Future>(
         served.as_mut().poll(cx)
     })
     .await
+}
+
+/// Resolves once the proxy starts draining (or its drain sender is gone).
+pub async fn drained(drain: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here, not in the caller's state.
+    let _ = drain.wait_for(|d| *d).await;
 }
 
 #[cfg(test)]

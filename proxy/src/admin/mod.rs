@@ -1,6 +1,8 @@
 //! The admin listener: `/metrics`, `/ready`, `/live`, `/config`, `/debug/route`. Plain HTTP/1.1, separate from
 //! the data path, and still answering while the proxy drains (so `/ready` can say 503).
 
+pub mod debug_route;
+
 use std::{convert::Infallible, sync::Arc};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -56,7 +58,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         "/config" => config(&shared),
         "/debug/route" => {
             let rt = shared.serving.load();
-            match crate::debug_route::explain(&rt, req.uri().query().unwrap_or("")) {
+            match crate::admin::debug_route::explain(&rt, req.uri().query().unwrap_or("")) {
                 Ok(doc) => json(&doc),
                 Err(e) => text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
             }

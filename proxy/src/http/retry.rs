@@ -1,0 +1,89 @@
+//! Retry policy: which failures earn another try, which requests may be sent twice, and how long
+//! to wait between tries. The budget that caps a service's retries is `balance::budget`.
+
+use std::time::Duration;
+
+use http::Method;
+
+use crate::http::reply::LocalError;
+use pillion_config::{RetryOn, RetryPolicy};
+
+/// Largest request body buffered so that it can be sent again.
+pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
+
+/// Whether the method may be sent twice without changing the outcome (RFC 9110 9.2.2).
+pub fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// What a try ended with, as far as retrying goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryResult {
+    /// A response with this status.
+    Status(u16),
+    /// A local error before any response.
+    Failed(LocalError),
+}
+
+/// Whether `policy` retries a try that ended with `result`. A connect failure sent nothing, so
+/// any method may be retried after one; anything else needs an idempotent method.
+pub fn should_retry(policy: &RetryPolicy, method: &Method, result: TryResult) -> bool {
+    match result {
+        TryResult::Failed(LocalError::ConnectFailed) => policy.on.contains(&RetryOn::ConnectFailure),
+        _ if !idempotent(method) => false,
+        TryResult::Failed(LocalError::UpstreamReset | LocalError::Timeout) => {
+            policy.on.iter().any(|o| matches!(o, RetryOn::Reset | RetryOn::Status5xx))
+        }
+        TryResult::Failed(_) => false,
+        TryResult::Status(code) => policy.on.iter().any(|o| match o {
+            RetryOn::Status(c) => *c == code,
+            RetryOn::Status5xx => code >= 500,
+            _ => false,
+        }),
+    }
+}
+
+/// Full-jitter exponential backoff before retry number `n` (1-based): up to 25 ms, 50 ms, ...,
+/// at most 250 ms.
+pub fn backoff(n: u32) -> Duration {
+    let cap = Duration::from_millis(25)
+        .saturating_mul(1 << n.saturating_sub(1).min(4))
+        .min(Duration::from_millis(250));
+    cap.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(on: &[RetryOn]) -> RetryPolicy {
+        RetryPolicy { attempts: 2, on: on.to_vec(), per_try_timeout: None, budget_percent: 20 }
+    }
+
+    #[test]
+    fn connect_failures_retry_any_method_others_only_idempotent_ones() {
+        let p = policy(&[RetryOn::ConnectFailure, RetryOn::Status(503)]);
+        assert!(should_retry(&p, &Method::POST, TryResult::Failed(LocalError::ConnectFailed)));
+        assert!(should_retry(&p, &Method::GET, TryResult::Status(503)));
+        assert!(!should_retry(&p, &Method::POST, TryResult::Status(503)));
+        assert!(!should_retry(&p, &Method::GET, TryResult::Status(500)));
+        assert!(!should_retry(&p, &Method::GET, TryResult::Failed(LocalError::UpstreamReset)));
+        let p5 = policy(&[RetryOn::Status5xx]);
+        assert!(should_retry(&p5, &Method::PUT, TryResult::Status(500)));
+        assert!(should_retry(&p5, &Method::GET, TryResult::Failed(LocalError::Timeout)));
+        assert!(!should_retry(&p5, &Method::GET, TryResult::Status(404)));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for n in 1..10 {
+            let cap = Duration::from_millis((25u64 << (n - 1).min(4)).min(250));
+            for _ in 0..50 {
+                assert!(backoff(n) <= cap);
+            }
+        }
+    }
+}
