@@ -10,7 +10,8 @@ use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::{http::body::Body, live::Shared};
+use crate::body::Body;
+use crate::live::Shared;
 
 /// Serves admin requests until the process exits.
 pub async fn serve(tcp: TcpListener, shared: Arc<Shared>) {

@@ -9,16 +9,13 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use super::{
-    body::{Body, ClientBody},
-    forward, headers,
-    reply::LocalError,
-};
+use super::{forward, headers, reply::LocalError};
 use crate::http::deadline::Deadline;
 use crate::http::retry::{self, MAX_REPLAY_BODY, TryResult};
 use crate::{
     balance::Service,
     balance::{Tried, outlier::Outcome},
+    body::{Body, ClientBody},
     live::Shared,
     upstream::UpstreamBody,
 };

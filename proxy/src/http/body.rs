@@ -1,5 +1,6 @@
-//! The one body type that flows through the proxy: a streamed peer body, or a local one.
-//! Enums rather than boxed trait objects, so forwarding a request allocates no body box.
+//! The body of a response on its way to the client: an endpoint's, streamed through (its
+//! connection goes back to the pool at the end), or one the proxy made. It is what both servers
+//! write, and it tells our HTTP/1.1 server which replies to make itself.
 
 use std::{
     pin::Pin,
@@ -7,107 +8,41 @@ use std::{
 };
 
 use bytes::Bytes;
+use http::Response;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 
-use crate::http1::body::RequestBody;
-use crate::upstream::{http1::Upgraded, pool::UpstreamBody};
-
-/// A client's request body, as the codec that serves the connection reads it.
-#[derive(Debug)]
-pub enum ClientBody {
-    /// From our HTTP/1.1 server (`h1`).
-    Http1(RequestBody),
-    /// From hyper's HTTP/2 server.
-    Http2(Incoming),
-}
-
-impl From<Incoming> for ClientBody {
-    fn from(b: Incoming) -> Self {
-        Self::Http2(b)
-    }
-}
-
-impl http_body::Body for ClientBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            Self::Http1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Self::Http2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Http1(b) => b.is_end_stream(),
-            Self::Http2(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Http1(b) => b.size_hint(),
-            Self::Http2(b) => b.size_hint(),
-        }
-    }
-}
-
-/// A request or response body.
-#[derive(Debug, Default)]
-pub enum Body {
-    /// No bytes.
-    #[default]
-    Empty,
-    /// A body we made, sent in one frame.
-    Full(Option<Bytes>),
-    /// A client's body, streamed through frame by frame.
-    Streaming(ClientBody),
-    /// An endpoint's response, streamed through; its connection goes back to the pool at the end.
-    Upstream(UpstreamBody),
-    /// A client's body that may carry at most `left` more bytes (a route's `max_request_bytes`).
-    Limited {
-        /// The body.
-        inner: ClientBody,
-        /// Bytes still allowed.
-        left: u64,
+use super::reply::LocalError;
+use crate::{
+    body::{Body, BodyError},
+    http1::{
+        client::Upgraded,
+        server::{Refusal, Respond},
     },
+    upstream::{UpstreamBody, UpstreamStream},
+};
+
+/// A response body.
+#[derive(Debug)]
+pub enum ResponseBody {
+    /// A reply the proxy made.
+    Local(Body),
+    /// An endpoint's response.
+    Upstream(UpstreamBody),
 }
 
-/// A request body went over its route's `max_request_bytes`.
-#[derive(Debug, thiserror::Error)]
-#[error("request body over the route's max_request_bytes")]
-pub struct TooLarge;
-
-/// Errors a body can end with: the peer's, or our limit.
-pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
-
-impl Body {
-    /// A body of fixed bytes.
-    pub fn full(bytes: impl Into<Bytes>) -> Self {
-        Self::Full(Some(bytes.into()))
-    }
-
-    /// The upstream connection of a 101 response, once.
-    pub fn take_upgrade(&mut self) -> Option<Upgraded> {
-        match self {
-            Self::Upstream(b) => b.take_upgrade(),
-            _ => None,
-        }
+impl From<Body> for ResponseBody {
+    fn from(b: Body) -> Self {
+        Self::Local(b)
     }
 }
 
-impl From<UpstreamBody> for Body {
+impl From<UpstreamBody> for ResponseBody {
     fn from(b: UpstreamBody) -> Self {
         Self::Upstream(b)
     }
 }
 
-impl http_body::Body for Body {
+impl http_body::Body for ResponseBody {
     type Data = Bytes;
     type Error = BodyError;
 
@@ -116,39 +51,42 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            Self::Empty => Poll::Ready(None),
-            Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Self::Streaming(b) => Pin::new(b).poll_frame(cx),
-            Self::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Self::Limited { inner, left } => {
-                let frame = std::task::ready!(Pin::new(inner).poll_frame(cx));
-                if let Some(Ok(f)) = &frame {
-                    let n = f.data_ref().map_or(0, |d| d.len() as u64);
-                    if n > *left {
-                        return Poll::Ready(Some(Err(Box::new(TooLarge))));
-                    }
-                    *left -= n;
-                }
-                Poll::Ready(frame)
-            }
+            Self::Local(b) => Pin::new(b).poll_frame(cx),
+            Self::Upstream(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Empty => true,
-            Self::Full(b) => b.is_none(),
-            Self::Streaming(b) | Self::Limited { inner: b, .. } => b.is_end_stream(),
+            Self::Local(b) => b.is_end_stream(),
             Self::Upstream(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Empty => SizeHint::with_exact(0),
-            Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Self::Streaming(b) | Self::Limited { inner: b, .. } => b.size_hint(),
+            Self::Local(b) => b.size_hint(),
             Self::Upstream(b) => b.size_hint(),
         }
+    }
+}
+
+impl Respond for ResponseBody {
+    type Upgrade = UpstreamStream;
+
+    fn take_upgrade(&mut self) -> Option<Upgraded<UpstreamStream>> {
+        match self {
+            Self::Upstream(b) => b.take_upgrade(),
+            Self::Local(_) => None,
+        }
+    }
+
+    fn refusal(why: &Refusal) -> (Response<Self>, &'static str) {
+        let reply = LocalError::from(why);
+        (reply.response(), reply.status_and_code().1)
+    }
+
+    fn bad_switch() -> Response<Self> {
+        LocalError::UpstreamReset.response()
     }
 }

@@ -1,12 +1,7 @@
 //! Sending a request to the endpoint the balancer chose, over HTTP/1.1 or HTTP/2 as the service
 //! wants, whatever the client spoke.
 
-use std::{
-    net::SocketAddr,
-    pin::pin,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::pin::pin;
 
 use http::{
     HeaderValue, Method, Request, Response, Uri, Version, header,
@@ -14,12 +9,11 @@ use http::{
     uri::{self, Authority, PathAndQuery, Scheme},
 };
 
-use super::{
-    body::{Body, TooLarge},
-    reply::LocalError,
-};
+use super::reply::LocalError;
 use crate::{
     balance::Endpoint,
+    body::{Body, TooLarge},
+    upstream::log::{log_upstream_failure, source_chain},
     upstream::{ConnectError, SendError, UpstreamBody},
 };
 use pillion_config::Protocol;
@@ -90,19 +84,6 @@ fn client_body_failed(endpoint: &Endpoint, e: &SendError) -> LocalError {
     LocalError::BadRequest
 }
 
-/// Upstream failures are warnings, at most one a second (the rest at debug): a dead upstream
-/// under load would otherwise log a line per request. Each is counted in
-/// `pillion_requests_total` under its local reply's code either way.
-pub fn log_upstream_failure(endpoint: SocketAddr, what: &'static str, e: &(dyn std::error::Error + 'static)) {
-    static LAST_WARNED: AtomicU64 = AtomicU64::new(0);
-    let second = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if LAST_WARNED.swap(second, Relaxed) != second {
-        tracing::warn!(%endpoint, error = %source_chain(e), "{what}");
-    } else {
-        tracing::debug!(%endpoint, error = %source_chain(e), "{what}");
-    }
-}
-
 /// The request's own authority: each endpoint has its own pool, so the authority only names
 /// the virtual host, never where to connect.
 fn authority(parts: &Parts, endpoint: &Endpoint) -> Option<Authority> {
@@ -157,18 +138,6 @@ fn chain<'a>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(e), |e| e.source())
-}
-
-/// An error and its causes on one line, for logs.
-pub fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

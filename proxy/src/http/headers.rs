@@ -98,17 +98,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Whether an HTTP/1.1 request asks to switch protocols (e.g. WebSocket).
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
 /// Adds `x-request-id` when missing and returns it.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> &HeaderValue {
     // One lookup whether the client sent one or not.
@@ -145,7 +134,7 @@ mod tests {
     #[test]
     fn keeps_te_trailers_and_upgrade_pairs() {
         let mut h = map(&[("te", "trailers"), ("connection", "Upgrade"), ("upgrade", "websocket")]);
-        assert!(is_upgrade(&h));
+        assert!(crate::http1::fields::is_upgrade(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["upgrade"], "websocket");

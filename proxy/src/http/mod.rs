@@ -10,19 +10,19 @@ pub mod reply;
 pub mod request_id;
 pub mod retry;
 pub mod series;
-pub mod upgrade;
 
 use std::{net::SocketAddr, pin::pin, sync::Arc};
 
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use tokio::time::Instant;
 
+use crate::body::ClientBody;
 use crate::{
     balance::{Service, direct::PASSTHROUGH},
     live::{Serving, Shared},
     metrics::{Direction, tls_label},
 };
-use body::{Body, ClientBody};
+use body::ResponseBody;
 use deadline::Deadline;
 use pillion_config::{Protocol, RetryPolicy, route};
 use reply::LocalError;
@@ -131,7 +131,11 @@ impl<'a> Target<'a> {
 }
 
 /// Serves one request. Never fails: every problem becomes a local reply.
-pub async fn handle(shared: Arc<Shared>, conn: Arc<Conn>, req: Request<ClientBody>) -> Response<Body> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    req: Request<ClientBody>,
+) -> Response<ResponseBody> {
     let start = Instant::now();
     // The one config load of this request; it keeps its config until it is done.
     let rt = shared.serving.load_full();
@@ -143,8 +147,9 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<Conn>, req: Request<ClientBod
         tracing::info!(peer = %conn.peer, "request with ambiguous framing (Content-Length/Transfer-Encoding) refused");
         return log.finish(&shared, &conn, start, None, LocalError::BadRequest.response(), conn.tls);
     }
-    let upgrade =
-        survey.hop_by_hop && req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+    let upgrade = survey.hop_by_hop
+        && req.version() == Version::HTTP_11
+        && crate::http1::fields::is_upgrade(req.headers());
     let (mut parts, body) = req.into_parts();
     if survey.hop_by_hop {
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -222,7 +227,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<Conn>, req: Request<ClientBod
                     headers::strip_hop_by_hop(resp.headers_mut(), switching);
                 }
                 *resp.version_mut() = Version::default();
-                resp.map(Body::from)
+                resp.map(ResponseBody::from)
             }
         }
         Err(e) => {
@@ -303,9 +308,9 @@ impl LogParts {
         conn: &Conn,
         start: Instant,
         target: Option<&Target<'_>>,
-        resp: Response<Body>,
+        resp: Response<ResponseBody>,
         tls: bool,
-    ) -> Response<Body> {
+    ) -> Response<ResponseBody> {
         let elapsed = start.elapsed();
         let (service, route) = target.map_or(("unknown", "none"), |t| (t.name, t.route));
         let dir = conn.direction.as_str();

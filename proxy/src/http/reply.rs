@@ -1,9 +1,14 @@
 //! Local replies: every way a request can fail inside the proxy maps to one status and one
-//! `x-pillion-error` code, here and nowhere else.
+//! `x-pillion-error` code, here and nowhere else; the codecs' typed errors come in through the
+//! `From` impls below.
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use super::{body::Body, headers};
+use super::{body::ResponseBody, headers};
+use crate::{
+    body::Body,
+    http1::{chunked::ChunkError, request, server::Refusal},
+};
 
 /// Why the proxy answered a request itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +40,29 @@ pub enum LocalError {
     BadLineEnding,
     /// The request body is over the route's `max_request_bytes`.
     TooLarge,
-    /// No inbound application address is known for this connection.
-    NoApp,
+}
+
+impl From<&request::Error> for LocalError {
+    fn from(e: &request::Error) -> Self {
+        use request::Error as E;
+        match e {
+            E::TooLarge(_) | E::TooManyHeaders(_) => Self::HeadersTooLarge,
+            E::RequestLineTooLong(_) => Self::RequestLineTooLong,
+            E::BareLineEnding => Self::BadLineEnding,
+            E::ContentLength | E::TransferEncoding | E::AmbiguousFraming => Self::BadFraming,
+            E::Parse(_) | E::Target | E::HeaderName | E::HeaderValue | E::Host => Self::BadRequest,
+        }
+    }
+}
+
+impl From<&Refusal> for LocalError {
+    fn from(r: &Refusal) -> Self {
+        match r {
+            Refusal::Head(e) => e.into(),
+            Refusal::Body(ChunkError::LineEnding) => Self::BadLineEnding,
+            Refusal::Body(_) => Self::BadFraming,
+        }
+    }
 }
 
 impl LocalError {
@@ -56,14 +82,13 @@ impl LocalError {
             Self::BadFraming => (StatusCode::BAD_REQUEST, "bad-framing"),
             Self::BadLineEnding => (StatusCode::BAD_REQUEST, "bad-line-ending"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request-too-large"),
-            Self::NoApp => (StatusCode::BAD_GATEWAY, "no-inbound-app"),
         }
     }
 
     /// The reply sent to the client.
-    pub fn response(self) -> Response<Body> {
+    pub fn response(self) -> Response<ResponseBody> {
         let (status, code) = self.status_and_code();
-        let mut resp = Response::new(Body::full(format!("pillion: {code}\n")));
+        let mut resp = Response::new(Body::full(format!("pillion: {code}\n")).into());
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         h.insert(headers::ERROR.clone(), HeaderValue::from_static(code));
@@ -83,5 +108,20 @@ mod tests {
         assert_eq!(r.headers()["x-pillion-error"], "route-timeout");
         assert_eq!(LocalError::NoEndpoint.status_and_code().0, 503);
         assert_eq!(LocalError::UpstreamReset.status_and_code().0, 502);
+    }
+
+    #[test]
+    fn codec_errors_map_to_their_replies() {
+        assert_eq!(LocalError::from(&request::Error::TooManyHeaders(8)), LocalError::HeadersTooLarge);
+        assert_eq!(
+            LocalError::from(&request::Error::RequestLineTooLong(512)),
+            LocalError::RequestLineTooLong
+        );
+        assert_eq!(
+            LocalError::from(&Refusal::Head(request::Error::BareLineEnding)),
+            LocalError::BadLineEnding
+        );
+        assert_eq!(LocalError::from(&Refusal::Body(ChunkError::LineEnding)), LocalError::BadLineEnding);
+        assert_eq!(LocalError::from(&Refusal::Body(ChunkError::Trailer)), LocalError::BadFraming);
     }
 }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use http::{
-    HeaderName,
+    HeaderMap, HeaderName,
     header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, SERVER, TRANSFER_ENCODING, USER_AGENT},
 };
 use smallvec::SmallVec;
@@ -203,6 +203,17 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
         return None;
     }
     Some(s.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Whether an HTTP/1.1 request asks to switch protocols (e.g. WebSocket).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 #[cfg(test)]

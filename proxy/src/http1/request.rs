@@ -16,7 +16,6 @@ use http::{
 };
 
 use super::fields::{Facts, Spans, bare_line_ending, header_name};
-use crate::http::reply::LocalError;
 
 /// The most header fields a head is parsed with; `Limits::max_headers` may only lower it.
 const HEADER_SLOTS: usize = 256;
@@ -96,21 +95,6 @@ pub enum Error {
     /// A line ends in LF without CR, or a CR is not followed by LF.
     #[error("line ending other than CRLF")]
     BareLineEnding,
-}
-
-impl Error {
-    /// The local reply it gets.
-    pub fn reply(&self) -> LocalError {
-        match self {
-            Self::TooLarge(_) | Self::TooManyHeaders(_) => LocalError::HeadersTooLarge,
-            Self::RequestLineTooLong(_) => LocalError::RequestLineTooLong,
-            Self::BareLineEnding => LocalError::BadLineEnding,
-            Self::ContentLength | Self::TransferEncoding | Self::AmbiguousFraming => LocalError::BadFraming,
-            Self::Parse(_) | Self::Target | Self::HeaderName | Self::HeaderValue | Self::Host => {
-                LocalError::BadRequest
-            }
-        }
-    }
 }
 
 /// Parses a request head from the front of `buf`, removing it; `None` until a whole head is
@@ -280,13 +264,11 @@ mod tests {
         }
         let many = format!("GET / HTTP/1.1\r\nHost: x\r\n{}\r\n", "a: 1\r\n".repeat(8));
         assert_eq!(parse(&many).unwrap_err(), Error::TooManyHeaders(8));
-        assert_eq!(parse(&many).unwrap_err().reply(), LocalError::HeadersTooLarge);
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(2000));
         assert_eq!(parse(&big).unwrap_err(), Error::TooLarge(1024));
         // A long request line is refused before its end arrives.
         let long = format!("GET /{}", "a".repeat(600));
         assert_eq!(parse(&long).unwrap_err(), Error::RequestLineTooLong(512));
-        assert_eq!(parse(&long).unwrap_err().reply(), LocalError::RequestLineTooLong);
         assert!(parse(&format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(490))).is_ok());
     }
 }

@@ -22,25 +22,27 @@ use std::{
 
 use bytes::BytesMut;
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body::Body as _;
-use tokio::sync::watch;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::watch,
+};
 
-use super::{Stream, linger};
 use super::{
+    Stream,
     body::RequestBody,
     chunked::{self, ChunkError},
+    client::Upgraded,
     date,
     feed::{Fed, Feeder},
+    fields, linger,
     request::{self, BodyFraming, Head, Limits},
     response::{self, Answering},
-    write::{Out, Writer},
+    upgrade,
+    write::{Out, WriteBody, Writer},
 };
-use crate::drain::Signal;
-use crate::drain::drained;
-use crate::metrics::Rejections;
 use crate::{
-    http::{body::Body, headers, reply::LocalError, upgrade},
-    upstream::http1::Upgraded,
+    drain::{Signal, drained},
+    metrics::Rejections,
 };
 
 /// Room made in the read buffer before reading a head: most heads fit in one read. Small, as an
@@ -132,9 +134,24 @@ enum Ended {
     Refused(Refusal),
 }
 
+/// What the server needs of the responses it writes, beyond a body it can frame: the connection
+/// a 101 switches to, and the replies it makes itself (which status and which words is the
+/// proxy's policy, not the codec's).
+pub trait Respond: WriteBody + Sized {
+    /// The other side of a protocol switch.
+    type Upgrade: AsyncRead + AsyncWrite + Unpin;
+    /// For a 101 response: the connection to join the client to, once.
+    fn take_upgrade(&mut self) -> Option<Upgraded<Self::Upgrade>>;
+    /// The reply to a request refused before it was served, and its `reason` label.
+    fn refusal(why: &Refusal) -> (Response<Self>, &'static str);
+    /// The reply in place of a 101 the client did not ask for, or with no connection to join.
+    fn bad_switch() -> Response<Self>;
+}
+
 /// Why a request was answered without being served.
 #[derive(Debug, thiserror::Error)]
-enum Refusal {
+pub enum Refusal {
+    /// The request head cannot be served as it is.
     #[error(transparent)]
     Head(#[from] request::Error),
     /// The part of a chunked body that came with the head is malformed.
@@ -142,19 +159,9 @@ enum Refusal {
     Body(#[from] ChunkError),
 }
 
-impl Refusal {
-    fn reply(&self) -> LocalError {
-        match self {
-            Self::Head(e) => e.reply(),
-            Self::Body(ChunkError::LineEnding) => LocalError::BadLineEnding,
-            Self::Body(_) => LocalError::BadFraming,
-        }
-    }
-}
-
 /// How one exchange left the connection.
 #[derive(Debug)]
-enum Outcome {
+enum Outcome<U> {
     /// Ready for the next request.
     KeepAlive,
     /// To be closed; `unread`: the client may still be sending the request body.
@@ -162,11 +169,11 @@ enum Outcome {
     /// The client is gone, or the connection failed mid-exchange.
     Abort,
     /// Switched protocols: join the client to this upstream connection.
-    Upgrade(Upgraded),
+    Upgrade(Upgraded<U>),
 }
 
 /// Serves HTTP/1.1 requests on `io` with `service` until the connection closes.
-pub async fn serve<S, F, Fut>(
+pub async fn serve<S, F, Fut, B>(
     io: S,
     settings: Settings,
     drain: &mut watch::Receiver<bool>,
@@ -175,7 +182,8 @@ pub async fn serve<S, F, Fut>(
 ) where
     S: Client,
     F: FnMut(Request<RequestBody>) -> Fut,
-    Fut: Future<Output = Response<Body>>,
+    Fut: Future<Output = Response<B>>,
+    B: Respond,
 {
     let drain = pin!(drained(drain));
     let mut drain = Signal::new(drain);
@@ -188,12 +196,12 @@ pub async fn serve<S, F, Fut>(
             Err(Ended::Io(e)) => return tracing::debug!(error = %e, "client connection failed"),
             // The ways a connection ends are boxed: inline, the largest of them would size every
             // connection's task.
-            Err(Ended::Refused(e)) => return Box::pin(refuse(conn, e, rejections)).await,
+            Err(Ended::Refused(e)) => return Box::pin(refuse::<S, B>(conn, e, rejections)).await,
         };
         // A malformed chunk that came with the head is refused before anything goes upstream.
         if head.body == BodyFraming::Chunked && !conn.read.is_empty() {
             if let Err(e) = chunked::check(&conn.read) {
-                return Box::pin(refuse(conn, e.into(), rejections)).await;
+                return Box::pin(refuse::<S, B>(conn, e.into(), rejections)).await;
             }
         }
         served = served.wrapping_add(1);
@@ -225,12 +233,11 @@ pub async fn serve<S, F, Fut>(
 }
 
 /// Answers a request that cannot be served, then closes.
-async fn refuse<S: Stream>(mut conn: Connection<S>, why: Refusal, rejections: &Rejections) {
-    let reply = why.reply();
-    let code = reply.status_and_code().1;
+async fn refuse<S: Stream, B: Respond>(mut conn: Connection<S>, why: Refusal, rejections: &Rejections) {
+    let (reply, code) = B::refusal(&why);
     rejections.counter.with_label_values(&[rejections.direction, code]).inc();
     tracing::debug!(reason = code, "request refused: {why}");
-    let (parts, body) = reply.response().into_parts();
+    let (parts, body) = reply.into_parts();
     let answering = Answering { method: &Method::GET, version: Version::HTTP_11, keep_alive: false };
     let len = body.size_hint().exact();
     let (framing, _) = date::with_now(|d| response::head(&parts, len, answering, d, &mut conn.out.buf));
@@ -242,7 +249,7 @@ async fn refuse<S: Stream>(mut conn: Connection<S>, why: Refusal, rejections: &R
 }
 
 /// One request and its response.
-struct Exchange {
+struct Exchange<B: Respond> {
     method: Method,
     version: Version,
     /// The connection may carry another request after this one.
@@ -254,11 +261,11 @@ struct Exchange {
     /// The request body was not read to its end.
     unread: bool,
     /// Writing the response, once the service has answered.
-    writer: Option<Writer>,
-    upgraded: Option<Upgraded>,
+    writer: Option<Writer<B>>,
+    upgraded: Option<Upgraded<B::Upgrade>>,
 }
 
-impl Exchange {
+impl<B: Respond> Exchange<B> {
     /// The request the service gets, and the exchange that serves it.
     fn start(head: Head, last: bool) -> (Request<RequestBody>, Self) {
         let Head { parts, body, keep_alive, expect_continue } = head;
@@ -273,7 +280,7 @@ impl Exchange {
                 (body, Some(Feeder::new(feed, framing, expect_continue)))
             }
         };
-        let upgrade = parts.version == Version::HTTP_11 && headers::is_upgrade(&parts.headers);
+        let upgrade = parts.version == Version::HTTP_11 && fields::is_upgrade(&parts.headers);
         let exchange = Self {
             method: parts.method.clone(),
             version: parts.version,
@@ -287,13 +294,13 @@ impl Exchange {
         (Request::from_parts(parts, body), exchange)
     }
 
-    fn poll<S: Stream, Fut: Future<Output = Response<Body>>>(
+    fn poll<S: Stream, Fut: Future<Output = Response<B>>>(
         &mut self,
         cx: &mut Context<'_>,
         conn: &mut Connection<S>,
         fut: Pin<&mut Fut>,
         drain: &mut Signal<'_, impl Future<Output = ()>>,
-    ) -> Poll<Outcome> {
+    ) -> Poll<Outcome<B::Upgrade>> {
         if let Some(f) = &mut self.feeder {
             match f.poll(cx, conn, self.writer.is_some()) {
                 Poll::Pending => {}
@@ -340,13 +347,13 @@ impl Exchange {
     }
 
     /// Queues the response head and returns the writer of its body.
-    fn respond(&mut self, resp: Response<Body>, draining: bool, out: &mut Out) -> Writer {
+    fn respond(&mut self, resp: Response<B>, draining: bool, out: &mut Out) -> Writer<B> {
         let (mut parts, mut body) = resp.into_parts();
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             self.upgraded = if self.upgrade { body.take_upgrade() } else { None };
             if self.upgraded.is_none() {
                 // A 101 the client did not ask for, or without a connection to join it to.
-                (parts, body) = LocalError::UpstreamReset.response().into_parts();
+                (parts, body) = B::bad_switch().into_parts();
             }
         }
         let keep_alive = self.keep_alive && self.body_read() && !draining;
@@ -364,7 +371,11 @@ impl Exchange {
 
     /// While the request body is read and the service works, watches for the client hanging up,
     /// keeping what it sends next (a pipelined request) in the buffer, up to a head's limit.
-    fn poll_hangup<S: Stream>(&self, cx: &mut Context<'_>, conn: &mut Connection<S>) -> Poll<Outcome> {
+    fn poll_hangup<S: Stream>(
+        &self,
+        cx: &mut Context<'_>,
+        conn: &mut Connection<S>,
+    ) -> Poll<Outcome<B::Upgrade>> {
         if !self.body_read() {
             return Poll::Pending;
         }

@@ -12,13 +12,69 @@ use tokio::{
     sync::{Notify, oneshot, watch},
 };
 
+use bytes::Bytes;
+use http_body_util::Full;
+
 use super::{
     body::RequestBody,
-    request::Limits,
-    server::{Settings, serve},
+    client::Upgraded,
+    request::{self, Limits},
+    server::{Refusal, Respond, Settings, serve},
 };
-use crate::http::body::Body;
 use crate::metrics::Rejections;
+
+/// The responses these tests' services give: whole bodies, and replies of the tests' own for
+/// what the server refuses (which status and words the proxy sends is `http::reply`'s to say).
+#[derive(Debug)]
+struct Body(Full<Bytes>);
+
+impl Body {
+    fn full(b: impl Into<Bytes>) -> Self {
+        Self(Full::new(b.into()))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
+impl Respond for Body {
+    type Upgrade = TcpStream;
+
+    fn take_upgrade(&mut self) -> Option<Upgraded<TcpStream>> {
+        None
+    }
+
+    fn refusal(why: &Refusal) -> (Response<Self>, &'static str) {
+        let (status, reason) = match why {
+            Refusal::Head(request::Error::TooLarge(_) | request::Error::TooManyHeaders(_)) => {
+                (431, "too-large")
+            }
+            _ => (400, "bad"),
+        };
+        let mut r = Response::new(Self::full(reason));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        (r, reason)
+    }
+
+    fn bad_switch() -> Response<Self> {
+        let mut r = Response::new(Self::full("bad switch"));
+        *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+        r
+    }
+}
 
 type Service =
     Arc<dyn Fn(Request<RequestBody>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
@@ -138,12 +194,12 @@ async fn bad_heads_get_a_local_400_or_431_and_are_counted() {
     let s = start(SETTINGS, echo()).await;
     let out = exchange(s.addr, b"GET / HTTP/1.1\r\n\r\n").await;
     assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
-    assert!(out.contains("x-pillion-error: bad-request\r\n") && out.contains("connection: close"), "{out}");
+    assert!(out.ends_with("\r\n\r\nbad") && out.contains("connection: close"), "{out}");
     let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(4096));
     let out = exchange(s.addr, big.as_bytes()).await;
-    assert!(out.starts_with("HTTP/1.1 431 ") && out.contains("x-pillion-error: headers-too-large"), "{out}");
-    assert_eq!(s.rejected.with_label_values(&["inbound", "bad-request"]).get(), 1);
-    assert_eq!(s.rejected.with_label_values(&["inbound", "headers-too-large"]).get(), 1);
+    assert!(out.starts_with("HTTP/1.1 431 ") && out.ends_with("too-large"), "{out}");
+    assert_eq!(s.rejected.with_label_values(&["inbound", "bad"]).get(), 1);
+    assert_eq!(s.rejected.with_label_values(&["inbound", "too-large"]).get(), 1);
 }
 
 #[tokio::test]

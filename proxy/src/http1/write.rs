@@ -14,11 +14,10 @@ use std::{
 
 use bytes::{Buf, Bytes};
 use http::HeaderMap;
-use http_body::Body as _;
 use tokio::io::AsyncWrite;
 
+use super::BodyError;
 use super::wire::{self, Framing};
-use crate::http::body::{Body, BodyError};
 
 /// Why a body could not be written to its end.
 #[derive(Debug, thiserror::Error)]
@@ -91,10 +90,15 @@ fn nonzero(n: usize) -> io::Result<usize> {
     if n == 0 { Err(io::ErrorKind::WriteZero.into()) } else { Ok(n) }
 }
 
-/// The request body still to be written.
+/// A body that can be written: frames of bytes, and an error that can be boxed.
+pub trait WriteBody: http_body::Body<Data = Bytes, Error: Into<BodyError>> + Unpin {}
+
+impl<B: http_body::Body<Data = Bytes, Error: Into<BodyError>> + Unpin> WriteBody for B {}
+
+/// The body still to be written.
 #[derive(Debug)]
-pub struct Writer {
-    body: Body,
+pub struct Writer<B> {
+    body: B,
     framing: Framing,
     /// The body has ended and its end (if chunked) is queued.
     ended: bool,
@@ -103,14 +107,14 @@ pub struct Writer {
     discard: bool,
 }
 
-impl Writer {
+impl<B: WriteBody> Writer<B> {
     /// Writes `body` with `framing`.
-    pub fn new(body: Body, framing: Framing) -> Self {
+    pub fn new(body: B, framing: Framing) -> Self {
         Self { body, framing, ended: false, discard: false }
     }
 
     /// Reads `body` to its end without writing it.
-    pub fn discarding(body: Body) -> Self {
+    pub fn discarding(body: B) -> Self {
         Self { body, framing: Framing::Length(0), ended: false, discard: true }
     }
 
@@ -131,7 +135,7 @@ impl Writer {
                         self.frame(frame, out)?;
                         continue;
                     }
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(WriteError::Body(e))),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(WriteError::Body(e.into()))),
                     Poll::Ready(None) => self.end(out, &HeaderMap::new())?,
                     Poll::Pending => {
                         // The body will wake us; until then, write what is queued.

@@ -10,13 +10,7 @@ use tokio::{
 };
 
 use super::{detect::Detected, guard::Guarded};
-use crate::{
-    drain::drained,
-    http::{Conn, body::ClientBody},
-    http1, http2,
-    live::Shared,
-    metrics::Rejections,
-};
+use crate::{body::ClientBody, drain::drained, http::Conn, http1, http2, live::Shared, metrics::Rejections};
 
 /// A listener's HTTP server settings and limits, shared by its connections.
 pub struct ListenerHttp {

@@ -6,8 +6,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::{
     balance::Service,
     balance::{Tried, outlier::Outcome},
-    http::forward::source_chain,
     upstream::ConnectError,
+    upstream::log::source_chain,
 };
 
 /// Endpoints tried before a TCP connection is given up.

@@ -22,7 +22,7 @@ use tokio::{
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
-use crate::tls::TlsTarget;
+use crate::{http1::client::Transport, tls::TlsTarget};
 
 /// Why an upstream connection could not be made. Cheap to clone (causes sit behind `Arc`), so
 /// that requests waiting on one shared HTTP/2 connect can all be told why it failed.
@@ -148,15 +148,11 @@ enum Io {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-impl UpstreamStream {
-    /// For a plain connection between exchanges: whether the upstream has neither sent anything
-    /// nor closed it. While no readiness event has come in this is one atomic load, with no
-    /// syscall and no waker to register. `None` for TLS, whose records only a read can tell.
-    pub fn plain_quiet(&self) -> Option<bool> {
+impl Transport for UpstreamStream {
+    /// A plain connection is asked without a read; TLS records only a read can tell.
+    fn quiet(&self) -> Option<bool> {
         match &self.io {
-            Io::Plain(s) => {
-                Some(matches!(s.try_read(&mut [0; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock))
-            }
+            Io::Plain(s) => s.quiet(),
             Io::Tls(_) => None,
         }
     }

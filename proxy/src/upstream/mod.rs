@@ -3,7 +3,7 @@
 //! the endpoint.
 
 pub mod connect;
-pub mod http1;
+pub mod log;
 pub mod pool;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -16,6 +16,11 @@ use pillion_certs::{
 use crate::tls::{ALPN_TCP, Tls, TlsTarget};
 pub use connect::{ConnLimit, ConnectError, Connector, UpstreamStream};
 pub use pool::{Pool, SendError, UpstreamBody};
+
+/// Our HTTP/1.1 client's connection to an endpoint.
+pub type Http1Conn = crate::http1::client::Conn<UpstreamStream>;
+/// An endpoint's connection after it switched protocols (101).
+pub type Upgraded = crate::http1::client::Upgraded<UpstreamStream>;
 
 /// The long-lived part of an endpoint.
 #[derive(Debug)]

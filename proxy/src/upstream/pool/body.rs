@@ -16,8 +16,9 @@ use hyper::body::Incoming;
 
 use super::Pool;
 use crate::{
-    http::{body::BodyError, forward::log_upstream_failure},
-    upstream::http1::{ResponseBody, Upgraded},
+    body::Body,
+    http1::{BodyError, client::ResponseBody},
+    upstream::{Upgraded, UpstreamStream, log::log_upstream_failure},
 };
 
 /// A response body from an endpoint.
@@ -29,13 +30,17 @@ pub struct UpstreamBody {
 
 enum Inner {
     /// HTTP/1.1, and the pool its connection returns to (none once returned).
-    Http1(ResponseBody, Option<Arc<Pool>>),
+    Http1(ResponseBody<UpstreamStream, Body>, Option<Arc<Pool>>),
     /// HTTP/2: multiplexed, nothing to return.
     Http2(Incoming),
 }
 
 impl UpstreamBody {
-    pub(super) fn http1(body: ResponseBody, endpoint: SocketAddr, pool: Arc<Pool>) -> Self {
+    pub(super) fn http1(
+        body: ResponseBody<UpstreamStream, Body>,
+        endpoint: SocketAddr,
+        pool: Arc<Pool>,
+    ) -> Self {
         let mut b = Self { inner: Inner::Http1(body, Some(pool)), endpoint };
         // Empty bodies (HEAD, 204, 304) are complete already.
         b.check_in();

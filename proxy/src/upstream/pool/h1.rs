@@ -1,5 +1,5 @@
 //! HTTP/1.1 to one endpoint: a LIFO stack of idle connections, and handing out one of them or
-//! a new one for a request ([`http1`](crate::upstream::http1) runs the exchange in its task).
+//! a new one for a request ([`http1`](crate::http1::client) runs the exchange in its task).
 //!
 //! LIFO hands out the most recently used connection, so the ones an upstream is about to close
 //! for idleness age out at the bottom instead of being picked. The stack sits behind a
@@ -14,7 +14,7 @@ use std::{
 use tokio::time::Instant;
 
 use super::{IDLE_TIMEOUT, MAX_IDLE, SendError};
-use crate::upstream::{connect::Connector, http1::Conn};
+use crate::upstream::{Http1Conn as Conn, connect::Connector};
 
 /// The HTTP/1.1 side of an endpoint's pool.
 pub(super) struct Http1 {

@@ -21,11 +21,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::OnceCell;
 
 use super::{IDLE_TIMEOUT, SWEEP_EVERY, SendError};
+use crate::body::Body;
 use crate::http2::coalesce::{Coalesce, Counted, CountedSpawn, Polls};
-use crate::{
-    http::body::Body,
-    upstream::connect::{ConnectError, Connector},
-};
+use crate::upstream::connect::{ConnectError, Connector};
 
 /// One connect, awaited by every request that found no open connection while it ran.
 type Attempt = OnceCell<Result<SendRequest<Body>, ConnectError>>;

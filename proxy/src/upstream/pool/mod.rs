@@ -24,7 +24,7 @@ use http::{Request, Response};
 use tokio::task::AbortHandle;
 
 use super::connect::{ConnectError, Connector};
-use crate::http::body::Body;
+use crate::body::Body;
 pub use body::UpstreamBody;
 
 /// How long an idle connection is kept.
@@ -43,7 +43,7 @@ pub enum SendError {
     Connect(#[source] ConnectError),
     /// The HTTP/1.1 exchange failed, or the request's own body failed.
     #[error("upstream exchange failed")]
-    Http1(#[source] crate::upstream::http1::Error),
+    Http1(#[source] crate::http1::client::Error),
     /// The HTTP/2 exchange failed, or the request's own body failed.
     #[error("upstream exchange failed")]
     Http2(#[source] hyper::Error),
@@ -88,7 +88,7 @@ impl Pool {
     }
 
     /// Takes back an HTTP/1.1 connection whose response was read to its end.
-    fn checkin(self: &Arc<Self>, conn: Box<crate::upstream::http1::Conn>) {
+    fn checkin(self: &Arc<Self>, conn: Box<super::Http1Conn>) {
         self.h1.checkin(conn);
         self.start_sweep();
     }

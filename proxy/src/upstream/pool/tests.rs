@@ -20,10 +20,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::{net::TcpListener, sync::Barrier, task::AbortHandle};
 
 use super::{Pool, SendError, UpstreamBody};
-use crate::{
-    http::body::Body,
-    upstream::connect::{ConnLimit, ConnectError, Connector},
-};
+use crate::body::Body;
+use crate::upstream::connect::{ConnLimit, ConnectError, Connector};
 
 /// What the test server answers.
 #[derive(Clone, Default)]

@@ -8,18 +8,27 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use super::{Conn, Error, ResponseBody};
-use crate::{
-    http::body::Body,
-    upstream::connect::{ConnLimit, Connector},
-};
+use bytes::Bytes;
+use http_body_util::{Either, Empty, Full};
+
+use super::{Conn, Error};
+
+/// The request bodies these tests send: none, or whole.
+type Body = Either<Empty<Bytes>, Full<Bytes>>;
+type ResponseBody = super::ResponseBody<TcpStream, Body>;
+
+fn empty() -> Body {
+    Either::Left(Empty::new())
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Either::Right(Full::new(b.into()))
+}
 
 /// A connection to a socket this test answers on.
-async fn pair() -> (Box<Conn>, TcpStream) {
+async fn pair() -> (Box<Conn<TcpStream>>, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let connector =
-        Connector::new(listener.local_addr().unwrap(), Duration::from_secs(5), None, ConnLimit::new(4));
-    let (io, accepted) = tokio::join!(connector.connect(), listener.accept());
+    let (io, accepted) = tokio::join!(TcpStream::connect(listener.local_addr().unwrap()), listener.accept());
     (Conn::new(io.unwrap()), accepted.unwrap().0)
 }
 
@@ -52,7 +61,7 @@ async fn collect(body: &mut ResponseBody) -> Result<(Vec<u8>, Option<HeaderMap>)
 }
 
 fn get(path: &str) -> Request<Body> {
-    Request::get(path).header(header::HOST, "up").body(Body::Empty).unwrap()
+    Request::get(path).header(header::HOST, "up").body(empty()).unwrap()
 }
 
 #[tokio::test]
@@ -72,7 +81,7 @@ async fn a_chunked_response_and_its_trailers_then_the_connection_carries_another
     assert_eq!((data.as_slice(), trailers.unwrap()["x-t"].as_bytes()), (&b"hello"[..], &b"1"[..]));
 
     let conn = body.take_reusable().expect("reusable after a complete exchange");
-    let post = Request::post("/b").body(Body::full("abc")).unwrap();
+    let post = Request::post("/b").body(full("abc")).unwrap();
     let answer = async {
         let req = read_request(&mut up, 3).await;
         assert_eq!(req, "POST /b HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc");
@@ -104,7 +113,7 @@ async fn interim_responses_are_skipped() {
 async fn an_answer_before_the_upload_is_written_is_delivered_and_the_connection_dropped() {
     let (conn, mut up) = pair().await;
     // Far more than the sockets buffer: the write blocks while the upstream reads nothing.
-    let upload = Request::put("/big").body(Body::full(vec![b'x'; 64 << 20])).unwrap();
+    let upload = Request::put("/big").body(full(vec![b'x'; 64 << 20])).unwrap();
     let answer = async {
         read_request(&mut up, 0).await;
         up.write_all(b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 4\r\n\r\nbig!").await.unwrap();
@@ -172,7 +181,7 @@ async fn a_101_hands_over_the_socket_with_what_followed_the_head() {
     let req = Request::get("/ws")
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, "websocket")
-        .body(Body::Empty)
+        .body(empty())
         .unwrap();
     let answer = async {
         read_request(&mut up, 0).await;

@@ -7,10 +7,10 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Frame, SizeHint};
 
-use super::{Conn, Error, Upgraded, decode::Framing};
+use super::{Conn, Error, Transport, Upgraded, decode::Framing};
 use crate::http1::{
     chunked::{Chunked, Step},
-    write::Writer,
+    write::{WriteBody, Writer},
 };
 
 /// Where the body is.
@@ -30,21 +30,21 @@ enum State {
 
 /// The body of an upstream HTTP/1.1 response, owning the connection it comes from.
 #[derive(Debug)]
-pub struct ResponseBody {
+pub struct ResponseBody<S, B> {
     /// None once the body failed, or the connection was taken back or upgraded.
-    conn: Option<Box<Conn>>,
+    conn: Option<Box<Conn<S>>>,
     /// The request body, when the upstream answered before we had written it all (boxed: the
     /// request body may itself be a response body, and it is rare).
-    writer: Option<Box<Writer>>,
+    writer: Option<Box<Writer<B>>>,
     state: State,
     /// The connection can carry another request once this body is read.
     keep_alive: bool,
 }
 
-impl ResponseBody {
+impl<S: Transport, B: WriteBody> ResponseBody<S, B> {
     pub(super) fn new(
-        conn: Box<Conn>,
-        writer: Option<Writer>,
+        conn: Box<Conn<S>>,
+        writer: Option<Writer<B>>,
         framing: Framing,
         keep_alive: bool,
         status: StatusCode,
@@ -146,13 +146,13 @@ impl ResponseBody {
     /// The connection, once the exchange is complete and it can carry another: the body read
     /// to its end, the request written, and nothing more from the upstream (bytes past the
     /// body's end are a response nobody asked for).
-    pub fn take_reusable(&mut self) -> Option<Box<Conn>> {
+    pub fn take_reusable(&mut self) -> Option<Box<Conn<S>>> {
         let done = self.state == State::Done && self.keep_alive && self.writer.is_none();
         if done && self.conn.as_ref().is_some_and(|c| c.read.is_empty()) { self.conn.take() } else { None }
     }
 
     /// The connection after a 101, with what the upstream already sent past the head.
-    pub fn take_upgrade(&mut self) -> Option<Upgraded> {
+    pub fn take_upgrade(&mut self) -> Option<Upgraded<S>> {
         if self.state != State::Upgrade {
             return None;
         }

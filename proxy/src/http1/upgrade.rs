@@ -6,13 +6,14 @@
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::upstream::http1::Upgraded;
+use super::client::Upgraded;
 
 /// Copies between `client` and the upstream until either closes. `client_read` is what the
 /// client sent right behind its request head; the upstream's bytes behind its 101 go first.
-pub async fn tunnel<C>(client: &mut C, client_read: Bytes, upstream: Upgraded)
+pub async fn tunnel<C, U>(client: &mut C, client_read: Bytes, upstream: Upgraded<U>)
 where
     C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
     let Upgraded { io: mut u, read } = upstream;
     let copied = async {

@@ -7,9 +7,7 @@ use http::{
     header::{CONTENT_LENGTH, TRANSFER_ENCODING},
     request::Parts,
 };
-use http_body::Body as _;
 
-use crate::http::body::Body;
 use crate::http1::{
     fields,
     wire::{Framing, format_u64, header},
@@ -17,7 +15,7 @@ use crate::http1::{
 
 /// Appends the request line and headers of `parts` to `out`, with the framing header for
 /// `body`; returns that framing (never `Close`: a request body cannot end with the connection).
-pub(super) fn head(parts: &Parts, body: &Body, out: &mut Vec<u8>) -> Framing {
+pub(super) fn head(parts: &Parts, body: &impl http_body::Body, out: &mut Vec<u8>) -> Framing {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = if parts.method == Method::CONNECT {
@@ -76,7 +74,12 @@ fn expects_body(m: &Method) -> bool {
 mod tests {
     use http::Request;
 
+    use http_body_util::{Empty, Full};
+
     use super::*;
+
+    /// A request body that is empty or whole.
+    type Body = http_body_util::Either<Empty<bytes::Bytes>, Full<bytes::Bytes>>;
 
     fn encode(req: Request<Body>) -> (String, Framing) {
         let (parts, body) = req.into_parts();
@@ -87,14 +90,15 @@ mod tests {
 
     #[test]
     fn a_get_has_no_framing_header_and_a_known_body_its_length() {
-        let (h, f) = encode(Request::get("/a?b").header("host", "x").body(Body::Empty).unwrap());
+        let (h, f) = encode(Request::get("/a?b").header("host", "x").body(Body::Left(Empty::new())).unwrap());
         assert_eq!((h.as_str(), f), ("GET /a?b HTTP/1.1\r\nhost: x\r\n\r\n", Framing::Length(0)));
-        let (h, f) =
-            encode(Request::post("/").header("content-length", "99").body(Body::full("hi")).unwrap());
+        let (h, f) = encode(
+            Request::post("/").header("content-length", "99").body(Body::Right(Full::from("hi"))).unwrap(),
+        );
         assert_eq!((h.as_str(), f), ("POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n", Framing::Length(2)));
-        let (h, _) = encode(Request::post("/").body(Body::Empty).unwrap());
+        let (h, _) = encode(Request::post("/").body(Body::Left(Empty::new())).unwrap());
         assert_eq!(h, "POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
-        let (h, _) = encode(Request::connect("db:5432").body(Body::Empty).unwrap());
+        let (h, _) = encode(Request::connect("db:5432").body(Body::Left(Empty::new())).unwrap());
         assert!(h.starts_with("CONNECT db:5432 HTTP/1.1\r\n"), "{h}");
     }
 

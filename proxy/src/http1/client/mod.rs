@@ -6,7 +6,8 @@
 //! per-request CPU, and each wake-up put the request behind whatever else the runtime had queued.
 //! Here the request's task writes the request and reads the response straight off the socket,
 //! as nginx does; an idle connection is just a socket and its buffers in the endpoint's pool.
-//! Client connections get the same treatment from `h1::server`; hyper serves HTTP/2, both sides.
+//! Client connections get the same treatment from `http1::server`; hyper serves HTTP/2, both
+//! sides. Generic over the stream (`Transport`) and the request body.
 
 mod body;
 mod decode;
@@ -22,13 +23,14 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
 
-use crate::http1::{
-    chunked::ChunkError,
-    write::{Out, WriteError, Writer},
-};
 pub use body::ResponseBody;
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::{http::body::Body, upstream::UpstreamStream};
+use super::{
+    BodyError,
+    chunked::ChunkError,
+    write::{Out, WriteBody, WriteError, Writer},
+};
 
 /// Room kept free in the read buffer before each read.
 const READ_SPACE: usize = 8 * 1024;
@@ -74,7 +76,7 @@ pub enum Error {
     Chunk(#[from] ChunkError),
     /// The client's request body failed (its error is the source).
     #[error("request body failed")]
-    RequestBody(#[source] crate::http::body::BodyError),
+    RequestBody(#[source] BodyError),
     /// The request body did not match the length it declared.
     #[error("request body length differs from its content-length")]
     RequestLength,
@@ -97,10 +99,27 @@ impl Error {
     }
 }
 
+/// A stream to an upstream.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Between exchanges, whether the upstream has neither sent anything nor closed the stream,
+    /// when that can be told without a read; `None` when only a read can tell.
+    fn quiet(&self) -> Option<bool> {
+        None
+    }
+}
+
+impl Transport for tokio::net::TcpStream {
+    /// While no readiness event has come in this is one atomic load, with no syscall and no
+    /// waker to register.
+    fn quiet(&self) -> Option<bool> {
+        Some(matches!(self.try_read(&mut [0; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock))
+    }
+}
+
 /// An upstream HTTP/1.1 connection between exchanges: the socket and its buffers.
 #[derive(Debug)]
-pub struct Conn {
-    io: UpstreamStream,
+pub struct Conn<S> {
+    io: S,
     /// Bytes read and not yet used.
     read: BytesMut,
     /// Bytes to write.
@@ -109,24 +128,24 @@ pub struct Conn {
 
 /// An upstream connection after a 101: the socket, and what the upstream sent after the head.
 #[derive(Debug)]
-pub struct Upgraded {
+pub struct Upgraded<S> {
     /// The socket.
-    pub io: UpstreamStream,
+    pub io: S,
     /// Bytes already read past the 101's head, to be passed on first.
     pub read: Bytes,
 }
 
-impl Conn {
+impl<S: Transport> Conn<S> {
     /// A fresh connection, boxed once: it moves in and out of the pool and the response body
     /// as a pointer rather than as its sockets and buffers.
-    pub fn new(io: UpstreamStream) -> Box<Self> {
+    pub fn new(io: S) -> Box<Self> {
         Box::new(Self { io, read: BytesMut::new(), out: Out::default() })
     }
 
     /// Whether an idle connection can carry a request: the upstream has neither closed it nor
     /// sent anything (an idle connection has nothing to say). Never waits.
     pub fn is_usable(&mut self) -> bool {
-        if let Some(quiet) = self.io.plain_quiet() {
+        if let Some(quiet) = self.io.quiet() {
             return quiet;
         }
         let mut cx = Context::from_waker(Waker::noop());
@@ -135,14 +154,17 @@ impl Conn {
 
     /// Sends `req` and reads the response head; the body is read from the socket as the response
     /// body is polled. Dropping either closes the connection (nothing half-done is reused).
-    pub async fn send(mut self: Box<Self>, req: Request<Body>) -> Result<Response<ResponseBody>, Error> {
+    pub async fn send<B: WriteBody>(
+        mut self: Box<Self>,
+        req: Request<B>,
+    ) -> Result<Response<ResponseBody<S, B>>, Error> {
         let (parts, body) = req.into_parts();
         let framing = encode::head(&parts, &body, &mut self.out.buf);
         let mut writer = Some(Writer::new(body, framing));
         let mut write_failed = None;
         let head = poll_fn(|cx| self.poll_head(cx, &parts.method, &mut writer, &mut write_failed)).await?;
         let status = head.parts.status;
-        crate::http1::maps::give(parts.headers);
+        super::maps::give(parts.headers);
         Ok(Response::from_parts(
             head.parts,
             ResponseBody::new(self, writer, head.framing, head.keep_alive, status),
@@ -151,11 +173,11 @@ impl Conn {
 
     /// Writes the request while reading for the response head (an upstream may answer, say with
     /// a 413, before it has read the upload); skips interim (1xx) heads except a 101.
-    fn poll_head(
+    fn poll_head<B: WriteBody>(
         &mut self,
         cx: &mut Context<'_>,
         method: &Method,
-        writer: &mut Option<Writer>,
+        writer: &mut Option<Writer<B>>,
         write_failed: &mut Option<io::Error>,
     ) -> Poll<Result<decode::Head, Error>> {
         if let Some(w) = writer {
