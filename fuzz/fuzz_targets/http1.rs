@@ -8,7 +8,8 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use pillion_proxy::http1::{
     chunked::{Chunked, Step},
-    request::{self, BodyFraming, Limits},
+    framing::Framing,
+    request::{self, Limits},
 };
 
 const LIMITS: Limits = Limits { max_head: 2048, max_headers: 32, max_request_line: 256 };
@@ -28,7 +29,7 @@ fn decode(chunks: &[&[u8]]) -> String {
         }
     };
     let mut out = format!("{:?} {:?} {:?}", head.parts, head.body, head.keep_alive);
-    if head.body != BodyFraming::Chunked {
+    if head.body != Framing::Chunked {
         return out;
     }
     let mut state = Chunked::Size;

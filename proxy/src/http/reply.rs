@@ -2,12 +2,17 @@
 //! `x-pillion-error` code, here and nowhere else; the codecs' typed errors come in through the
 //! `From` impls below.
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Method, Response, StatusCode, Version, header};
 
 use super::{body::ResponseBody, headers};
 use crate::{
     body::Body,
-    http1::{chunked::ChunkError, request, server::Refusal},
+    http1::{
+        chunked::ChunkError,
+        date, request,
+        response::{self, Answering},
+        server::Refusal,
+    },
 };
 
 /// Why the proxy answered a request itself.
@@ -40,6 +45,8 @@ pub enum LocalError {
     BadLineEnding,
     /// The request body is over the route's `max_request_bytes`.
     TooLarge,
+    /// The request head was not complete within the listener's `header_read_timeout`.
+    HeaderTimeout,
 }
 
 impl From<&request::Error> for LocalError {
@@ -82,6 +89,7 @@ impl LocalError {
             Self::BadFraming => (StatusCode::BAD_REQUEST, "bad-framing"),
             Self::BadLineEnding => (StatusCode::BAD_REQUEST, "bad-line-ending"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request-too-large"),
+            Self::HeaderTimeout => (StatusCode::REQUEST_TIMEOUT, "header-timeout"),
         }
     }
 
@@ -94,6 +102,18 @@ impl LocalError {
         h.insert(headers::ERROR.clone(), HeaderValue::from_static(code));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         resp
+    }
+
+    /// The reply as the HTTP/1.1 bytes of a last response, for a connection the guard closes
+    /// itself, with no server left to frame it.
+    pub fn http1_closing(self) -> Vec<u8> {
+        let (parts, _) = self.response().into_parts();
+        let body = format!("pillion: {}\n", self.status_and_code().1);
+        let answering = Answering { method: &Method::GET, version: Version::HTTP_11, keep_alive: false };
+        let mut out = Vec::with_capacity(256);
+        date::with_now(|d| response::head(&parts, Some(body.len() as u64), answering, d, &mut out));
+        out.extend_from_slice(body.as_bytes());
+        out
     }
 }
 
@@ -108,6 +128,15 @@ mod tests {
         assert_eq!(r.headers()["x-pillion-error"], "route-timeout");
         assert_eq!(LocalError::NoEndpoint.status_and_code().0, 503);
         assert_eq!(LocalError::UpstreamReset.status_and_code().0, 502);
+    }
+
+    #[test]
+    fn a_closing_reply_is_one_framed_http1_response() {
+        let bytes = String::from_utf8(LocalError::HeaderTimeout.http1_closing()).unwrap();
+        assert!(bytes.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{bytes}");
+        assert!(bytes.contains("x-pillion-error: header-timeout\r\n"), "{bytes}");
+        assert!(bytes.contains("content-length: 24\r\nconnection: close\r\n\r\n"), "{bytes}");
+        assert!(bytes.ends_with("\r\n\r\npillion: header-timeout\n"), "{bytes}");
     }
 
     #[test]

@@ -4,11 +4,11 @@
 
 use std::task::{Context, Poll};
 
-use super::Stream;
 use super::{
+    Stream,
     body::{BodyError, Feed, Wanted},
-    chunked::{Chunked, Step},
-    request::BodyFraming,
+    chunked::Step,
+    framing::{Framing, Reading},
     server::Connection,
 };
 
@@ -28,18 +28,11 @@ pub enum Fed {
     Failed,
 }
 
-/// Where the body is on the wire.
-#[derive(Debug)]
-enum Left {
-    Length(u64),
-    Chunked(Chunked),
-}
-
 /// The driver's side of a request body being read.
 #[derive(Debug)]
 pub struct Feeder {
     feed: Feed,
-    left: Left,
+    reading: Reading,
     /// A 100 Continue is owed before the first read.
     send_continue: bool,
 }
@@ -47,12 +40,8 @@ pub struct Feeder {
 impl Feeder {
     /// Feeds `feed` a body framed as `framing` (not empty). `expect_continue`: the client waits
     /// for a 100 before sending it.
-    pub fn new(feed: Feed, framing: BodyFraming, expect_continue: bool) -> Self {
-        let left = match framing {
-            BodyFraming::Length(n) => Left::Length(n),
-            BodyFraming::Chunked => Left::Chunked(Chunked::Size),
-        };
-        Self { feed, left, send_continue: expect_continue }
+    pub fn new(feed: Feed, framing: Framing, expect_continue: bool) -> Self {
+        Self { feed, reading: Reading::new(framing), send_continue: expect_continue }
     }
 
     /// Hands the body frames while it wants them. `answered`: the response head is already
@@ -79,24 +68,16 @@ impl Feeder {
                     Poll::Pending => return Poll::Pending,
                 }
             }
-            let step = match &mut self.left {
-                Left::Length(left) if !conn.read.is_empty() => {
-                    let n = (*left).min(conn.read.len() as u64);
-                    *left -= n;
-                    Step::Data(conn.read.split_to(n as usize).freeze())
+            let step = match self.reading.step(&mut conn.read) {
+                Ok(step) => step,
+                Err(e) => {
+                    tracing::debug!(error = %e, "malformed chunked request body");
+                    return self.fail(BodyError::Chunked);
                 }
-                Left::Length(_) => Step::More,
-                Left::Chunked(c) => match c.step(&mut conn.read) {
-                    Ok(step) => step,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "malformed chunked request body");
-                        return self.fail(BodyError::Chunked);
-                    }
-                },
             };
             match step {
                 Step::Data(data) => {
-                    let last = matches!(self.left, Left::Length(0));
+                    let last = self.reading.is_done();
                     self.feed.data(data, last);
                     if last {
                         return Poll::Ready(Fed::Complete);

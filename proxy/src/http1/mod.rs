@@ -8,6 +8,7 @@ pub mod client;
 pub mod date;
 pub mod feed;
 pub mod fields;
+pub mod framing;
 pub mod linger;
 pub mod maps;
 pub mod request;

@@ -15,7 +15,10 @@ use http::{
     request::Parts,
 };
 
-use super::fields::{Facts, Spans, bare_line_ending, header_name};
+use super::{
+    fields::{Facts, Spans, bare_line_ending, header_name},
+    framing::Framing,
+};
 
 /// The most header fields a head is parsed with; `Limits::max_headers` may only lower it.
 const HEADER_SLOTS: usize = 256;
@@ -34,22 +37,13 @@ pub struct Limits {
     pub max_request_line: usize,
 }
 
-/// How a request body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFraming {
-    /// Exactly this many bytes (0: no body).
-    Length(u64),
-    /// Chunked.
-    Chunked,
-}
-
 /// A parsed request head.
 #[derive(Debug)]
 pub struct Head {
     /// Method, target, version and fields.
     pub parts: Parts,
-    /// How the body that follows is delimited.
-    pub body: BodyFraming,
+    /// How the body that follows is delimited (never `Close`).
+    pub body: Framing,
     /// The client lets the connection carry another request after this one.
     pub keep_alive: bool,
     /// `Expect: 100-continue`: the client waits for a 100 before it sends the body.
@@ -166,9 +160,9 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
     }
     let body = match (facts.te, facts.length) {
         (true, Some(_)) => return Err(Error::AmbiguousFraming),
-        (true, None) if facts.chunked() && version == Version::HTTP_11 => BodyFraming::Chunked,
+        (true, None) if facts.chunked() && version == Version::HTTP_11 => Framing::Chunked,
         (true, None) => return Err(Error::TransferEncoding),
-        (false, n) => BodyFraming::Length(n.unwrap_or(0)),
+        (false, n) => Framing::Length(n.unwrap_or(0)),
     };
     let keep_alive = !facts.close && (version == Version::HTTP_11 || facts.keep_alive);
 
@@ -208,7 +202,7 @@ mod tests {
         assert_eq!(&buf[..], b"bodyGET");
         assert_eq!((h.parts.method, h.parts.uri.to_string()), (Method::POST, "/a?b=1".to_owned()));
         assert_eq!(h.parts.headers["x-a"], "1");
-        assert_eq!((h.body, h.keep_alive, h.expect_continue), (BodyFraming::Length(4), true, false));
+        assert_eq!((h.body, h.keep_alive, h.expect_continue), (Framing::Length(4), true, false));
         assert!(parse("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
     }
 
@@ -226,8 +220,8 @@ mod tests {
     #[test]
     fn framing_and_connection_follow_rfc_9112() {
         let chunked = ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
-        assert_eq!(chunked.body, BodyFraming::Chunked);
-        assert_eq!(ok("GET / HTTP/1.1\r\nHost: x\r\n\r\n").body, BodyFraming::Length(0));
+        assert_eq!(chunked.body, Framing::Chunked);
+        assert_eq!(ok("GET / HTTP/1.1\r\nHost: x\r\n\r\n").body, Framing::Length(0));
         assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
         assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(ok("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);

@@ -9,7 +9,10 @@ use http::{
     response::Parts,
 };
 
-use super::wire::{Framing, format_u64, header};
+use super::{
+    framing::Framing,
+    wire::{format_u64, header},
+};
 
 /// What the response head depends on of the request it answers.
 #[derive(Debug, Clone, Copy)]

@@ -34,8 +34,10 @@ use super::{
     client::Upgraded,
     date,
     feed::{Fed, Feeder},
-    fields, linger,
-    request::{self, BodyFraming, Head, Limits},
+    fields,
+    framing::Framing,
+    linger,
+    request::{self, Head, Limits},
     response::{self, Answering},
     upgrade,
     write::{Out, WriteBody, Writer},
@@ -199,7 +201,7 @@ pub async fn serve<S, F, Fut, B>(
             Err(Ended::Refused(e)) => return Box::pin(refuse::<S, B>(conn, e, rejections)).await,
         };
         // A malformed chunk that came with the head is refused before anything goes upstream.
-        if head.body == BodyFraming::Chunked && !conn.read.is_empty() {
+        if head.body == Framing::Chunked && !conn.read.is_empty() {
             if let Err(e) = chunked::check(&conn.read) {
                 return Box::pin(refuse::<S, B>(conn, e.into(), rejections)).await;
             }
@@ -241,7 +243,7 @@ async fn refuse<S: Stream, B: Respond>(mut conn: Connection<S>, why: Refusal, re
     let answering = Answering { method: &Method::GET, version: Version::HTTP_11, keep_alive: false };
     let len = body.size_hint().exact();
     let (framing, _) = date::with_now(|d| response::head(&parts, len, answering, d, &mut conn.out.buf));
-    let mut writer = Writer::new(body, framing.unwrap_or(super::wire::Framing::Length(0)));
+    let mut writer = Writer::new(body, framing.unwrap_or(Framing::Length(0)));
     let written = poll_fn(|cx| writer.poll(cx, &mut conn.out, &mut conn.io));
     if tokio::time::timeout(linger::LINGER, written).await.is_ok() {
         linger::close_with(conn.io, Vec::new()).await;
@@ -270,11 +272,11 @@ impl<B: Respond> Exchange<B> {
     fn start(head: Head, last: bool) -> (Request<RequestBody>, Self) {
         let Head { parts, body, keep_alive, expect_continue } = head;
         let (body, feeder) = match body {
-            BodyFraming::Length(0) => (RequestBody::empty(), None),
+            Framing::Length(0) | Framing::Close => (RequestBody::empty(), None),
             framing => {
                 let length = match framing {
-                    BodyFraming::Length(n) => Some(n),
-                    BodyFraming::Chunked => None,
+                    Framing::Length(n) => Some(n),
+                    _ => None,
                 };
                 let (body, feed) = RequestBody::channel(length);
                 (body, Some(Feeder::new(feed, framing, expect_continue)))

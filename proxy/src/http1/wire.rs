@@ -1,18 +1,7 @@
-//! Writing HTTP/1.1 on the wire, for both codecs: field lines, how a body is framed, chunk-size
-//! lines and the last chunk with its trailers.
+//! Writing HTTP/1.1 on the wire, for both codecs: field lines, chunk-size lines and the last
+//! chunk with its trailers.
 
 use http::HeaderMap;
-
-/// How a body goes on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// Exactly this many bytes still to come (zero: no body).
-    Length(u64),
-    /// Chunked, ended by a zero-size chunk and an optional trailer section.
-    Chunked,
-    /// Until the connection closes (a response to an HTTP/1.0 client, length unknown).
-    Close,
-}
 
 /// Appends one field line.
 pub fn header(out: &mut Vec<u8>, name: &str, value: &[u8]) {

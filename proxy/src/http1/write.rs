@@ -17,7 +17,7 @@ use http::HeaderMap;
 use tokio::io::AsyncWrite;
 
 use super::BodyError;
-use super::wire::{self, Framing};
+use super::{framing::Framing, wire};
 
 /// Why a body could not be written to its end.
 #[derive(Debug, thiserror::Error)]

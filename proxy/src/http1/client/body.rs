@@ -7,26 +7,12 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Frame, SizeHint};
 
-use super::{Conn, Error, Transport, Upgraded, decode::Framing};
+use super::{Conn, Error, Transport, Upgraded};
 use crate::http1::{
-    chunked::{Chunked, Step},
+    chunked::Step,
+    framing::{Framing, Reading},
     write::{WriteBody, Writer},
 };
-
-/// Where the body is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// This many bytes left.
-    Length(u64),
-    /// Chunked, at this point.
-    Chunked(Chunked),
-    /// Until the upstream closes.
-    Eof,
-    /// Read to its end (or failed: then there is no connection).
-    Done,
-    /// A 101: no body; the connection belongs to whoever takes the upgrade.
-    Upgrade,
-}
 
 /// The body of an upstream HTTP/1.1 response, owning the connection it comes from.
 #[derive(Debug)]
@@ -36,7 +22,9 @@ pub struct ResponseBody<S, B> {
     /// The request body, when the upstream answered before we had written it all (boxed: the
     /// request body may itself be a response body, and it is rare).
     writer: Option<Box<Writer<B>>>,
-    state: State,
+    reading: Reading,
+    /// A 101: no body; the connection belongs to whoever takes the upgrade.
+    upgrade: bool,
     /// The connection can carry another request once this body is read.
     keep_alive: bool,
 }
@@ -49,14 +37,14 @@ impl<S: Transport, B: WriteBody> ResponseBody<S, B> {
         keep_alive: bool,
         status: StatusCode,
     ) -> Self {
-        let state = match framing {
-            Framing::Empty if status == StatusCode::SWITCHING_PROTOCOLS => State::Upgrade,
-            Framing::Empty | Framing::Length(0) => State::Done,
-            Framing::Length(n) => State::Length(n),
-            Framing::Chunked => State::Chunked(Chunked::Size),
-            Framing::Eof => State::Eof,
-        };
-        Self { conn: Some(conn), writer: writer.map(Box::new), state, keep_alive }
+        let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
+        Self {
+            conn: Some(conn),
+            writer: writer.map(Box::new),
+            reading: Reading::new(framing),
+            upgrade,
+            keep_alive,
+        }
     }
 
     /// The next frame: data, or the trailers of a chunked body.
@@ -74,43 +62,21 @@ impl<S: Transport, B: WriteBody> ResponseBody<S, B> {
                 }
             }
         }
+        if self.upgrade {
+            return Poll::Ready(None);
+        }
         loop {
-            let step = match &mut self.state {
-                State::Done | State::Upgrade => return Poll::Ready(None),
-                State::Length(left) => {
-                    if conn.read.is_empty() {
-                        Step::More
-                    } else {
-                        let n = (*left).min(conn.read.len() as u64);
-                        *left -= n;
-                        let data = conn.read.split_to(n as usize).freeze();
-                        if *left == 0 {
-                            self.state = State::Done;
-                        }
-                        Step::Data(data)
-                    }
-                }
-                State::Chunked(c) => match c.step(&mut conn.read) {
-                    Ok(step) => step,
-                    Err(e) => return self.fail(e.into()),
-                },
-                State::Eof if conn.read.is_empty() => Step::More,
-                State::Eof => Step::Data(conn.read.split().freeze()),
+            let step = match self.reading.step(&mut conn.read) {
+                Ok(step) => step,
+                Err(e) => return self.fail(e.into()),
             };
             match step {
                 Step::Data(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                Step::Trailers(t) => {
-                    self.state = State::Done;
-                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
-                }
-                Step::End => {
-                    self.state = State::Done;
-                    return Poll::Ready(None);
-                }
+                Step::Trailers(t) => return Poll::Ready(Some(Ok(Frame::trailers(t)))),
+                Step::End => return Poll::Ready(None),
                 Step::More => match conn.poll_fill(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(0)) if self.state == State::Eof => {
-                        self.state = State::Done;
+                    Poll::Ready(Ok(0)) if self.reading.closed() => {
                         self.keep_alive = false;
                         return Poll::Ready(None);
                     }
@@ -125,21 +91,22 @@ impl<S: Transport, B: WriteBody> ResponseBody<S, B> {
     /// Ends the body with `e`, closing the connection.
     fn fail(&mut self, e: Error) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         self.conn = None;
-        self.state = State::Done;
+        self.reading = Reading::Done;
         Poll::Ready(Some(Err(e)))
     }
 
     /// Read to its end.
     pub fn is_end_stream(&self) -> bool {
-        matches!(self.state, State::Done | State::Upgrade)
+        self.upgrade || self.reading.is_done()
     }
 
     /// Exact for a body of known length.
     pub fn size_hint(&self) -> SizeHint {
-        match self.state {
-            State::Length(n) => SizeHint::with_exact(n),
-            State::Done | State::Upgrade => SizeHint::with_exact(0),
-            State::Chunked(_) | State::Eof => SizeHint::default(),
+        match self.reading {
+            _ if self.upgrade => SizeHint::with_exact(0),
+            Reading::Length(n) => SizeHint::with_exact(n),
+            Reading::Done => SizeHint::with_exact(0),
+            Reading::Chunked(_) | Reading::Close => SizeHint::default(),
         }
     }
 
@@ -147,13 +114,13 @@ impl<S: Transport, B: WriteBody> ResponseBody<S, B> {
     /// to its end, the request written, and nothing more from the upstream (bytes past the
     /// body's end are a response nobody asked for).
     pub fn take_reusable(&mut self) -> Option<Box<Conn<S>>> {
-        let done = self.state == State::Done && self.keep_alive && self.writer.is_none();
+        let done = self.reading.is_done() && !self.upgrade && self.keep_alive && self.writer.is_none();
         if done && self.conn.as_ref().is_some_and(|c| c.read.is_empty()) { self.conn.take() } else { None }
     }
 
     /// The connection after a 101, with what the upstream already sent past the head.
     pub fn take_upgrade(&mut self) -> Option<Upgraded<S>> {
-        if self.state != State::Upgrade {
+        if !self.upgrade {
             return None;
         }
         let mut conn = *self.conn.take()?;

@@ -12,30 +12,22 @@ use bytes::BytesMut;
 use http::{HeaderValue, Method, Response, StatusCode, Version, response::Parts};
 
 use super::Error;
-use crate::http1::fields::{Facts, Spans, header_name};
+use crate::http1::{
+    fields::{Facts, Spans, header_name},
+    framing::Framing,
+};
 
 /// The largest response head (status line and headers) accepted.
-pub(super) const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
 /// The most headers a response head may have.
 const MAX_HEADERS: usize = 100;
 
-/// How a response body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
-    /// No body, whatever the headers say (HEAD, 1xx, 204, 304).
-    Empty,
-    /// Exactly this many bytes.
-    Length(u64),
-    /// Chunked.
-    Chunked,
-    /// Until the upstream closes the connection.
-    Eof,
-}
-
 /// A parsed response head.
 #[derive(Debug)]
-pub(super) struct Head {
+pub struct Head {
+    /// Status, version and fields.
     pub parts: Parts,
+    /// How the body that follows is delimited.
     pub framing: Framing,
     /// The upstream lets the connection carry another request after this one.
     pub keep_alive: bool,
@@ -43,7 +35,7 @@ pub(super) struct Head {
 
 /// Parses a response head from the front of `buf`, removing it; `None` until a whole head is
 /// buffered.
-pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
     // The common case while waiting for a response: nothing has come yet.
     if buf.is_empty() {
         return Ok(None);
@@ -88,15 +80,16 @@ pub(super) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        Framing::Empty
+        // No body, whatever the fields say.
+        Framing::Length(0)
     } else if facts.te {
-        if facts.chunked() { Framing::Chunked } else { Framing::Eof }
+        if facts.chunked() { Framing::Chunked } else { Framing::Close }
     } else {
-        facts.length.map_or(Framing::Eof, Framing::Length)
+        facts.length.map_or(Framing::Close, Framing::Length)
     };
     let keep_alive = !facts.close
         && (version == Version::HTTP_11 || facts.keep_alive)
-        && framing != Framing::Eof
+        && framing != Framing::Close
         && status != StatusCode::SWITCHING_PROTOCOLS
         // After a 2xx to CONNECT the connection is a tunnel.
         && !(*method == Method::CONNECT && status.is_success());
@@ -143,10 +136,13 @@ mod tests {
         );
         assert_eq!(
             framing("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n"),
-            (Framing::Eof, false)
+            (Framing::Close, false)
         );
-        assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n"), (Framing::Eof, false));
-        assert_eq!(framing("HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n"), (Framing::Empty, true));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n"), (Framing::Close, false));
+        assert_eq!(
+            framing("HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n"),
+            (Framing::Length(0), true)
+        );
         assert_eq!(
             framing("HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\nconnection: close\r\n\r\n"),
             (Framing::Length(3), false)
@@ -157,7 +153,7 @@ mod tests {
             (Framing::Length(3), true)
         );
         let h = parse("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::HEAD).unwrap().unwrap();
-        assert_eq!(h.framing, Framing::Empty);
+        assert_eq!(h.framing, Framing::Length(0));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use http::{
 
 use crate::http1::{
     fields,
-    wire::{Framing, format_u64, header},
+    framing::Framing,
+    wire::{format_u64, header},
 };
 
 /// Appends the request line and headers of `parts` to `out`, with the framing header for

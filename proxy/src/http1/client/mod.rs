@@ -10,7 +10,7 @@
 //! sides. Generic over the stream (`Transport`) and the request body.
 
 mod body;
-mod decode;
+pub mod decode;
 mod encode;
 
 use std::{

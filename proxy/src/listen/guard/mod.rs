@@ -29,6 +29,7 @@ use tokio::{
 use pillion_config::ListenerLimits;
 
 use crate::{
+    http::reply::LocalError,
     http1::{Stream, linger::close_with},
     http2::guard::{Flood, Frames},
     metrics::Rejections,
@@ -48,7 +49,8 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// The `reason` label of `pillion_http_rejected_total`, also sent as `x-pillion-error`.
+    /// The `reason` label of `pillion_http_rejected_total` (for a header timeout also its
+    /// reply's `x-pillion-error`).
     pub fn reason(self) -> &'static str {
         match self {
             Self::HeaderTimeout => "header-timeout",
@@ -56,28 +58,12 @@ impl Rejection {
         }
     }
 
-    /// What was wrong, for the reply body and the log.
+    /// What was wrong, for the log.
     fn detail(self) -> &'static str {
         match self {
             Self::HeaderTimeout => "request head not received within header_read_timeout",
             Self::H2Flood => "too many SETTINGS, PING, PRIORITY or empty DATA frames",
         }
-    }
-
-    /// The HTTP/1.1 reply.
-    fn http1_reply(self) -> Vec<u8> {
-        let status = match self {
-            Self::HeaderTimeout => "408 Request Timeout",
-            Self::H2Flood => "400 Bad Request",
-        };
-        let (reason, detail) = (self.reason(), self.detail());
-        let body = format!("pillion: {reason}: {detail}\n");
-        format!(
-            "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\nx-pillion-error: {reason}\r\n\
-             content-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes()
     }
 }
 
@@ -145,9 +131,10 @@ impl<S: Stream> Guarded<S> {
         self.ended = true;
         self.rejections.counter.with_label_values(&[self.rejections.direction, why.reason()]).inc();
         tracing::debug!(peer = %self.peer, reason = why.reason(), "{}; closing the connection", why.detail());
+        // HTTP/2 clients get GOAWAY; only an HTTP/1 head can time out.
         self.reply = match &self.scan {
             Scan::Http2(f) => f.goaway(),
-            _ => Some(why.http1_reply()),
+            Scan::Http1 => Some(LocalError::HeaderTimeout.http1_closing()),
         };
     }
 
