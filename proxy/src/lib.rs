@@ -25,10 +25,10 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use tokio::{net::TcpListener, signal::unix::SignalKind};
 
-use crate::listen::accept::ListenerSpec;
 use crate::{
+    listen::accept::ListenerSpec,
     live::{Serving, Shared},
-    metrics::Metrics,
+    metrics::{Metrics, UpdateSource},
 };
 
 /// How `pillion run` was asked to run.
@@ -61,7 +61,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let serving = Serving::build(config, 1, None, tls.as_deref()).context("cannot set up upstream TLS")?;
     let shared = Shared::new(serving, metrics, opts.access_log, tls);
-    shared.metrics.config_updates.with_label_values(&["applied", "file"]).inc();
+    shared.metrics.config_updates(true, UpdateSource::File).inc();
 
     let rt = shared.serving.load_full();
     let cfg = &rt.config;

@@ -1,9 +1,10 @@
-//! Every Prometheus metric the proxy exports, registered once. Label sets are typed (`Direction`,
-//! `Tls`) so that every call site spells them the same way.
+//! Every Prometheus metric the proxy exports, registered once. Each labelled family is reached
+//! through one method whose arguments are its label set, typed (`Direction`, `ConnLabels`,
+//! `RequestLabels`, ...), so the label order and spelling live here and nowhere else.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Which side of the pod traffic is on.
@@ -30,6 +31,56 @@ pub fn tls_label(tls: bool) -> &'static str {
     if tls { "true" } else { "false" }
 }
 
+/// A client connection's labels.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLabels {
+    /// Which side it came in on.
+    pub direction: Direction,
+    /// Mutual TLS.
+    pub tls: bool,
+    /// `http` or `tcp`.
+    pub protocol: &'static str,
+}
+
+/// The labels of a request's route: who served it.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLabels<'a> {
+    /// Which side it came in on.
+    pub direction: &'static str,
+    /// The service it went to.
+    pub service: &'a str,
+    /// The route it took (empty for none).
+    pub route: &'a str,
+}
+
+/// Where a config update came from (the `source` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateSource {
+    /// The config file.
+    File,
+    /// pillion-control.
+    Control,
+}
+
+impl UpdateSource {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Control => "control",
+        }
+    }
+}
+
+/// An endpoint's state (the `state` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointState {
+    /// In rotation.
+    Healthy,
+    /// Ejected by outlier detection.
+    Ejected,
+}
+
 /// Latency buckets in seconds, from half a millisecond to a minute.
 const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -39,37 +90,37 @@ const LATENCY_BUCKETS: &[f64] =
 pub struct Metrics {
     registry: Registry,
     /// Requests answered, by direction, service, route, status code and TLS.
-    pub requests: IntCounterVec,
+    requests: IntCounterVec,
     /// Seconds until the response headers, by direction, service and route.
-    pub request_duration: HistogramVec,
+    request_duration: HistogramVec,
     /// Connections accepted, by direction, TLS and protocol.
-    pub tcp_connections: IntCounterVec,
+    tcp_connections: IntCounterVec,
     /// Connections open now, by direction, TLS and protocol.
-    pub tcp_open: IntGaugeVec,
+    tcp_open: IntGaugeVec,
     /// Bytes read from clients, by direction.
-    pub tcp_read_bytes: IntCounterVec,
+    tcp_read_bytes: IntCounterVec,
     /// Bytes written to clients, by direction.
-    pub tcp_write_bytes: IntCounterVec,
+    tcp_write_bytes: IntCounterVec,
     /// Endpoints by service and state.
-    pub endpoints: IntGaugeVec,
+    endpoints: IntGaugeVec,
     /// Retries sent, by service.
-    pub retries: IntCounterVec,
+    retries: IntCounterVec,
     /// Requests refused by a service's limits, by service.
-    pub overloaded: IntCounterVec,
+    overloaded: IntCounterVec,
     /// Connections or requests denied by authorization, by direction.
-    pub authz_denied: IntCounterVec,
+    authz_denied: IntCounterVec,
     /// Failed TLS handshakes, by direction.
-    pub tls_handshake_errors: IntCounterVec,
+    tls_handshake_errors: IntCounterVec,
     /// Expiry of the workload certificate, unix seconds.
     pub cert_expiry: Gauge,
     /// Version of the config in force.
     pub config_version: IntGauge,
     /// Config updates by result and source.
-    pub config_updates: IntCounterVec,
+    config_updates: IntCounterVec,
     /// Connections not accepted because a listener was at its limit, by direction.
-    pub connections_refused: IntCounterVec,
+    connections_refused: IntCounterVec,
     /// Client connections the guard ended (bad framing, timeouts, floods), by direction and reason.
-    pub http_rejected: IntCounterVec,
+    http_rejected: IntCounterVec,
     /// Times the control-plane watch was lost and reconnected.
     pub control_reconnects: IntCounter,
     /// 1 while the control-plane watch is open.
@@ -190,6 +241,87 @@ impl Metrics {
         }
     }
 
+    /// `pillion_requests_total` for a request of `route` answered with `code`.
+    pub fn requests(&self, route: RouteLabels<'_>, code: &str, tls: bool) -> IntCounter {
+        let RouteLabels { direction, service, route } = route;
+        self.requests.with_label_values(&[direction, service, route, code, tls_label(tls)])
+    }
+
+    /// `pillion_request_duration_seconds` of `route`.
+    pub fn request_duration(&self, route: RouteLabels<'_>) -> Histogram {
+        self.request_duration.with_label_values(&[route.direction, route.service, route.route])
+    }
+
+    /// `pillion_tcp_connections_total`.
+    pub fn tcp_connections(&self, c: ConnLabels) -> IntCounter {
+        self.tcp_connections.with_label_values(&[c.direction.as_str(), tls_label(c.tls), c.protocol])
+    }
+
+    /// `pillion_tcp_connections_open`.
+    pub fn tcp_open(&self, c: ConnLabels) -> IntGauge {
+        self.tcp_open.with_label_values(&[c.direction.as_str(), tls_label(c.tls), c.protocol])
+    }
+
+    /// `pillion_tcp_read_bytes_total`.
+    pub fn tcp_read_bytes(&self, d: Direction) -> IntCounter {
+        self.tcp_read_bytes.with_label_values(&[d.as_str()])
+    }
+
+    /// `pillion_tcp_write_bytes_total`.
+    pub fn tcp_write_bytes(&self, d: Direction) -> IntCounter {
+        self.tcp_write_bytes.with_label_values(&[d.as_str()])
+    }
+
+    /// `pillion_endpoints` of `service` in `state`.
+    pub fn endpoints(&self, service: &str, state: EndpointState) -> IntGauge {
+        let state = match state {
+            EndpointState::Healthy => "healthy",
+            EndpointState::Ejected => "ejected",
+        };
+        self.endpoints.with_label_values(&[service, state])
+    }
+
+    /// Forgets every `pillion_endpoints` series (services a reload removed go with them).
+    pub fn reset_endpoints(&self) {
+        self.endpoints.reset();
+    }
+
+    /// `pillion_retries_total` of `service`.
+    pub fn retries(&self, service: &str) -> IntCounter {
+        self.retries.with_label_values(&[service])
+    }
+
+    /// `pillion_overloaded_total` of `service`.
+    pub fn overloaded(&self, service: &str) -> IntCounter {
+        self.overloaded.with_label_values(&[service])
+    }
+
+    /// `pillion_authz_denied_total`.
+    pub fn authz_denied(&self, d: Direction) -> IntCounter {
+        self.authz_denied.with_label_values(&[d.as_str()])
+    }
+
+    /// `pillion_tls_handshake_errors_total`.
+    pub fn tls_handshake_errors(&self, d: Direction) -> IntCounter {
+        self.tls_handshake_errors.with_label_values(&[d.as_str()])
+    }
+
+    /// `pillion_config_updates_total`: an update from `source`, applied or rejected.
+    pub fn config_updates(&self, applied: bool, source: UpdateSource) -> IntCounter {
+        let result = if applied { "applied" } else { "rejected" };
+        self.config_updates.with_label_values(&[result, source.as_str()])
+    }
+
+    /// `pillion_listener_connections_refused_total`.
+    pub fn connections_refused(&self, d: Direction) -> IntCounter {
+        self.connections_refused.with_label_values(&[d.as_str()])
+    }
+
+    /// What counts a listener's rejected connections into `pillion_http_rejected_total`.
+    pub fn rejections(&self, d: Direction) -> Rejections {
+        Rejections { counter: self.http_rejected.clone(), direction: d }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
@@ -205,11 +337,21 @@ impl Default for Metrics {
     }
 }
 
-/// Counts rejections for one listener direction.
+/// Counts one listener direction's rejected connections, by reason.
 #[derive(Debug, Clone)]
 pub struct Rejections {
-    /// `pillion_http_rejected_total`.
-    pub counter: IntCounterVec,
-    /// Its `direction` label.
-    pub direction: &'static str,
+    counter: IntCounterVec,
+    direction: Direction,
+}
+
+impl Rejections {
+    /// Counts into a family of its own: for a codec's tests, which have no `Metrics`.
+    pub fn new(counter: IntCounterVec, direction: Direction) -> Self {
+        Self { counter, direction }
+    }
+
+    /// Counts one rejection for `reason`.
+    pub fn count(&self, reason: &str) {
+        self.counter.with_label_values(&[self.direction.as_str(), reason]).inc();
+    }
 }

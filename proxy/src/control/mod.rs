@@ -16,9 +16,9 @@ use serde::Deserialize;
 
 use pillion_config::{overlay::Overlay, schema};
 
-use crate::live::{
-    Shared,
-    update::{self, Source},
+use crate::{
+    live::{Shared, update},
+    metrics::UpdateSource,
 };
 use client::{ClientError, ControlClient};
 
@@ -134,7 +134,7 @@ fn on_line(
         }
     };
     let version = overlay.version;
-    let error = match update::update(shared, None, Some(overlay), Source::Control, None) {
+    let error = match update::update(shared, None, Some(overlay), UpdateSource::Control, None) {
         Ok(_) => {
             shared.ready.store(true, std::sync::atomic::Ordering::Relaxed);
             None

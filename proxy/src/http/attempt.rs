@@ -63,7 +63,7 @@ impl Sent {
 /// Sends the request, retrying per the plan.
 pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBody) -> Sent {
     let Some(_pending) = plan.service.state.admit() else {
-        shared.metrics.overloaded.with_label_values(&[plan.service_name]).inc();
+        shared.metrics.overloaded(plan.service_name).inc();
         return Sent::failed(LocalError::Overloaded);
     };
     let budget = &plan.service.state.budget;
@@ -154,7 +154,7 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
         if n >= max_tries || !wanted || !budget.try_withdraw(percent) {
             return Sent { result, tls: meshed };
         }
-        shared.metrics.retries.with_label_values(&[plan.service_name]).inc();
+        shared.metrics.retries(plan.service_name).inc();
         tracing::debug!(service = plan.service_name, endpoint = %endpoint.addr, try_ = n, result = ?judged, "retrying");
         drop(result);
         // A connect failure sent nothing: go straight to the next endpoint.

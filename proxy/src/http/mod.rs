@@ -20,7 +20,7 @@ use crate::body::ClientBody;
 use crate::{
     balance::{Service, direct::PASSTHROUGH},
     live::{Serving, Shared},
-    metrics::{Direction, tls_label},
+    metrics::Direction,
 };
 use body::ResponseBody;
 use deadline::Deadline;
@@ -171,7 +171,7 @@ pub async fn handle(
 
     if conn.direction == Direction::Inbound {
         if let Err(e) = authorize(&rt, &conn) {
-            shared.metrics.authz_denied.with_label_values(&[conn.direction.as_str()]).inc();
+            shared.metrics.authz_denied(conn.direction).inc();
             return log.finish(&shared, &conn, start, None, e.response(), conn.tls);
         }
     }
@@ -318,7 +318,7 @@ impl LogParts {
             direction: dir,
             service,
             route,
-            tls: tls_label(tls),
+            tls,
             code: resp.status(),
             seconds: elapsed.as_secs_f64(),
         };

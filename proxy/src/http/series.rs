@@ -10,7 +10,7 @@ use arc_swap::ArcSwapOption;
 use http::StatusCode;
 use prometheus::{Histogram, IntCounter};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteLabels};
 
 /// One connection's cached series; empty until its first request.
 #[derive(Debug, Default)]
@@ -21,7 +21,7 @@ pub struct SeriesCache(ArcSwapOption<Series>);
 struct Series {
     service: Box<str>,
     route: Box<str>,
-    tls: &'static str,
+    tls: bool,
     ok: IntCounter,
     duration: Histogram,
 }
@@ -35,12 +35,18 @@ pub struct Sample<'a> {
     pub service: &'a str,
     /// `route` label.
     pub route: &'a str,
-    /// `tls` label.
-    pub tls: &'static str,
+    /// Mutual TLS.
+    pub tls: bool,
     /// Response status.
     pub code: StatusCode,
     /// Seconds to the response head.
     pub seconds: f64,
+}
+
+impl Sample<'_> {
+    fn route_labels(&self) -> RouteLabels<'_> {
+        RouteLabels { direction: self.direction, service: self.service, route: self.route }
+    }
 }
 
 impl SeriesCache {
@@ -56,8 +62,8 @@ impl SeriesCache {
             service: s.service.into(),
             route: s.route.into(),
             tls: s.tls,
-            ok: m.requests.with_label_values(&[s.direction, s.service, s.route, "200", s.tls]),
-            duration: m.request_duration.with_label_values(&[s.direction, s.service, s.route]),
+            ok: m.requests(s.route_labels(), "200", s.tls),
+            duration: m.request_duration(s.route_labels()),
         };
         series.record(m, &s);
         self.0.store(Some(Arc::new(series)));
@@ -74,7 +80,7 @@ impl Series {
         if s.code == StatusCode::OK {
             self.ok.inc();
         } else {
-            m.requests.with_label_values(&[s.direction, s.service, s.route, s.code.as_str(), s.tls]).inc();
+            m.requests(s.route_labels(), s.code.as_str(), s.tls).inc();
         }
         self.duration.observe(s.seconds);
     }
@@ -92,7 +98,7 @@ mod tests {
             direction: "outbound",
             service,
             route: "r",
-            tls: "false",
+            tls: false,
             code,
             seconds: 0.001,
         };
@@ -102,10 +108,10 @@ mod tests {
         cache.record(&m, sample("a", StatusCode::BAD_GATEWAY));
         cache.record(&m, sample("b", StatusCode::OK));
         cache.record(&m, sample("a", StatusCode::OK));
-        let count =
-            |service, code| m.requests.with_label_values(&["outbound", service, "r", code, "false"]).get();
+        let route = |service| RouteLabels { direction: "outbound", service, route: "r" };
+        let count = |service, code| m.requests(route(service), code, false).get();
         assert_eq!((count("a", "200"), count("a", "502"), count("b", "200")), (4, 1, 1));
-        let d = m.request_duration.with_label_values(&["outbound", "a", "r"]);
+        let d = m.request_duration(route("a"));
         assert_eq!(d.get_sample_count(), 5);
     }
 }

@@ -237,7 +237,7 @@ pub async fn serve<S, F, Fut, B>(
 /// Answers a request that cannot be served, then closes.
 async fn refuse<S: Stream, B: Respond>(mut conn: Connection<S>, why: Refusal, rejections: &Rejections) {
     let (reply, code) = B::refusal(&why);
-    rejections.counter.with_label_values(&[rejections.direction, code]).inc();
+    rejections.count(code);
     tracing::debug!(reason = code, "request refused: {why}");
     let (parts, body) = reply.into_parts();
     let answering = Answering { method: &Method::GET, version: Version::HTTP_11, keep_alive: false };

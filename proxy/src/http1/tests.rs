@@ -104,7 +104,7 @@ async fn start(settings: Settings, service: Service) -> Server {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let (mut rx, service) = (tx.subscribe(), Arc::clone(&service));
-            let rejections = Rejections { counter: counter.clone(), direction: "inbound" };
+            let rejections = Rejections::new(counter.clone(), crate::metrics::Direction::Inbound);
             tokio::spawn(async move {
                 serve(stream, settings, &mut rx, &rejections, |req| service(req)).await;
             });

@@ -46,7 +46,7 @@ pub async fn accept_loop(tcp: TcpListener, spec: ListenerSpec, limits: ListenerL
         let permit = match Arc::clone(&permits).try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                shared.metrics.connections_refused.with_label_values(&[dir]).inc();
+                shared.metrics.connections_refused(spec.direction()).inc();
                 tracing::warn!(
                     direction = dir,
                     max = limits.max_connections,

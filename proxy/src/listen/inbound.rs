@@ -63,7 +63,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx) {
     let Some(acceptor) = ctx.shared.tls.as_ref().map(|t| TlsAcceptor::from(Arc::clone(&t.server))) else {
         return; // validation requires `tls` whenever mTLS is on
     };
-    let errors = ctx.shared.metrics.tls_handshake_errors.with_label_values(&[Direction::Inbound.as_str()]);
+    let errors = ctx.shared.metrics.tls_handshake_errors(Direction::Inbound);
     // Boxed: the handshake's state is needed once, not for the connection's whole life.
     let stream = match Box::pin(tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))).await {
         Ok(Ok(s)) => s,
@@ -101,7 +101,7 @@ where
     }
     let rt = ctx.shared.serving.load_full();
     if http::authorize(&rt, &conn).is_err() {
-        ctx.shared.metrics.authz_denied.with_label_values(&[Direction::Inbound.as_str()]).inc();
+        ctx.shared.metrics.authz_denied(Direction::Inbound).inc();
         let client = conn.client.as_ref().map(|c| c.id.to_string());
         tracing::info!(peer = %conn.peer, ?client, "inbound TCP connection denied by policy");
         return;

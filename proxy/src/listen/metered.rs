@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::{
     live::Shared,
-    metrics::{Direction, tls_label},
+    metrics::{ConnLabels, Direction},
 };
 
 /// Byte and open-connection counters of one listener, resolved once.
@@ -103,14 +103,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
 }
 
 /// Counts an accepted connection and wraps it so its bytes are counted too.
-pub fn meter<S>(shared: &Shared, stream: S, direction: Direction, tls: bool, protocol: &str) -> Metered<S> {
-    let (dir, tls) = (direction.as_str(), tls_label(tls));
+pub fn meter<S>(
+    shared: &Shared,
+    stream: S,
+    direction: Direction,
+    tls: bool,
+    protocol: &'static str,
+) -> Metered<S> {
     let m = &shared.metrics;
-    m.tcp_connections.with_label_values(&[dir, tls, protocol]).inc();
+    let labels = ConnLabels { direction, tls, protocol };
+    m.tcp_connections(labels).inc();
     let cm = ConnMetrics {
-        read: m.tcp_read_bytes.with_label_values(&[dir]),
-        written: m.tcp_write_bytes.with_label_values(&[dir]),
-        open: m.tcp_open.with_label_values(&[dir, tls, protocol]),
+        read: m.tcp_read_bytes(direction),
+        written: m.tcp_write_bytes(direction),
+        open: m.tcp_open(labels),
     };
     Metered::new(stream, cm)
 }

@@ -10,7 +10,7 @@ use tokio::{
 };
 
 use super::{detect::Detected, guard::Guarded};
-use crate::{body::ClientBody, drain::drained, http::Conn, http1, http2, live::Shared, metrics::Rejections};
+use crate::{body::ClientBody, drain::drained, http::Conn, http1, http2, live::Shared};
 
 /// A listener's HTTP server settings and limits, shared by its connections.
 pub struct ListenerHttp {
@@ -60,8 +60,7 @@ where
     let ConnCtx { http, shared, mut drain, permit: _permit } = ctx;
     let ListenerHttp { http1, http2, limits } = &*http;
     let peer = conn.peer;
-    let rejections =
-        Rejections { counter: shared.metrics.http_rejected.clone(), direction: conn.direction.as_str() };
+    let rejections = shared.metrics.rejections(conn.direction);
     let mut stream = Guarded::new(stream, limits, peer, rejections.clone());
     // Each connection is served by the one codec its first bytes ask for: as detected already,
     // or (inside TLS, or on a port whose protocol the config names) read through the guard.

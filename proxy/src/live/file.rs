@@ -9,11 +9,13 @@ use std::{
 };
 
 use pillion_config::{watch::watch_dir, yaml};
+
+use crate::metrics::UpdateSource;
 use tokio::signal::unix::SignalKind;
 
 use super::{
     Shared,
-    update::{Source, reject, update},
+    update::{reject, update},
 };
 
 /// Reloads `path` on SIGHUP and whenever it changes, until the process exits. `loaded` is the
@@ -54,7 +56,7 @@ pub fn watch(path: PathBuf, loaded: String, shared: Arc<Shared>) -> impl Future<
                 Ok(t) => t,
                 Err(e) if !forced && e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    reject(&shared, &yaml::FileError::io(&path, e), Source::File);
+                    reject(&shared, &yaml::FileError::io(&path, e), UpdateSource::File);
                     continue;
                 }
             };
@@ -71,10 +73,10 @@ pub fn watch(path: PathBuf, loaded: String, shared: Arc<Shared>) -> impl Future<
 fn reload_text(shared: &Shared, path: &Path, text: &str) {
     let file = match yaml::parse(path, text) {
         Ok(f) => f,
-        Err(e) => return reject(shared, &e, Source::File),
+        Err(e) => return reject(shared, &e, UpdateSource::File),
     };
     let locate = |problems| yaml::locate(path, text, problems).to_string();
-    let _ = update(shared, Some(file), None, Source::File, Some(&locate));
+    let _ = update(shared, Some(file), None, UpdateSource::File, Some(&locate));
 }
 
 #[cfg(test)]

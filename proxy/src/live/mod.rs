@@ -19,7 +19,11 @@ use tokio::sync::watch;
 
 use pillion_config::{overlay::Overlay, schema};
 
-use crate::{balance::direct::Direct, metrics::Metrics, tls::Tls};
+use crate::{
+    balance::direct::Direct,
+    metrics::{EndpointState, Metrics},
+    tls::Tls,
+};
 
 /// State shared by every task for the life of the process.
 #[derive(Debug)]
@@ -85,12 +89,12 @@ impl Shared {
     /// Updates `pillion_endpoints` from the runtime in force.
     pub fn publish_endpoints(&self) {
         let rt = self.serving.load();
-        self.metrics.endpoints.reset();
+        self.metrics.reset_endpoints();
         for (cfg, svc) in rt.config.services.iter().zip(&rt.services) {
             let ejected = svc.balancer.ejected();
             let total = svc.balancer.endpoints().len();
-            self.metrics.endpoints.with_label_values(&[&*cfg.name, "healthy"]).set((total - ejected) as i64);
-            self.metrics.endpoints.with_label_values(&[&*cfg.name, "ejected"]).set(ejected as i64);
+            self.metrics.endpoints(&cfg.name, EndpointState::Healthy).set((total - ejected) as i64);
+            self.metrics.endpoints(&cfg.name, EndpointState::Ejected).set(ejected as i64);
         }
     }
 }

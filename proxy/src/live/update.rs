@@ -8,24 +8,7 @@ use std::{fmt, sync::Arc};
 use pillion_config::{Config, overlay::Overlay, schema, validate::Problem};
 
 use super::{Serving, Shared};
-
-/// Where an update came from (the `source` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// The config file.
-    File,
-    /// pillion-control.
-    Control,
-}
-
-impl Source {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::File => "file",
-            Self::Control => "control",
-        }
-    }
-}
+use crate::metrics::UpdateSource;
 
 /// Brings a new layer into force: `base` (a new file) or `overlay` (a new control-plane
 /// snapshot), merged with the current other layer, validated and applied. On success the given
@@ -36,7 +19,7 @@ pub fn update(
     shared: &Shared,
     base: Option<schema::File>,
     overlay: Option<Overlay>,
-    source: Source,
+    source: UpdateSource,
     in_file: Option<&dyn Fn(Vec<Problem>) -> String>,
 ) -> Result<u64, String> {
     let mut layers = shared.layers();
@@ -66,7 +49,12 @@ pub fn update(
 
 /// Builds a validated config and swaps it in, returning its version; an error (counted and
 /// logged) leaves the old version serving.
-fn swap_in(shared: &Shared, config: Config, source: Source, version: Option<u64>) -> Result<u64, String> {
+fn swap_in(
+    shared: &Shared,
+    config: Config,
+    source: UpdateSource,
+    version: Option<u64>,
+) -> Result<u64, String> {
     let prev = shared.serving.load_full();
     warn_on_restart_only_changes(&prev.config, &config);
     // The control plane's versions are the ones operators see in its status; files count up.
@@ -80,15 +68,15 @@ fn swap_in(shared: &Shared, config: Config, source: Source, version: Option<u64>
     };
     shared.serving.store(Arc::new(serving));
     shared.metrics.config_version.set(version as i64);
-    shared.metrics.config_updates.with_label_values(&["applied", source.as_str()]).inc();
+    shared.metrics.config_updates(true, source).inc();
     shared.publish_endpoints();
     tracing::info!(version, source = source.as_str(), "config applied");
     Ok(version)
 }
 
 /// Counts and logs an update that could not be applied; nothing else changes.
-pub fn reject(shared: &Shared, error: &dyn fmt::Display, source: Source) {
-    shared.metrics.config_updates.with_label_values(&["rejected", source.as_str()]).inc();
+pub fn reject(shared: &Shared, error: &dyn fmt::Display, source: UpdateSource) {
+    shared.metrics.config_updates(false, source).inc();
     tracing::error!(source = source.as_str(), "config rejected, keeping the last good one:\n{error}");
 }
 

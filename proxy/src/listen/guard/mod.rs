@@ -129,7 +129,7 @@ impl<S: Stream> Guarded<S> {
 
     fn reject(&mut self, why: Rejection) {
         self.ended = true;
-        self.rejections.counter.with_label_values(&[self.rejections.direction, why.reason()]).inc();
+        self.rejections.count(why.reason());
         tracing::debug!(peer = %self.peer, reason = why.reason(), "{}; closing the connection", why.detail());
         // HTTP/2 clients get GOAWAY; only an HTTP/1 head can time out.
         self.reply = match &self.scan {

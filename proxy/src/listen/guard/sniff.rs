@@ -67,7 +67,7 @@ mod tests {
     async fn sniff(sent: &[&[u8]]) -> (bool, Vec<u8>) {
         let (client, server) = tokio::io::duplex(4096);
         let counter = IntCounterVec::new(Opts::new("r", "r"), &["direction", "reason"]).unwrap();
-        let rejections = Rejections { counter, direction: "inbound" };
+        let rejections = Rejections::new(counter, crate::metrics::Direction::Inbound);
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let mut guarded = Guarded::new(server, &ListenerLimits::default(), peer, rejections);
         let writer = {

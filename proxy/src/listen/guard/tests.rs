@@ -14,7 +14,7 @@ use super::*;
 fn guarded(idle: Duration) -> (DuplexStream, Guarded<DuplexStream>, IntCounterVec) {
     let (client, server) = tokio::io::duplex(1024);
     let counter = IntCounterVec::new(Opts::new("rejected", "test"), &["direction", "reason"]).unwrap();
-    let rejections = Rejections { counter: counter.clone(), direction: "outbound" };
+    let rejections = Rejections::new(counter.clone(), crate::metrics::Direction::Outbound);
     let limits = ListenerLimits { idle_timeout: idle, ..ListenerLimits::default() };
     let peer = "127.0.0.1:1".parse().unwrap();
     (client, Guarded::new(server, &limits, peer, rejections), counter)
