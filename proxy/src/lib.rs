@@ -1,8 +1,16 @@
 //! Pillion, a lightweight L7 sidecar proxy.
 //!
-//! Where things happen: `serve` accepts connections; `http` runs each request's life (route,
-//! balance, forward, reply); `balance` picks endpoints; `upstream` holds their pools; `config`
-//! parses, validates and hot-reloads; `admin` and `metrics` are what an operator sees.
+//! Layers, bottom up; a module imports only from the layers below it:
+//! - leaves: `metrics` (every family, typed label sets), `tls` (workload credentials),
+//!   `drain` (the drain signal); the config itself is the `pillion_config` crate;
+//! - `http1`, `http2`: the codecs, both sides, generic over streams and bodies;
+//! - `body`: a request's body on its way upstream;
+//! - `upstream`: connecting to endpoints and their pools; `balance` over it: services,
+//!   endpoints as the balancer sees them, outlier ejection, the retry budget;
+//! - `live`: the config version in force and its one update path;
+//! - `http`: one request's life (route, attempt, forward, local replies, headers);
+//! - `listen`: accepting connections, what each is for, detection, the guard, metering;
+//! - `admin`, `control` (the control-plane client), `iptables` (`pillion init`), and `run` here.
 #![forbid(unsafe_code)]
 
 pub mod admin;
