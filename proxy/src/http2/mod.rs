@@ -1,7 +1,8 @@
-//! HTTP/2 (RFC 9113), served and sent by hyper and h2: the server's settings for a listener's
-//! clients (`server`), the control-frame budget hyper does not keep (`guard`), and write
-//! coalescing under the codec on both sides (`coalesce`).
+//! HTTP/2 (RFC 9113), served and sent by hyper and h2: the server for a listener's clients
+//! (`server`), the client connection to an endpoint (`client`), the control-frame budget hyper
+//! does not keep (`guard`), and write coalescing under the codec on both sides (`coalesce`).
 
+pub mod client;
 pub mod coalesce;
 pub mod guard;
 pub mod server;

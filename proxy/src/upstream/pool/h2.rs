@@ -8,22 +8,19 @@ use std::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicU32, Ordering::Relaxed},
     },
-    time::Duration,
 };
 
 use arc_swap::ArcSwapOption;
 use http::{Request, Response};
-use hyper::{
-    body::Incoming,
-    client::conn::http2::{Builder, SendRequest},
-};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::{body::Incoming, client::conn::http2::SendRequest};
 use tokio::sync::OnceCell;
 
 use super::{IDLE_TIMEOUT, SWEEP_EVERY, SendError};
-use crate::body::Body;
-use crate::http2::coalesce::{Coalesce, Counted, CountedSpawn, Polls};
-use crate::upstream::connect::{ConnectError, Connector};
+use crate::{
+    body::Body,
+    http2,
+    upstream::connect::{ConnectError, Connector},
+};
 
 /// One connect, awaited by every request that found no open connection while it ran.
 type Attempt = OnceCell<Result<SendRequest<Body>, ConnectError>>;
@@ -115,26 +112,8 @@ impl Http2 {
     async fn connect(&self) -> Result<SendRequest<Body>, ConnectError> {
         let addr = self.connector.addr();
         let io = self.connector.connect().await?;
-        // The frames one poll of the codec makes leave in one write (see `coalesce`); the
-        // codec runs in a task hyper spawns through the builder's executor, which counts its
-        // polls.
-        let polls = Polls::default();
-        let mut builder = Builder::new(CountedSpawn(polls.clone()));
-        builder
-            .timer(TokioTimer::new())
-            .adaptive_window(true)
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10));
-        let (tx, conn) = builder
-            .handshake::<_, Body>(TokioIo::new(Coalesce::new(io, polls.clone())))
-            .await
-            .map_err(|e| ConnectError::Handshake(addr, e.into()))?;
-        let run = async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(endpoint = %addr, error = %e, "upstream HTTP/2 connection failed");
-            }
-        };
-        tokio::spawn(Counted::new(run, polls));
+        let tx =
+            http2::client::handshake(io, addr).await.map_err(|e| ConnectError::Handshake(addr, e.into()))?;
         self.current.store(Some(Arc::new(tx.clone())));
         Ok(tx)
     }
