@@ -18,7 +18,7 @@ use crate::http1::body::RequestBody;
 /// A client's request body, as the codec that serves the connection reads it.
 #[derive(Debug)]
 pub enum ClientBody {
-    /// From our HTTP/1.1 server (`h1`).
+    /// From our HTTP/1.1 server (`http1::server`).
     Http1(RequestBody),
     /// From hyper's HTTP/2 server.
     Http2(Incoming),

@@ -1,5 +1,5 @@
 //! Our HTTP/1.1 server: serves a client connection's requests one after another, in the
-//! connection's own task, as the upstream side (`upstream::http1`) is served in the request's.
+//! connection's own task, as the upstream side ([`client`](super::client)) is served in the request's.
 //!
 //! Why not hyper's server: an idle keep-alive connection kept 18 KiB (16 KiB of buffers, and
 //! room for a request's future) where it now keeps about 6; and hyper forgave framing a proxy
