@@ -168,9 +168,14 @@ impl Tokens {
     }
 }
 
-/// The token in an `Authorization: Bearer TOKEN` header value, if it is one.
+/// The token in an `Authorization: Bearer TOKEN` header value, if it is one (the scheme is
+/// case-insensitive, as RFC 9110 has it).
 pub fn bearer(authorization: &[u8]) -> Option<&[u8]> {
-    let token = authorization.strip_prefix(b"Bearer ")?.trim_ascii();
+    let (scheme, rest) = authorization.split_at_checked(b"Bearer ".len())?;
+    if !scheme.eq_ignore_ascii_case(b"Bearer ") {
+        return None;
+    }
+    let token = rest.trim_ascii();
     (!token.is_empty()).then_some(token)
 }
 

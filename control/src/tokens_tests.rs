@@ -109,6 +109,7 @@ fn a_file_without_tokens_or_unreadable_is_refused() {
 fn bearer_takes_the_token_from_the_header() {
     assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
     assert_eq!(bearer(b"Bearer  abc \t"), Some(&b"abc"[..]));
+    assert_eq!(bearer(b"bearer abc"), Some(&b"abc"[..]));
     assert_eq!(bearer(b"Bearer "), None);
     assert_eq!(bearer(b"Basic abc"), None);
     assert_eq!(bearer(b"abc"), None);
