@@ -255,7 +255,7 @@ fn authenticate(
         }
         // The handshake refuses expired certificates; this is one that expired on an open
         // connection.
-        if !peer.not_after.is_some_and(|t| t > crate::status::now_unix()) {
+        if peer.not_after.is_none_or(|t| t <= crate::status::now_unix()) {
             return Err((CertRefusal::ExpiredCertificate, "the client certificate has expired".into()));
         }
         return Ok("certificate");
