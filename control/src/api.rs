@@ -1,12 +1,12 @@
 //! The HTTPS API (HTTP/2 and HTTP/1.1): accept, TLS with an optional client certificate, and one
 //! handler per path. Who may do what is decided per request from the client certificate's SPIFFE
-//! ID (or, for certificates only, the bootstrap token):
+//! ID (or, for certificates only, a bootstrap token of the workload asked for):
 //!
 //! | path | caller |
 //! |---|---|
 //! | `GET /v1/watch/{workload}` | a client cert of the workload's identity |
 //! | `POST /v1/ack` | a client cert of the acked workload's identity |
-//! | `POST /v1/certificates?workload=W` | the bootstrap token, or a valid cert of W's identity |
+//! | `POST /v1/certificates?workload=W` | a bootstrap token of W, or a valid cert of W's identity |
 //! | `GET /v1/status`, `GET /metrics` | anyone who can reach the port |
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
@@ -24,7 +24,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 
-use crate::{State, ca::SignError, snapshot::Channel};
+use crate::{State, ca::SignError, metrics::CertRefusal, snapshot::Channel, tokens::Verdict};
 
 /// Response body: a full buffer or a watch stream.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -194,48 +194,101 @@ async fn ack(state: &State, peer: &Peer, req: Request<Incoming>) -> Response<Bod
 
 async fn certificates(state: &State, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
     let workload = query(&req, "workload");
-    let token = req.headers().get(header::AUTHORIZATION).cloned();
+    let authorization = req.headers().get(header::AUTHORIZATION).cloned();
     // Read before answering, refusals included: a client still sending its body when the reply
     // comes may see the stream reset instead of the reply.
     let body = match read_body(req).await {
         Ok(b) => b,
-        Err(refusal) => return refusal.reply(),
+        Err(Refusal(status, msg)) => return refuse(state, peer, "-", CertRefusal::BadRequest, status, &msg),
     };
     let Some(workload) = workload else {
-        return error(StatusCode::BAD_REQUEST, "name the workload: POST /v1/certificates?workload=NAME");
+        let msg = "name the workload: POST /v1/certificates?workload=NAME";
+        return refuse(state, peer, "-", CertRefusal::BadRequest, StatusCode::BAD_REQUEST, msg);
     };
     let table = state.snapshots.load();
     let Some(channel) = table.workloads.get(&workload).cloned() else {
-        return error(StatusCode::NOT_FOUND, &format!("unknown workload {workload:?}"));
+        let msg = format!("unknown workload {workload:?}");
+        return refuse(state, peer, &workload, CertRefusal::UnknownWorkload, StatusCode::NOT_FOUND, &msg);
     };
-    let allowed = match &peer.identity {
-        // A caller that proved an identity gets that identity only, token or not.
-        Some(id) => *id == channel.identity && peer.not_after.is_some_and(|t| t > crate::status::now_unix()),
-        None => state.signer.token_matches(token.as_ref().map(HeaderValue::as_bytes)),
+    let how = match authenticate(state, peer, &workload, &channel.identity, authorization.as_ref()) {
+        Ok(how) => how,
+        Err((reason, msg)) => return refuse(state, peer, &workload, reason, StatusCode::FORBIDDEN, &msg),
     };
-    if !allowed {
-        tracing::warn!(%workload, client = ?peer.identity.as_ref().map(SpiffeId::as_str), "certificate request refused");
-        let msg = format!("need the bootstrap token or a valid certificate of {}", channel.identity);
-        return error(StatusCode::FORBIDDEN, &msg);
-    }
     let Ok(csr) = std::str::from_utf8(&body) else {
-        return error(StatusCode::BAD_REQUEST, "bad CSR: not PEM text");
+        let msg = "bad CSR: not PEM text";
+        return refuse(state, peer, &workload, CertRefusal::BadCsr, StatusCode::BAD_REQUEST, msg);
     };
     match state.signer.sign(csr, &channel.identity) {
         Ok(pem) => {
             state.metrics.certificates_signed.inc();
-            tracing::info!(%workload, identity = %channel.identity, "signed a workload certificate");
+            tracing::info!(%workload, identity = %channel.identity, by = how, "signed a workload certificate");
             let mut r = Response::new(full(pem));
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
             r
         }
-        Err(e @ SignError::BadCsr(_)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
-        Err(e @ SignError::WrongIdentity(_)) => error(StatusCode::FORBIDDEN, &e.to_string()),
+        Err(e @ SignError::BadCsr(_)) => {
+            refuse(state, peer, &workload, CertRefusal::BadCsr, StatusCode::BAD_REQUEST, &e.to_string())
+        }
+        Err(e @ SignError::WrongIdentity(_)) => {
+            refuse(state, peer, &workload, CertRefusal::CsrIdentity, StatusCode::FORBIDDEN, &e.to_string())
+        }
         Err(e @ SignError::Failed(_)) => {
             tracing::error!(%workload, error = %e, "signing failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
         }
     }
+}
+
+/// How the caller proved it may have `identity` (`"certificate"` or `"token"`), or why not.
+fn authenticate(
+    state: &State,
+    peer: &Peer,
+    workload: &str,
+    identity: &SpiffeId,
+    authorization: Option<&HeaderValue>,
+) -> Result<&'static str, (CertRefusal, String)> {
+    if let Some(id) = &peer.identity {
+        // A caller that proved an identity gets that identity only, token or not.
+        if id != identity {
+            let msg = format!("client identity {id} is not workload {workload:?}'s identity {identity}");
+            return Err((CertRefusal::WrongIdentity, msg));
+        }
+        // The handshake refuses expired certificates; this is one that expired on an open
+        // connection.
+        if peer.not_after.is_none_or(|t| t <= crate::status::now_unix()) {
+            return Err((CertRefusal::ExpiredCertificate, "the client certificate has expired".into()));
+        }
+        return Ok("certificate");
+    }
+    match state.signer.check_token(authorization.map(HeaderValue::as_bytes), workload) {
+        Some(Verdict::Valid) => Ok("token"),
+        Some(Verdict::WrongWorkload(owner)) => {
+            // The owner goes to the log only: the caller needs no help finding what it can get.
+            tracing::warn!(%workload, token_of = %owner, "a bootstrap token was presented for another workload");
+            let msg = format!("this bootstrap token does not enrol workload {workload:?}");
+            Err((CertRefusal::WrongWorkload, msg))
+        }
+        Some(Verdict::Unknown) => Err((CertRefusal::BadToken, "unknown bootstrap token".into())),
+        None => {
+            let msg = format!("need a bootstrap token of {workload:?} or a valid certificate of {identity}");
+            Err((CertRefusal::NoCredentials, msg))
+        }
+    }
+}
+
+/// Counts, logs and answers a refused certificate request.
+fn refuse(
+    state: &State,
+    peer: &Peer,
+    workload: &str,
+    reason: CertRefusal,
+    status: StatusCode,
+    message: &str,
+) -> Response<Body> {
+    state.metrics.certificate_refused(reason);
+    let client = peer.identity.as_ref().map(SpiffeId::as_str);
+    tracing::warn!(%workload, ?client, reason = reason.label(), %message, "certificate request refused");
+    error(status, message)
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, Refusal> {

@@ -2,19 +2,17 @@
 //! renewed at two thirds of its life, and the signing service behind `POST /v1/certificates`.
 //!
 //! A CSR is signed only for the identity of the workload it is requested for, and only when the
-//! caller presents the bootstrap token or a still-valid certificate of that same identity. A
-//! client certificate of another identity is refused even with the token: a caller that has
-//! proved it is `web` never gets `orders`.
+//! caller presents a bootstrap token of that workload ([`crate::tokens`]) or a still-valid
+//! certificate of that same identity. A client certificate of another identity is refused even
+//! with a token: a caller that has proved it is `web` never gets `orders`.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
-};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use pillion_certs::{
     Ca, CredentialStore, Credentials, SpiffeId, TimeCheck, TrustBundle, Validity, ca::CA_CERT_FILE,
 };
+
+use crate::tokens::{self, TokenFileError, Tokens, Verdict};
 
 /// The control plane's identity is `spiffe://<trust domain>/` followed by this path.
 pub const CONTROL_PATH: &str = "/ns/pillion-system/sa/pillion-control";
@@ -28,17 +26,9 @@ pub enum CaError {
     /// The serving certificate could not be made.
     #[error("cannot issue the control plane's certificate: {0}")]
     Issue(#[source] pillion_certs::Error),
-    /// The token file cannot be read.
-    #[error("{}: cannot read the token file: {source}", path.display())]
-    Token {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The token file holds nothing.
-    #[error("{}: the token file is empty", .0.display())]
-    EmptyToken(PathBuf),
+    /// The token file is unreadable or not in the per-workload form.
+    #[error(transparent)]
+    Tokens(#[from] TokenFileError),
 }
 
 /// Why a CSR was not signed.
@@ -59,30 +49,19 @@ pub enum SignError {
 #[derive(Debug)]
 pub struct Signer {
     ca: Ca,
-    token: Option<String>,
+    tokens: Option<Tokens>,
     ttl: Duration,
     identity: SpiffeId,
 }
 
 impl Signer {
-    /// Loads the CA from `ca_dir` and the bootstrap token (trimmed) from `token_file`.
+    /// Loads the CA from `ca_dir` and the per-workload bootstrap tokens from `token_file`.
     pub fn load(ca_dir: &Path, token_file: Option<&Path>, ttl: Duration) -> Result<Self, CaError> {
         let ca = Ca::load(ca_dir).map_err(CaError::Load)?;
-        let token = match token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| CaError::Token { path: path.to_owned(), source })?;
-                let token = text.trim().to_owned();
-                if token.is_empty() {
-                    return Err(CaError::EmptyToken(path.to_owned()));
-                }
-                Some(token)
-            }
-            None => None,
-        };
+        let tokens = token_file.map(Tokens::load).transpose()?;
         let identity = SpiffeId::parse(&format!("spiffe://{}{CONTROL_PATH}", ca.trust_domain()))
             .map_err(|e| CaError::Load(pillion_certs::Error::CsrRejected(e.to_string())))?;
-        Ok(Self { ca, token, ttl, identity })
+        Ok(Self { ca, tokens, ttl, identity })
     }
 
     /// `spiffe://<trust domain>/ns/pillion-system/sa/pillion-control`.
@@ -110,15 +89,17 @@ impl Signer {
         .map_err(CaError::Issue)
     }
 
-    /// Whether an `Authorization` header value is `Bearer <the token>`.
-    pub fn token_matches(&self, authorization: Option<&[u8]>) -> bool {
-        let (Some(token), Some(header)) = (&self.token, authorization) else {
-            return false;
-        };
-        let Some(given) = header.strip_prefix(b"Bearer ") else {
-            return false;
-        };
-        constant_time_eq(given.trim_ascii(), token.as_bytes())
+    /// How many bootstrap tokens were loaded (0 without a token file).
+    pub fn token_count(&self) -> usize {
+        self.tokens.as_ref().map_or(0, Tokens::len)
+    }
+
+    /// What the token in an `Authorization: Bearer TOKEN` header value may do for `workload`;
+    /// `None` when there is no bearer token at all.
+    pub fn check_token(&self, authorization: Option<&[u8]>, workload: &str) -> Option<Verdict> {
+        let token = tokens::bearer(authorization?)?;
+        // Without a token file every token is unknown: renewal by certificate only.
+        Some(self.tokens.as_ref().map_or(Verdict::Unknown, |t| t.check(token, workload)))
     }
 
     /// Signs `csr_pem` for `identity`: the leaf certificate PEM followed by the CA's PEM.
@@ -164,10 +145,6 @@ pub async fn renew_serving_cert(signer: Arc<Signer>, store: Arc<CredentialStore>
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,8 +153,8 @@ mod tests {
         let ca =
             Ca::generate("cluster.local", &Validity::for_ttl(Duration::from_secs(86_400)).unwrap()).unwrap();
         ca.save(&dir.join("ca"), false).unwrap();
-        std::fs::write(dir.join("token"), "s3cret\n").unwrap();
-        Signer::load(&dir.join("ca"), Some(&dir.join("token")), Duration::from_secs(3600)).unwrap()
+        std::fs::write(dir.join("tokens"), format!("web {}\n", tokens::digest_field("s3cret"))).unwrap();
+        Signer::load(&dir.join("ca"), Some(&dir.join("tokens")), Duration::from_secs(3600)).unwrap()
     }
 
     #[test]
@@ -185,10 +162,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = signer(dir.path());
         assert_eq!(s.identity().as_str(), "spiffe://cluster.local/ns/pillion-system/sa/pillion-control");
-        assert!(s.token_matches(Some(b"Bearer s3cret")));
-        assert!(!s.token_matches(Some(b"Bearer s3cre")));
-        assert!(!s.token_matches(Some(b"s3cret")));
-        assert!(!s.token_matches(None));
+        assert_eq!(s.token_count(), 1);
+        assert_eq!(s.check_token(Some(b"Bearer s3cret"), "web"), Some(Verdict::Valid));
+        assert_eq!(
+            s.check_token(Some(b"Bearer s3cret"), "orders"),
+            Some(Verdict::WrongWorkload("web".into()))
+        );
+        assert_eq!(s.check_token(Some(b"Bearer s3cre"), "web"), Some(Verdict::Unknown));
+        assert_eq!(s.check_token(Some(b"s3cret"), "web"), None);
+        assert_eq!(s.check_token(None, "web"), None);
 
         let web = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/web").unwrap();
         let orders = SpiffeId::parse("spiffe://cluster.local/ns/shop/sa/orders").unwrap();
@@ -199,5 +181,21 @@ mod tests {
         assert!(matches!(s.sign(&req.csr_pem, &orders), Err(SignError::WrongIdentity(_))));
         assert!(matches!(s.sign("not a csr", &web), Err(SignError::BadCsr(_))));
         assert!(s.serving_credentials().is_ok());
+    }
+
+    #[test]
+    fn an_old_token_file_stops_the_signer_from_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        signer(dir.path());
+        std::fs::write(dir.path().join("old"), "s3cret\n").unwrap();
+        let err =
+            Signer::load(&dir.path().join("ca"), Some(&dir.path().join("old")), Duration::from_secs(60))
+                .unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!("{}:1: a bare token", dir.path().join("old").display()))
+        );
+        // Without a token file, only certificates renew.
+        let s = Signer::load(&dir.path().join("ca"), None, Duration::from_secs(60)).unwrap();
+        assert_eq!(s.check_token(Some(b"Bearer s3cret"), "web"), Some(Verdict::Unknown));
     }
 }

@@ -4,7 +4,9 @@
 //! - [`source`] reads and merges the directory; [`view`] and [`validate`] decide what each
 //!   workload sees and check it with the proxy's own validator; [`reload`] watches the directory.
 //! - [`snapshot`] holds each workload's current NDJSON line; [`watch`] streams it.
-//! - [`api`] serves HTTPS; [`ca`] signs CSRs; [`status`] and [`metrics`] are what operators read.
+//! - [`api`] serves HTTPS; [`ca`] signs CSRs for callers with a workload's own certificate or a
+//!   bootstrap token of that workload ([`tokens`]); [`status`] and [`metrics`] are what operators
+//!   read.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -14,6 +16,7 @@ pub mod reload;
 pub mod snapshot;
 pub mod source;
 pub mod status;
+pub mod tokens;
 pub mod validate;
 pub mod view;
 pub mod watch;
@@ -48,7 +51,7 @@ pub struct ServeOptions {
     pub ca_dir: PathBuf,
     /// The HTTPS address.
     pub bind: SocketAddr,
-    /// The bootstrap token file, if token bootstrap is allowed.
+    /// The bootstrap token file (`WORKLOAD sha256:HEX` lines), if token bootstrap is allowed.
     pub token_file: Option<PathBuf>,
     /// Lifetime of signed workload certificates (and of the control plane's own).
     pub cert_ttl: Duration,
@@ -78,7 +81,12 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     let tcp = TcpListener::bind(opts.bind)
         .await
         .with_context(|| format!("cannot bind the API listener on {}", opts.bind))?;
-    tracing::info!(addr = %opts.bind, identity = %signer.identity(), "pillion-control listening");
+    tracing::info!(
+        addr = %opts.bind,
+        identity = %signer.identity(),
+        bootstrap_tokens = signer.token_count(),
+        "pillion-control listening"
+    );
     tokio::spawn(api::serve(tcp, tls, state));
     wait_for_stop_signal().await?;
     tracing::info!("stopping");

@@ -1,4 +1,5 @@
-//! The `pillion-control` command: `serve` the control plane, or `check` a config directory.
+//! The `pillion-control` command: `serve` the control plane, `check` a config directory, or make
+//! a bootstrap `token` for a workload.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -38,8 +39,9 @@ enum Command {
         /// HTTPS address.
         #[arg(long, env = "PILLION_CONTROL_BIND", default_value = "0.0.0.0:15010")]
         bind: SocketAddr,
-        /// File holding the bootstrap token; without it, only a workload's own valid certificate
-        /// can get it a new one.
+        /// Bootstrap tokens, one `WORKLOAD sha256:HEX` line each (see `token`); a token enrols
+        /// only its workload. Without it, only a workload's own valid certificate can get it a
+        /// new one.
         #[arg(long, env = "PILLION_CONTROL_TOKEN_FILE")]
         token_file: Option<PathBuf>,
         /// Lifetime of signed certificates, e.g. `24h`.
@@ -54,6 +56,14 @@ enum Command {
         /// Directory of YAML files.
         #[arg(long, env = "PILLION_CONTROL_CONFIG_DIR")]
         config_dir: PathBuf,
+    },
+    /// Make a bootstrap token for one workload: the token on stdout (for that workload's pods
+    /// only), and on stderr its line for `serve --token-file`, after `#` comments, so that
+    /// `pillion-control token --workload W >W.token 2>>tokens` files both.
+    Token {
+        /// The workload the token enrols (its `name` in the config directory).
+        #[arg(long)]
+        workload: String,
     },
 }
 
@@ -74,6 +84,19 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Token { workload } => match pillion_control::tokens::generate(&workload) {
+            Ok(new) => {
+                println!("{}", new.token);
+                eprintln!("# bootstrap token for workload {workload:?}: the token is on stdout; give it to");
+                eprintln!("# that workload only. Append this line to pillion-control's --token-file:");
+                eprintln!("{}", new.line);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pillion-control: {e}");
                 ExitCode::FAILURE
             }
         },

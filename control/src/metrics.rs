@@ -1,6 +1,6 @@
 //! The control plane's own Prometheus metrics, registered once and served on `GET /metrics`.
 
-use prometheus::{Encoder, IntCounter, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// Every metric pillion-control exports.
 #[derive(Debug, Clone)]
@@ -16,6 +16,9 @@ pub struct Metrics {
     pub nacks: IntCounter,
     /// Workload certificates signed.
     pub certificates_signed: IntCounter,
+    /// Certificate requests refused, by [`CertRefusal`]; count them with
+    /// [`Metrics::certificate_refused`].
+    certificate_refusals: IntCounterVec,
     /// The current config version.
     pub config_version: IntGauge,
     /// Config directory states refused (parse or validation errors).
@@ -51,6 +54,20 @@ impl Metrics {
                 "pillion_control_certificates_signed_total",
                 "Workload certificates signed.",
             ),
+            certificate_refusals: {
+                let opts = Opts::new(
+                    "pillion_control_certificate_refusals_total",
+                    "Workload certificate requests refused, by reason.",
+                );
+                let c = IntCounterVec::new(opts, &["reason"]).expect("valid metric name");
+                registry.register(Box::new(c.clone())).expect("metric registered once");
+                // Every reason is exported from the start, so a first refusal is a 0 -> 1 change
+                // an alert's rate() can see, not a new series.
+                for reason in CertRefusal::ALL {
+                    c.with_label_values(&[reason.label()]);
+                }
+                c
+            },
             config_version: gauge("pillion_control_config_version", "Current config version."),
             config_errors: counter(
                 "pillion_control_config_errors_total",
@@ -60,11 +77,71 @@ impl Metrics {
         }
     }
 
+    /// Counts one refused certificate request.
+    pub fn certificate_refused(&self, reason: CertRefusal) {
+        self.certificate_refusals.with_label_values(&[reason.label()]).inc();
+    }
+
     /// Prometheus text exposition of every metric.
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::new();
         // Encoding into a Vec only fails on a bad metric family, which registration rules out.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
+    }
+}
+
+/// Why a certificate request was refused: the `reason` label of
+/// `pillion_control_certificate_refusals_total` (README.md lists them for operators).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertRefusal {
+    /// `no-credentials`: neither a client certificate nor a bearer token (403).
+    NoCredentials,
+    /// `bad-token`: a bearer token that is in no line of the token file (403).
+    BadToken,
+    /// `wrong-workload`: a bearer token of another workload (403).
+    WrongWorkload,
+    /// `wrong-identity`: a client certificate of another identity than the workload's (403).
+    WrongIdentity,
+    /// `expired-certificate`: the workload's own certificate, expired since the connection
+    /// was opened (403).
+    ExpiredCertificate,
+    /// `csr-identity`: the CSR asks for another identity than the workload's (403).
+    CsrIdentity,
+    /// `bad-csr`: the body is not a readable CSR (400).
+    BadCsr,
+    /// `unknown-workload`: no workload of that name (404).
+    UnknownWorkload,
+    /// `bad-request`: no `?workload=`, or a body too large or unreadable (400, 413).
+    BadRequest,
+}
+
+impl CertRefusal {
+    /// Every reason, in the order README.md lists them.
+    pub const ALL: [Self; 9] = [
+        Self::NoCredentials,
+        Self::BadToken,
+        Self::WrongWorkload,
+        Self::WrongIdentity,
+        Self::ExpiredCertificate,
+        Self::CsrIdentity,
+        Self::BadCsr,
+        Self::UnknownWorkload,
+        Self::BadRequest,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NoCredentials => "no-credentials",
+            Self::BadToken => "bad-token",
+            Self::WrongWorkload => "wrong-workload",
+            Self::WrongIdentity => "wrong-identity",
+            Self::ExpiredCertificate => "expired-certificate",
+            Self::CsrIdentity => "csr-identity",
+            Self::BadCsr => "bad-csr",
+            Self::UnknownWorkload => "unknown-workload",
+            Self::BadRequest => "bad-request",
+        }
     }
 }

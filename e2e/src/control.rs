@@ -1,10 +1,12 @@
-//! A running `pillion-control` for tests: its CA, bootstrap token and config directory in a
-//! temporary directory, HTTPS on a free port, driven with curl (`-k`: the control plane's
-//! certificate carries a SPIFFE ID, not a DNS name), killed when dropped.
+//! A running `pillion-control` for tests: its CA, bootstrap tokens (one per enrolled workload,
+//! made by `pillion-control token`) and config directory in a temporary directory, HTTPS on a
+//! free port, driven with curl (`-k`: the control plane's certificate carries a SPIFFE ID, not a
+//! DNS name), killed when dropped.
 
 use std::{
+    collections::BTreeMap,
     fs,
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -14,26 +16,26 @@ use std::{
 
 use crate::{client::curl_status, pki::Pki, process::free_addr, workspace_bin};
 
-/// The bootstrap token every test control plane accepts.
-pub const TOKEN: &str = "test-bootstrap-token";
-
 /// A running `pillion-control serve`.
 pub struct Control {
     /// HTTPS address.
     pub addr: SocketAddr,
     /// The CA it signs with (`pki.dir/ca`), also usable to issue test certificates.
     pub pki: Pki,
-    /// Holds `config/`, `token`, `control.log` and the PKI.
+    /// Holds `config/`, `tokens` (the control plane's token file), `token-WORKLOAD` (each
+    /// workload's own token, as its pods would mount it), `control.log` and the PKI.
     pub dir: tempfile::TempDir,
+    tokens: BTreeMap<String, String>,
     child: Option<Child>,
     keepalive: String,
     cert_ttl: String,
 }
 
 impl Control {
-    /// Writes `files` (name, YAML) into a fresh config directory and starts the control plane
-    /// with a `keepalive` interval, waiting until `/v1/status` answers.
-    pub fn start(files: &[(&str, &str)], keepalive: &str) -> Self {
+    /// Writes `files` (name, YAML) into a fresh config directory, makes a bootstrap token for
+    /// each of `enrolled` (workload names), and starts the control plane with a `keepalive`
+    /// interval, waiting until `/v1/status` answers.
+    pub fn start(files: &[(&str, &str)], enrolled: &[&str], keepalive: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = Pki::new(dir.path(), "pki");
         let config = dir.path().join("config");
@@ -41,11 +43,19 @@ impl Control {
         for (name, text) in files {
             fs::write(config.join(name), text).expect("write config file");
         }
-        fs::write(dir.path().join("token"), format!("{TOKEN}\n")).expect("write token");
+        let mut tokens = BTreeMap::new();
+        let mut file = fs::File::create(dir.path().join("tokens")).expect("token file");
+        for workload in enrolled {
+            let (token, lines) = make_token(workload);
+            file.write_all(lines.as_bytes()).expect("write the token file");
+            fs::write(dir.path().join(format!("token-{workload}")), format!("{token}\n")).expect("token");
+            tokens.insert((*workload).to_owned(), token);
+        }
         let mut control = Self {
             addr: free_addr(),
             pki,
             dir,
+            tokens,
             child: None,
             keepalive: keepalive.to_owned(),
             cert_ttl: "24h".into(),
@@ -63,7 +73,7 @@ impl Control {
             .env("PILLION_CONTROL_CONFIG_DIR", dir.join("config"))
             .env("PILLION_CA_DIR", self.pki.dir.join("ca"))
             .env("PILLION_CONTROL_BIND", self.addr.to_string())
-            .env("PILLION_CONTROL_TOKEN_FILE", dir.join("token"))
+            .env("PILLION_CONTROL_TOKEN_FILE", dir.join("tokens"))
             .env("PILLION_CONTROL_KEEPALIVE", &self.keepalive)
             .env("PILLION_CONTROL_CERT_TTL", &self.cert_ttl)
             .env("PILLION_LOG", "info,pillion_control=debug")
@@ -116,9 +126,20 @@ impl Control {
         self.dir.path().join("config")
     }
 
-    /// The bootstrap token file.
-    pub fn token_file(&self) -> PathBuf {
-        self.dir.path().join("token")
+    /// `workload`'s bootstrap token (it must be one of those enrolled at start).
+    pub fn token(&self, workload: &str) -> &str {
+        self.tokens.get(workload).unwrap_or_else(|| panic!("no token was made for {workload}"))
+    }
+
+    /// The file holding only `workload`'s bootstrap token, for its proxies' `control.token_file`.
+    pub fn token_file(&self, workload: &str) -> PathBuf {
+        self.token(workload);
+        self.dir.path().join(format!("token-{workload}"))
+    }
+
+    /// `-H "Authorization: Bearer TOKEN"` curl arguments with `workload`'s token.
+    pub fn bearer(&self, workload: &str) -> [String; 2] {
+        ["-H".into(), format!("Authorization: Bearer {}", self.token(workload))]
     }
 
     /// Replaces (or adds) one config file atomically, as an operator's tooling would.
@@ -187,6 +208,51 @@ impl Control {
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("control.log")).unwrap_or_default()
     }
+}
+
+/// Runs `pillion-control token --workload WORKLOAD`: the token (its stdout) and the text to
+/// append to the control plane's token file (its stderr: comments and the digest line).
+pub fn make_token(workload: &str) -> (String, String) {
+    let out = Command::new(workspace_bin("pillion-control"))
+        .args(["token", "--workload", workload])
+        .output()
+        .expect("run pillion-control token");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "pillion-control token failed: {stdout}{stderr}");
+    (stdout.trim().to_owned(), stderr.into_owned())
+}
+
+/// Starts `pillion-control serve` with a token file holding `token_file` (and a good CA and
+/// config directory), expecting it to refuse to start: its exit status, its stderr and the token
+/// file's path. Panics if it is still running after 20 seconds.
+pub fn serve_refused(token_file: &str) -> (std::process::ExitStatus, String, PathBuf) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let pki = Pki::new(dir, "pki");
+    fs::create_dir_all(dir.join("config")).expect("config dir");
+    let file = dir.join("tokens");
+    fs::write(&file, token_file).expect("write token file");
+    let mut child = Command::new(workspace_bin("pillion-control"))
+        .arg("serve")
+        .args(["--config-dir", &dir.join("config").display().to_string()])
+        .args(["--ca", &pki.dir.join("ca").display().to_string()])
+        .args(["--bind", &free_addr().to_string(), "--token-file", &file.display().to_string()])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pillion-control");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pillion-control serve started with token file {token_file:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("collect output");
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned(), file)
 }
 
 fn cert_args(cert: Option<&Path>) -> Vec<String> {

@@ -67,7 +67,7 @@ outbound:
 "#,
         d = certs.display(),
         addr = control.addr,
-        token = control.token_file().display(),
+        token = control.token_file(workload).display(),
         inbound = free_addr(),
     );
     (Proxy::spawn(&cfg, &[]), listener)
@@ -96,6 +96,7 @@ fn setup() -> (Backend, Backend, Control) {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let control = Control::start(
         &[("mesh.yaml", &mesh_yaml(a.addr, b.addr, "orders-a")), ("workloads.yaml", &workloads_yaml())],
+        &["web", "strict"],
         "1s",
     );
     (a, b, control)

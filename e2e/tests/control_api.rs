@@ -1,7 +1,9 @@
 //! The control plane's API, driven over HTTPS with curl against the real `pillion-control`:
 //! a proxy's certificate watches its own workload only, changes arrive as new NDJSON lines, a bad
 //! file is reported with file:line:col and changes nothing, certificates are signed only for the
-//! caller's own workload identity, acks show in `/v1/status`, and `/metrics` passes promtool.
+//! caller's own workload identity (a bootstrap token enrols its own workload only, refusals are
+//! counted), the old one-shared-token file stops the control plane at start, acks show in
+//! `/v1/status`, and `/metrics` passes promtool.
 
 use std::{
     io::Write,
@@ -10,8 +12,9 @@ use std::{
 };
 
 use pillion_e2e::{
-    control::{Control, TOKEN},
+    control::{Control, make_token, serve_refused},
     pki::certs,
+    process::metric_value,
 };
 
 const WEB_ID: &str = "spiffe://cluster.local/ns/shop/sa/web";
@@ -41,7 +44,20 @@ workloads:
 ";
 
 fn start() -> Control {
-    Control::start(&[("10-services.yaml", SERVICES), ("20-workloads.yaml", WORKLOADS)], "1s")
+    Control::start(
+        &[("10-services.yaml", SERVICES), ("20-workloads.yaml", WORKLOADS)],
+        &["web", "orders"],
+        "1s",
+    )
+}
+
+/// `pillion_control_certificate_refusals_total{reason="REASON"}` now.
+fn refusals(control: &Control, reason: &str) -> f64 {
+    let (code, text) = control.get("/metrics", None);
+    assert_eq!(code, 200, "{text}");
+    let label = format!("reason=\"{reason}\"");
+    metric_value(&text, "pillion_control_certificate_refusals_total", &[&label])
+        .unwrap_or_else(|| panic!("no {reason} refusals series:\n{text}"))
 }
 
 fn ack(control: &Control, cert: &std::path::Path, body: &str) -> u16 {
@@ -154,10 +170,11 @@ fn certificates_are_signed_only_for_the_workloads_own_identity() {
     let csr_dir = dir.join("web-csr");
     certs(&["csr", "--identity", WEB_ID, "--out", csr_dir.to_str().unwrap()]);
     let csr = csr_dir.join("csr.pem");
-    let bearer = format!("Authorization: Bearer {TOKEN}");
+    let web_token = control.bearer("web");
+    let web_token: Vec<&str> = web_token.iter().map(String::as_str).collect();
 
-    // With the bootstrap token: a cert for web, the CA after it.
-    let (code, pem) = control.post("/v1/certificates?workload=web", None, &csr, &["-H", &bearer]);
+    // With web's bootstrap token: a cert for web, the CA after it.
+    let (code, pem) = control.post("/v1/certificates?workload=web", None, &csr, &web_token);
     assert_eq!(code, 200, "{pem}");
     assert_eq!(pem.matches("-----BEGIN CERTIFICATE-----").count(), 2, "{pem}");
     assert!(pem.ends_with(&std::fs::read_to_string(control.pki.ca_pem()).unwrap()));
@@ -169,30 +186,81 @@ fn certificates_are_signed_only_for_the_workloads_own_identity() {
     let stream = control.watch("web", "", &csr_dir);
     assert_eq!(stream.next_snapshot(Duration::from_secs(10)).expect("snapshot")["version"], 1);
 
-    // The web CSR for workload orders, a wrong token, no token, a bad CSR.
-    let post = |query: &str, extra: &[&str]| control.post(query, None, &csr, extra).0;
-    assert_eq!(post("/v1/certificates?workload=orders", &["-H", &bearer]), 403);
-    assert_eq!(post("/v1/certificates?workload=web", &["-H", "Authorization: Bearer wrong"]), 403);
-    assert_eq!(post("/v1/certificates?workload=web", &[]), 403);
-    assert_eq!(post("/v1/certificates?workload=nobody", &["-H", &bearer]), 404);
-    let junk = dir.join("junk.pem");
-    std::fs::write(&junk, "not a CSR").unwrap();
-    let (code, body) = control.post("/v1/certificates?workload=web", None, &junk, &["-H", &bearer]);
-    assert_eq!(code, 400, "{body}");
-
-    // A valid web certificate renews web, and cannot get orders (not even with the token).
-    let web = control.pki.issue("web", WEB_ID, &[]);
-    assert_eq!(control.post("/v1/certificates?workload=web", Some(&web), &csr, &[]).0, 200);
+    // Each refusal is a 403 (or 400/404) and is counted under its reason.
     let orders_dir = dir.join("orders-csr");
     certs(&["csr", "--identity", ORDERS_ID, "--out", orders_dir.to_str().unwrap()]);
     let orders_csr = orders_dir.join("csr.pem");
+    let refused = |reason: &str, code: u16, query: &str, body: &std::path::Path, extra: &[&str]| {
+        let before = refusals(&control, reason);
+        let (got, text) = control.post(query, None, body, extra);
+        assert_eq!(got, code, "{reason}: {text}");
+        assert!(text.contains("\"error\""), "{text}");
+        assert_eq!(refusals(&control, reason), before + 1.0, "{reason} counted once");
+        text
+    };
+    // Web's token cannot get orders' identity, with orders' CSR or web's; nor can a web CSR
+    // get through under orders' own token.
+    let text = refused("wrong-workload", 403, "/v1/certificates?workload=orders", &orders_csr, &web_token);
+    assert!(!text.contains(control.token("web")), "{text}");
+    refused("wrong-workload", 403, "/v1/certificates?workload=orders", &csr, &web_token);
+    let orders_token = control.bearer("orders");
+    let orders_token: Vec<&str> = orders_token.iter().map(String::as_str).collect();
+    refused("csr-identity", 403, "/v1/certificates?workload=orders", &csr, &orders_token);
+    let (code, pem) = control.post("/v1/certificates?workload=orders", None, &orders_csr, &orders_token);
+    assert_eq!(code, 200, "{pem}");
+    // A token that is in no line of the file, a well-formed one included; no credentials at all.
+    let (stranger, _) = make_token("web");
+    let stranger = format!("Authorization: Bearer {stranger}");
+    refused("bad-token", 403, "/v1/certificates?workload=web", &csr, &["-H", &stranger]);
+    refused("bad-token", 403, "/v1/certificates?workload=web", &csr, &["-H", "Authorization: Bearer wrong"]);
+    refused("no-credentials", 403, "/v1/certificates?workload=web", &csr, &[]);
+    refused("unknown-workload", 404, "/v1/certificates?workload=nobody", &csr, &web_token);
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a CSR").unwrap();
+    refused("bad-csr", 400, "/v1/certificates?workload=web", &junk, &web_token);
+    // The log says whose token was misused; the caller was not told.
+    assert!(control.log().contains("token_of=web"), "{}", control.log());
+
+    // A valid web certificate renews web, and cannot get orders (not even with orders' token).
+    let web = control.pki.issue("web", WEB_ID, &[]);
+    assert_eq!(control.post("/v1/certificates?workload=web", Some(&web), &csr, &[]).0, 200);
+    let before = refusals(&control, "wrong-identity");
     let as_web =
         |extra: &[&str]| control.post("/v1/certificates?workload=orders", Some(&web), &orders_csr, extra).0;
     assert_eq!(as_web(&[]), 403);
-    assert_eq!(as_web(&["-H", &bearer]), 403);
+    assert_eq!(as_web(&orders_token), 403);
+    assert_eq!(refusals(&control, "wrong-identity"), before + 2.0);
     // An expired web certificate cannot renew itself (the TLS layer refuses it outright).
     let expired = control.pki.issue("web-expired", WEB_ID, &["--valid-from", "-48h", "--ttl", "24h"]);
     assert_ne!(control.post("/v1/certificates?workload=web", Some(&expired), &csr, &[]).0, 200);
+}
+
+#[test]
+fn the_old_one_shared_token_file_stops_the_control_plane_at_start() {
+    let (status, stderr, file) = serve_refused("# the mesh's token\ntest-bootstrap-token\n");
+    assert!(!status.success(), "{status}");
+    let want =
+        format!("{}:2: a bare token (the old one-shared-token form) is no longer accepted", file.display());
+    assert!(stderr.contains(&want), "{stderr}");
+    assert!(stderr.contains("pillion-control token --workload"), "{stderr}");
+    assert!(!stderr.contains("test-bootstrap-token"), "the secret is not repeated: {stderr}");
+
+    // A raw token where the digest goes, and one token for two workloads, are refused too.
+    let (status, stderr, file) = serve_refused("web s3cret\n");
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!("{}:1: the second field must be `sha256:`", file.display())),
+        "{stderr}"
+    );
+    let (_, line) = make_token("web");
+    let digest = line.lines().last().unwrap().split_once(' ').unwrap().1.to_owned();
+    let (status, stderr, file) = serve_refused(&format!("{line}orders {digest}\n"));
+    assert!(!status.success());
+    let at = line.lines().count() + 1;
+    assert!(
+        stderr.contains(&format!("{}:{at}: the same token digest is already on line", file.display())),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -203,10 +271,12 @@ fn metrics_pass_promtool_and_count_the_api() {
     assert!(stream.next_snapshot(Duration::from_secs(10)).is_some());
     let csr_dir = control.dir.path().join("csr");
     certs(&["csr", "--identity", WEB_ID, "--out", csr_dir.to_str().unwrap()]);
-    let bearer = format!("Authorization: Bearer {TOKEN}");
-    let (code, _) =
-        control.post("/v1/certificates?workload=web", None, &csr_dir.join("csr.pem"), &["-H", &bearer]);
+    let bearer = control.bearer("web");
+    let bearer: Vec<&str> = bearer.iter().map(String::as_str).collect();
+    let (code, _) = control.post("/v1/certificates?workload=web", None, &csr_dir.join("csr.pem"), &bearer);
     assert_eq!(code, 200);
+    let (code, _) = control.post("/v1/certificates?workload=orders", None, &csr_dir.join("csr.pem"), &bearer);
+    assert_eq!(code, 403);
     assert_eq!(ack(&control, &web, r#"{"workload":"web","version":1,"error":null}"#), 204);
     assert_eq!(ack(&control, &web, r#"{"workload":"web","version":1,"error":"nope"}"#), 204);
     control.write("bad.yaml", "services: [");
@@ -228,6 +298,13 @@ fn metrics_pass_promtool_and_count_the_api() {
     assert_eq!(value("pillion_control_acks_total"), Some(1.0), "{text}");
     assert_eq!(value("pillion_control_nacks_total"), Some(1.0), "{text}");
     assert_eq!(value("pillion_control_certificates_signed_total"), Some(1.0), "{text}");
+    let refused = |reason: &str| {
+        let label = format!("reason=\"{reason}\"");
+        metric_value(&text, "pillion_control_certificate_refusals_total", &[&label])
+    };
+    assert_eq!(refused("wrong-workload"), Some(1.0), "{text}");
+    // Every reason is exported before its first refusal.
+    assert_eq!(refused("bad-token"), Some(0.0), "{text}");
     assert_eq!(value("pillion_control_config_version"), Some(1.0), "{text}");
 
     let mut promtool = Command::new("promtool")
