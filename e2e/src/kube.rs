@@ -22,11 +22,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
 use ::kube::{
     Client, Config,
     config::{KubeConfigOptions, Kubeconfig},
 };
+use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
 pub use self::{
@@ -86,8 +86,10 @@ impl KubeApi {
         let kubeconfig = dir.path().join("kubeconfig");
         certs.write_kubeconfig(&kubeconfig, &format!("https://{apiserver_addr}"))?;
 
-        let etcd = spawn(etcd_command(&tools, dir.path(), etcd_client, etcd_peer), &dir.path().join("etcd.log"))?;
-        let mut kube = KubeApi { tools, certs, kubeconfig, etcd_client, apiserver_addr, etcd, apiserver: None, dir };
+        let etcd =
+            spawn(etcd_command(&tools, dir.path(), etcd_client, etcd_peer), &dir.path().join("etcd.log"))?;
+        let mut kube =
+            KubeApi { tools, certs, kubeconfig, etcd_client, apiserver_addr, etcd, apiserver: None, dir };
         kube.wait_etcd().await?;
         kube.start_apiserver().await?;
         let ready = begun.elapsed();
@@ -271,8 +273,11 @@ fn apiserver_command(tools: &KubeTools, certs: &KubeCerts, etcd: SocketAddr, add
     c.arg(format!("--etcd-servers=http://{etcd}"))
         .arg(format!("--bind-address={}", addr.ip()))
         .arg(format!("--secure-port={}", addr.port()))
-        // What the `kubernetes` Service's endpoints say; otherwise the host's first address.
+        // Otherwise the API server advertises the host's first address. Loopback it may
+        // advertise only with no endpoint reconciler: the `kubernetes` Service then has no
+        // endpoints, which nothing here needs (no Pod runs in this cluster).
         .arg(format!("--advertise-address={}", addr.ip()))
+        .arg("--endpoint-reconciler-type=none")
         .arg(format!("--tls-cert-file={}", path(&certs.serving_cert)))
         .arg(format!("--tls-private-key-file={}", path(&certs.serving_key)))
         .arg(format!("--client-ca-file={}", path(&certs.ca_pem)))

@@ -36,7 +36,8 @@ fn grpc_route() -> ApiResource {
 /// A client for the same server and CA as the admin kubeconfig, as someone else (`auth`).
 async fn client_as(kube: &KubeApi, auth: AuthInfo) -> Client {
     let kubeconfig = Kubeconfig::read_from(kube.kubeconfig()).expect("kubeconfig");
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
+    let mut config =
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("config");
     config.auth_info = auth;
     Client::try_from(config).expect("client")
 }
@@ -48,7 +49,10 @@ fn from_json<K: DeserializeOwned>(value: serde_json::Value) -> K {
 
 async fn create_namespace(client: &Client, name: &str) {
     let ns: Namespace = from_json(json!({"metadata": {"name": name}}));
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
 }
 
 fn orders_service() -> Service {
@@ -109,8 +113,9 @@ async fn endpoint_slice_create_is_seen_by_a_watch_and_the_service_gets_a_cluster
         .expect("the stream stays open");
     let WatchEvent::Added(seen) = event else { panic!("expected Added, got {event:?}") };
     assert_eq!(seen.metadata.name.as_deref(), Some("orders-abc12"));
-    assert_eq!(seen.endpoints[0].addresses, ["10.244.1.7"]);
-    assert_eq!(seen.endpoints[0].conditions.as_ref().and_then(|c| c.ready), Some(true));
+    let endpoints = seen.endpoints.expect("endpoints");
+    assert_eq!(endpoints[0].addresses, ["10.244.1.7"]);
+    assert_eq!(endpoints[0].conditions.as_ref().and_then(|c| c.ready), Some(true));
     assert_eq!(seen.ports.as_ref().expect("ports")[0].port, Some(8080));
 }
 
@@ -126,7 +131,12 @@ async fn gateway_api_routes_are_stored_read_back_and_schema_validated() {
     let spec = &back.data["spec"];
     assert_eq!(spec["parentRefs"][0]["kind"], "Service");
     assert_eq!(spec["rules"][0]["matches"][0]["path"]["value"], "/api");
-    let weights: Vec<_> = spec["rules"][0]["backendRefs"].as_array().expect("backendRefs").iter().map(|b| b["weight"].clone()).collect();
+    let weights: Vec<_> = spec["rules"][0]["backendRefs"]
+        .as_array()
+        .expect("backendRefs")
+        .iter()
+        .map(|b| b["weight"].clone())
+        .collect();
     assert_eq!(weights, [json!(90), json!(10)]);
 
     let grpc: Api<DynamicObject> = Api::namespaced_with(client.clone(), "shop", &grpc_route());
@@ -159,20 +169,22 @@ async fn service_account_token_for_audience_pillion_passes_token_review_and_rbac
     let sa: ServiceAccount = from_json(json!({"metadata": {"name": "orders"}}));
     accounts.create(&PostParams::default(), &sa).await.expect("create service account");
 
-    let request: TokenRequest = from_json(json!({"spec": {"audiences": ["pillion"], "expirationSeconds": 3600}}));
-    let issued = accounts.create_token_request("orders", &PostParams::default(), &request).await.expect("TokenRequest");
-    let token = issued.status.expect("token status").token;
+    let request: TokenRequest =
+        from_json(json!({"spec": {"audiences": ["pillion"], "expirationSeconds": 3600}}));
+    let issued = accounts
+        .create_token_request("orders", &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest");
+    let token = issued.status.and_then(|s| s.token).expect("a token");
     assert_eq!(token.split('.').count(), 3, "a JWT");
 
     let review = |token: String, audiences: &[&str]| TokenReview {
-        spec: TokenReviewSpec {
-            token: Some(token),
-            audiences: Some(audiences.iter().map(|a| a.to_string()).collect()),
-        },
+        spec: TokenReviewSpec { token, audiences: Some(audiences.iter().map(|a| a.to_string()).collect()) },
         ..Default::default()
     };
     let reviews: Api<TokenReview> = Api::all(client.clone());
-    let reviewed = reviews.create(&PostParams::default(), &review(token.clone(), &["pillion"])).await.expect("review");
+    let reviewed =
+        reviews.create(&PostParams::default(), &review(token.clone(), &["pillion"])).await.expect("review");
     let status = reviewed.status.expect("review status");
     assert_eq!(status.authenticated, Some(true), "{status:?}");
     assert_eq!(status.audiences.as_deref(), Some(&["pillion".to_string()][..]));
@@ -181,7 +193,8 @@ async fn service_account_token_for_audience_pillion_passes_token_review_and_rbac
     assert!(user.groups.unwrap_or_default().contains(&"system:serviceaccounts:shop".to_string()));
 
     // Audiences are checked: a token for pillion is no token for anyone else.
-    let other = reviews.create(&PostParams::default(), &review(token.clone(), &["vault"])).await.expect("review");
+    let other =
+        reviews.create(&PostParams::default(), &review(token.clone(), &["vault"])).await.expect("review");
     assert_ne!(other.status.and_then(|s| s.authenticated), Some(true), "a pillion token passed for vault");
     // And signatures are: one changed character of the signature and it is nobody.
     let mut forged = token.clone();
@@ -192,11 +205,18 @@ async fn service_account_token_for_audience_pillion_passes_token_review_and_rbac
 
     // RBAC is on: the service account, authenticated by a token for the API server's own
     // audience (the issuer), may not list Secrets; the admin may.
-    let api_token = accounts.create_token_request("orders", &PostParams::default(), &from_json(json!({"spec": {}}))).await.expect("TokenRequest");
-    let bearer = AuthInfo { token: Some(api_token.status.expect("status").token.into()), ..Default::default() };
+    let api_token = accounts
+        .create_token_request("orders", &PostParams::default(), &from_json(json!({"spec": {}})))
+        .await
+        .expect("TokenRequest");
+    let bearer = AuthInfo {
+        token: Some(api_token.status.and_then(|s| s.token).expect("a token").into()),
+        ..Default::default()
+    };
     let as_sa = client_as(&kube, bearer).await;
     let secrets: Api<Secret> = Api::namespaced(as_sa, "shop");
-    let err = secrets.list(&ListParams::default()).await.expect_err("a bare service account may not list secrets");
+    let err =
+        secrets.list(&ListParams::default()).await.expect_err("a bare service account may not list secrets");
     let kube::Error::Api(status) = &err else { panic!("expected an API error, got {err}") };
     assert_eq!(status.code, 403, "{status:?}");
     assert!(status.message.contains("system:serviceaccount:shop:orders"), "{}", status.message);
@@ -208,12 +228,27 @@ async fn objects_and_tokens_survive_an_api_server_restart_on_the_same_etcd() {
     let Some(mut kube) = KubeApi::start_or_skip("kube_api::restart").await else { return };
     let client = kube.client().await.expect("client");
     create_namespace(&client, "shop").await;
-    Api::<Service>::namespaced(client.clone(), "shop").create(&PostParams::default(), &orders_service()).await.expect("create service");
-    Api::<DynamicObject>::namespaced_with(client.clone(), "shop", &http_route()).create(&PostParams::default(), &orders_route()).await.expect("create route");
+    Api::<Service>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &orders_service())
+        .await
+        .expect("create service");
+    Api::<DynamicObject>::namespaced_with(client.clone(), "shop", &http_route())
+        .create(&PostParams::default(), &orders_route())
+        .await
+        .expect("create route");
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "shop");
-    accounts.create(&PostParams::default(), &from_json(json!({"metadata": {"name": "orders"}}))).await.expect("create sa");
+    accounts
+        .create(&PostParams::default(), &from_json(json!({"metadata": {"name": "orders"}})))
+        .await
+        .expect("create sa");
     let request: TokenRequest = from_json(json!({"spec": {"audiences": ["pillion"]}}));
-    let token = accounts.create_token_request("orders", &PostParams::default(), &request).await.expect("token").status.expect("status").token;
+    let token = accounts
+        .create_token_request("orders", &PostParams::default(), &request)
+        .await
+        .expect("token")
+        .status
+        .and_then(|s| s.token)
+        .expect("a token");
 
     kube.stop_apiserver();
     let down = Api::<Namespace>::all(client.clone()).get("shop").await;
@@ -221,16 +256,23 @@ async fn objects_and_tokens_survive_an_api_server_restart_on_the_same_etcd() {
     kube.start_apiserver().await.expect("restart");
 
     // The client made before the restart works after it: same address, same CA.
-    let svc = Api::<Service>::namespaced(client.clone(), "shop").get("orders").await.expect("service after restart");
+    let svc = Api::<Service>::namespaced(client.clone(), "shop")
+        .get("orders")
+        .await
+        .expect("service after restart");
     assert_eq!(svc.spec.and_then(|s| s.ports).expect("ports")[0].port, 8080);
-    let route = Api::<DynamicObject>::namespaced_with(client.clone(), "shop", &http_route()).get("orders-canary").await.expect("route after restart");
+    let route = Api::<DynamicObject>::namespaced_with(client.clone(), "shop", &http_route())
+        .get("orders-canary")
+        .await
+        .expect("route after restart");
     assert_eq!(route.data["spec"]["rules"][0]["backendRefs"][1]["weight"], 10);
     // The signing key is the same, so a token issued before still reviews.
     let review = TokenReview {
-        spec: TokenReviewSpec { token: Some(token), audiences: Some(vec!["pillion".into()]) },
+        spec: TokenReviewSpec { token, audiences: Some(vec!["pillion".into()]) },
         ..Default::default()
     };
-    let reviewed = Api::<TokenReview>::all(client).create(&PostParams::default(), &review).await.expect("review");
+    let reviewed =
+        Api::<TokenReview>::all(client).create(&PostParams::default(), &review).await.expect("review");
     assert_eq!(reviewed.status.and_then(|s| s.authenticated), Some(true));
 }
 
@@ -243,7 +285,10 @@ async fn kubeconfig_names_the_admin_and_anonymous_requests_are_refused() {
 
     // The same CA, no client certificate: the API server's anonymous user, whom RBAC refuses.
     let anonymous = client_as(&kube, AuthInfo::default()).await;
-    let err = Api::<Namespace>::all(anonymous).list(&ListParams::default()).await.expect_err("anonymous may not list");
+    let err = Api::<Namespace>::all(anonymous)
+        .list(&ListParams::default())
+        .await
+        .expect_err("anonymous may not list");
     let kube::Error::Api(status) = &err else { panic!("expected an API error, got {err}") };
     assert_eq!(status.code, 403, "{status:?}");
     assert!(status.message.contains("system:anonymous"), "{}", status.message);
