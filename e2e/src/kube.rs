@@ -16,6 +16,7 @@ pub mod tools;
 
 use std::{
     fs,
+    io::Write,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -40,6 +41,9 @@ pub const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 /// Service ClusterIPs are allocated from here. Only ever stored as data: nothing routes to them
 /// and no test may send traffic there (there is no kube-proxy).
 pub const SERVICE_CIDR: &str = "10.96.0.0/24";
+/// Set (to anything) to keep each harness's directory (logs, certificates, etcd data) after the
+/// test, for a look at what the API server said.
+pub const KEEP_ENV: &str = "PILLION_KEEP_KUBE";
 /// How long etcd, and then the API server, get to become ready. Generous: on two shared cores the
 /// API server's start (bootstrap RBAC, priority-and-fairness config, OpenAPI) takes seconds.
 const START_WAIT: Duration = Duration::from_secs(120);
@@ -96,14 +100,12 @@ impl KubeApi {
         let client = kube.client().await?;
         crds::install(&client, &kube.tools).await.map_err(|e| kube.with_log(e))?;
         // Straight to the stream: the test harness captures `eprintln!`. One line, for the record.
-        let _ = std::io::Write::write_fmt(
-            &mut std::io::stderr(),
-            format_args!(
-                "kube: API server {} ready in {:.1}s, Gateway API CRDs established at {:.1}s\n",
-                kube.server_url(),
-                ready.as_secs_f64(),
-                begun.elapsed().as_secs_f64()
-            ),
+        let _ = writeln!(
+            std::io::stderr(),
+            "kube: API server {} ready in {:.1}s, Gateway API CRDs established at {:.1}s",
+            kube.server_url(),
+            ready.as_secs_f64(),
+            begun.elapsed().as_secs_f64()
         );
         Ok(kube)
     }
@@ -180,8 +182,15 @@ impl KubeApi {
 
     /// [`stop_apiserver`](Self::stop_apiserver), then [`start_apiserver`](Self::start_apiserver).
     pub async fn restart_apiserver(&mut self) -> Result<()> {
+        let begun = Instant::now();
         self.stop_apiserver();
-        self.start_apiserver().await
+        self.start_apiserver().await?;
+        let _ = writeln!(
+            std::io::stderr(),
+            "kube: API server restarted in {:.1}s",
+            begun.elapsed().as_secs_f64()
+        );
+        Ok(())
     }
 
     /// The last lines of both logs, for a failure message.
@@ -248,6 +257,10 @@ impl Drop for KubeApi {
         self.stop_apiserver();
         let _ = self.etcd.kill();
         let _ = self.etcd.wait();
+        if std::env::var_os(KEEP_ENV).is_some() {
+            self.dir.disable_cleanup(true);
+            let _ = writeln!(std::io::stderr(), "kube: kept {} (${KEEP_ENV})", self.dir.path().display());
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! are issued and reviewed; RBAC refuses who it should; and everything survives an API server
 //! restart on the same etcd. Each test starts its own control plane (`pillion_e2e::kube`).
 
-use std::time::Duration;
+use std::{io::Write, time::Duration};
 
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::{
@@ -97,10 +97,12 @@ async fn endpoint_slice_create_is_seen_by_a_watch_and_the_service_gets_a_cluster
     let params = WatchParams::default().labels("kubernetes.io/service-name=orders").timeout(30);
     let mut events = slices.watch(&params, &version).await.expect("watch").boxed();
 
+    // The API server refuses loopback endpoint addresses, so this one is from TEST-NET-1
+    // (RFC 5737): data only, nothing here ever connects to it.
     let slice: EndpointSlice = from_json(json!({
         "metadata": {"name": "orders-abc12", "labels": {"kubernetes.io/service-name": "orders"}},
         "addressType": "IPv4",
-        "endpoints": [{"addresses": ["10.244.1.7"], "conditions": {"ready": true},
+        "endpoints": [{"addresses": ["192.0.2.7"], "conditions": {"ready": true},
                        "targetRef": {"kind": "Pod", "name": "orders-7d9f", "namespace": "shop"}}],
         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
     }));
@@ -114,7 +116,7 @@ async fn endpoint_slice_create_is_seen_by_a_watch_and_the_service_gets_a_cluster
     let WatchEvent::Added(seen) = event else { panic!("expected Added, got {event:?}") };
     assert_eq!(seen.metadata.name.as_deref(), Some("orders-abc12"));
     let endpoints = seen.endpoints.expect("endpoints");
-    assert_eq!(endpoints[0].addresses, ["10.244.1.7"]);
+    assert_eq!(endpoints[0].addresses, ["192.0.2.7"]);
     assert_eq!(endpoints[0].conditions.as_ref().and_then(|c| c.ready), Some(true));
     assert_eq!(seen.ports.as_ref().expect("ports")[0].port, Some(8080));
 }
@@ -253,7 +255,9 @@ async fn objects_and_tokens_survive_an_api_server_restart_on_the_same_etcd() {
     kube.stop_apiserver();
     let down = Api::<Namespace>::all(client.clone()).get("shop").await;
     assert!(down.is_err(), "the API server answered while stopped: {down:?}");
+    let begun = std::time::Instant::now();
     kube.start_apiserver().await.expect("restart");
+    let _ = writeln!(std::io::stderr(), "kube: API server back in {:.1}s", begun.elapsed().as_secs_f64());
 
     // The client made before the restart works after it: same address, same CA.
     let svc = Api::<Service>::namespaced(client.clone(), "shop")
