@@ -57,7 +57,8 @@ fn locate() -> Result<KubeTools, Unavailable> {
     if let Some(dir) = std::env::var_os(TOOLS_ENV) {
         return check(PathBuf::from(dir), &format!("${TOOLS_ENV}"));
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kube-tools.sh");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e/ is inside the workspace");
+    let script = root.join("scripts/kube-tools.sh");
     // stdout carries the directory; stderr (build progress, errors) goes straight to the terminal.
     let out = Command::new(&script)
         .stdin(Stdio::null())
