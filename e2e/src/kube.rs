@@ -58,7 +58,8 @@ pub struct KubeApi {
     etcd: Child,
     /// `None` while stopped by [`KubeApi::stop_apiserver`].
     apiserver: Option<Child>,
-    /// Last, so that it is removed after the processes that write into it are dead.
+    /// Removed (after `Drop::drop` has killed the processes writing into it) unless
+    /// [`KEEP_ENV`] is set.
     dir: TempDir,
 }
 
