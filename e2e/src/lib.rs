@@ -1,10 +1,12 @@
 //! Pillion's end-to-end harness: starts the real binaries (`pillion`, the test backend) on free
 //! loopback ports, drives them with real clients (curl, hyper, WebSocket), and cleans up.
-//! Also home to the quickstart demo and the benchmark driver.
+//! Also home to the quickstart demo, the benchmark driver, and a real Kubernetes API server for
+//! tests of Pillion's Kubernetes side ([`kube`]).
 
 pub mod backend;
 pub mod client;
 pub mod control;
+pub mod kube;
 pub mod netns;
 pub mod pki;
 pub mod process;
