@@ -52,10 +52,11 @@ main() {
 
   # A directory counts as built only for the exact recipe that built it: a changed go.sum (an
   # etcd bump, say) or link flags under the same Kubernetes version must rebuild, not reuse.
-  # Comments in this script are not part of it.
+  # Comments, here or in the go.mod files, are not part of it.
   local stamp
-  stamp="$( (cat "$recipe"/go.mod "$recipe"/go.sum "$recipe"/etcd/go.mod "$recipe"/etcd/go.sum \
-    "$recipe"/crds/go.mod "$recipe"/crds/go.sum; echo "$ldflags") | sha256sum | cut -d' ' -f1)"
+  stamp="$( (grep -hv '^//' "$recipe"/go.mod "$recipe"/go.sum "$recipe"/etcd/go.mod \
+    "$recipe"/etcd/go.sum "$recipe"/crds/go.mod "$recipe"/crds/go.sum; echo "$ldflags") |
+    sha256sum | cut -d' ' -f1)"
   built() {
     [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ] && [ -d "$out/gateway-api" ] &&
       [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ]
