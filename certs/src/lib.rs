@@ -1,6 +1,7 @@
 //! Pillion's workload identity and TLS library.
 //!
-//! - [`identity`]: SPIFFE IDs; [`pattern`]: allow-list patterns over them.
+//! - [`identity`]: SPIFFE IDs; [`pattern`]: allow-list patterns over them (both from
+//!   `pillion-types`, re-exported).
 //! - [`ca`]: a small CA (create, load, issue, sign CSRs); [`csr`]: key + CSR for bootstrap.
 //! - [`pem`]: reading and safely writing PEM files; [`cert`]: facts read from a certificate.
 //! - [`bundle`]: the trust bundle; [`credentials`]: cert + key + bundle, cross-checked.
@@ -35,10 +36,7 @@ pub mod ca;
 pub mod cert;
 pub mod credentials;
 pub mod csr;
-pub mod duration;
 pub mod error;
-pub mod identity;
-pub mod pattern;
 pub mod pem;
 pub mod tls;
 pub mod validity;
@@ -50,15 +48,17 @@ mod testutil;
 #[cfg(test)]
 mod tls_tests;
 
+pub use pillion_types::{
+    DurationError, IdentityPattern, PatternError, SpiffeId, SpiffeIdError, duration, identity, parse_duration,
+    pattern,
+};
+
 pub use bundle::TrustBundle;
 pub use ca::{Ca, IssuedCert};
 pub use cert::{CertInfo, peer_spiffe_id, spiffe_id_from_der};
 pub use credentials::{CredentialPaths, Credentials, TimeCheck};
 pub use csr::{KeyAndCsr, create_csr};
-pub use duration::{DurationError, parse_duration};
 pub use error::{Error, Result};
-pub use identity::{SpiffeId, SpiffeIdError};
-pub use pattern::{IdentityPattern, PatternError};
 pub use tls::{ClientAuth, ClientConfigs, client_config, server_config};
 pub use validity::Validity;
 pub use verify::{PeerIdentityError, SpiffeClientVerifier, SpiffeServerVerifier};

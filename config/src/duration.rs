@@ -1,5 +1,5 @@
 //! Durations in config files (`250ms`, `5s`, `1.5m`, `2h`), parsed once at load time with the
-//! grammar `pillion_certs::parse_duration` defines, and written back exactly.
+//! grammar `pillion_types::parse_duration` defines, and written back exactly.
 
 use std::{fmt, str::FromStr, time::Duration};
 
@@ -10,11 +10,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct HumanDuration(pub Duration);
 
 impl FromStr for HumanDuration {
-    type Err = pillion_certs::DurationError;
+    type Err = pillion_types::DurationError;
 
     /// The one duration grammar, shared with the certificate tools' flags.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        pillion_certs::parse_duration(s).map(Self)
+        pillion_types::parse_duration(s).map(Self)
     }
 }
 

@@ -52,7 +52,7 @@ pub struct ControlConfig {
     /// Our workload name.
     pub workload: String,
     /// Our identity.
-    pub identity: pillion_certs::SpiffeId,
+    pub identity: pillion_types::SpiffeId,
 }
 
 /// Inbound listener settings.
@@ -78,7 +78,7 @@ pub struct PortPolicy {
     /// Protocol spoken there (`tcp` skips HTTP handling).
     pub protocol: Protocol,
     /// Allowed client identities; empty allows every client.
-    pub allow: Vec<pillion_certs::IdentityPattern>,
+    pub allow: Vec<pillion_types::IdentityPattern>,
 }
 
 impl InboundConfig {
@@ -199,7 +199,7 @@ pub struct EndpointConfig {
     /// Address.
     pub addr: SocketAddr,
     /// Expected SPIFFE identity (mTLS when set).
-    pub identity: Option<pillion_certs::SpiffeId>,
+    pub identity: Option<pillion_types::SpiffeId>,
     /// Relative weight, at least 1.
     pub weight: u32,
 }

@@ -42,8 +42,8 @@ impl Checker {
         }
     }
 
-    fn identity(&mut self, path: String, value: &str) -> Option<pillion_certs::SpiffeId> {
-        pillion_certs::SpiffeId::parse(value).map_err(|e| self.report(path, e.to_string())).ok()
+    fn identity(&mut self, path: String, value: &str) -> Option<pillion_types::SpiffeId> {
+        pillion_types::SpiffeId::parse(value).map_err(|e| self.report(path, e.to_string())).ok()
     }
 }
 
@@ -167,7 +167,7 @@ fn inbound(c: &mut Checker, file: &schema::File) -> Option<InboundConfig> {
         }
         let mut allow = Vec::with_capacity(p.allow.len());
         for (k, id) in p.allow.iter().enumerate() {
-            match pillion_certs::IdentityPattern::parse(id) {
+            match pillion_types::IdentityPattern::parse(id) {
                 Ok(pattern) => allow.push(pattern),
                 Err(e) => c.report(format!("inbound.ports[{n}].allow[{k}]"), e.to_string()),
             }
