@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Pillion's tests drive: curl, promtool (prometheus), h2load
-# (nghttp2-client), openssl, iptables, iproute2, testssl.sh and Python's h2. Installs only what is
+# (nghttp2-client), openssl, iptables, iproute2, testssl.sh, Python's h2, and nginx and haproxy
+# (the differential test's comparison). Installs only what is
 # missing; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -14,10 +15,12 @@ declare -A NEED=(
   [ip]=iproute2
   [testssl]=testssl.sh
   [ps]=procps
+  [nginx]=nginx
+  [haproxy]=haproxy
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+  PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
 done
 # The tests run Debian's python3 (/usr/bin/python3), which is where python3-h2 installs.
 /usr/bin/python3 -c 'import h2' >/dev/null 2>&1 || missing+=(python3-h2)

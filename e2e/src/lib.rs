@@ -10,6 +10,7 @@ pub mod kube;
 pub mod netns;
 pub mod pki;
 pub mod process;
+pub mod recorder;
 
 pub use process::{Backend, Proxy, free_port, workspace_bin};
 

@@ -38,10 +38,14 @@ impl http_body::Body for ClientBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            Self::Http1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Self::Http2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        let mut frame = match self.get_mut() {
+            Self::Http1(b) => std::task::ready!(Pin::new(b).poll_frame(cx)).map(|f| f.map_err(Into::into)),
+            Self::Http2(b) => std::task::ready!(Pin::new(b).poll_frame(cx)).map(|f| f.map_err(Into::into)),
+        };
+        if let Some(trailers) = frame.as_mut().and_then(|f| f.as_mut().ok()?.trailers_mut()) {
+            crate::http1::fields::keep_trailer_fields(trailers);
         }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

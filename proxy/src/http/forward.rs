@@ -4,7 +4,7 @@
 use std::pin::pin;
 
 use http::{
-    HeaderValue, Method, Request, Response, Uri, Version, header,
+    HeaderValue, Request, Response, Uri, Version, header,
     request::Parts,
     uri::{self, Authority, PathAndQuery, Scheme},
 };
@@ -106,19 +106,18 @@ fn absolute_uri(parts: &Parts, endpoint: &Endpoint) -> uri::Parts {
     p
 }
 
-/// HTTP/1.1 names the virtual host in `Host` (the client's own if it sent one) and the
-/// resource in the request line: the path alone (origin form), or the authority for CONNECT.
+/// HTTP/1.1 names the virtual host in `Host` and the resource in the request line, the path
+/// alone (origin form). The host is the one routing used: the URI's authority (an HTTP/2
+/// client's `:authority`; the HTTP/1 server already made `Host` match an absolute-form target),
+/// else the client's `Host`, else the endpoint's address.
 fn http1_target(parts: &mut Parts, endpoint: &Endpoint) {
-    if !parts.headers.contains_key(header::HOST) {
+    let named = parts.uri.authority().is_some() || !parts.headers.contains_key(header::HOST);
+    if named {
         if let Some(host) = authority(parts, endpoint).as_ref().and_then(host_value) {
             parts.headers.insert(header::HOST, host);
         }
     }
-    if parts.method == Method::CONNECT {
-        if let Some(a) = authority(parts, endpoint) {
-            parts.uri = Uri::from(a);
-        }
-    } else if parts.uri.authority().is_some() || parts.uri.scheme().is_some() {
+    if parts.uri.authority().is_some() || parts.uri.scheme().is_some() {
         parts.uri = parts.uri.path_and_query().cloned().map_or_else(Uri::default, Uri::from);
     }
 }
@@ -181,10 +180,12 @@ mod tests {
     }
 
     #[test]
-    fn http1_keeps_the_clients_host_and_falls_back_to_the_endpoint() {
-        let req = Request::get("http://other/x").header(header::HOST, "mine").body(()).unwrap();
+    fn http1_names_the_host_routing_used_and_falls_back_to_the_endpoint() {
+        // An h2 client's `:authority` wins over a Host field that says otherwise.
+        let req = Request::get("http://routed/x").header(header::HOST, "other").body(()).unwrap();
+        assert_eq!(http1(req), pair("/x", "routed"));
+        let req = Request::get("/x").header(header::HOST, "mine").body(()).unwrap();
         assert_eq!(http1(req), pair("/x", "mine"));
         assert_eq!(http1(Request::get("/x").body(()).unwrap()), pair("/x", "127.0.0.1:8080"));
-        assert_eq!(http1(Request::connect("db:5432").body(()).unwrap()).0, "db:5432");
     }
 }

@@ -15,6 +15,9 @@ pub static ERROR: HeaderName = HeaderName::from_static("x-pillion-error");
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// An h2c upgrade's settings (RFC 7540 section 3.2.1): hop-by-hop by definition, and that
+/// upgrade is never relayed.
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// What one pass over a message's headers found: enough to skip the lookups and removals that
 /// most messages do not need, each of which would hash a name.
@@ -63,9 +66,17 @@ fn is_hop_by_hop(n: &HeaderName) -> bool {
         || n == header::TE
         || n == KEEP_ALIVE
         || n == PROXY_CONNECTION
+        || n == HTTP2_SETTINGS
 }
 
-/// Removes hop-by-hop headers and any header that `Connection` names. With `upgrade`, the
+/// Fields `Connection` may not name away: where the request is for, and how long its content
+/// is. A client that lists `Host` must not step around host-matched routes with it.
+fn end_to_end(n: &HeaderName) -> bool {
+    n == header::HOST || n == header::CONTENT_LENGTH
+}
+
+/// Removes hop-by-hop headers and any header that `Connection` names (but `Host` and
+/// `Content-Length`, which it may not name). With `upgrade`, the
 /// `Connection: upgrade` and `Upgrade` pair survives so that the upgrade can be forwarded.
 /// `TE: trailers` is end-to-end in practice (gRPC needs it) and is kept. Callers with a
 /// [`Survey`] skip it when there is nothing hop-by-hop.
@@ -77,7 +88,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .filter(|n| !(upgrade && n == header::UPGRADE))
+            .filter(|n| !(upgrade && n == header::UPGRADE) && !end_to_end(n))
             .collect();
         for n in named {
             headers.remove(n);
@@ -88,6 +99,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
     headers.remove(&KEEP_ALIVE);
     headers.remove(&PROXY_CONNECTION);
+    headers.remove(&HTTP2_SETTINGS);
     headers.remove(header::TRANSFER_ENCODING);
     if !upgrade {
         headers.remove(header::UPGRADE);
@@ -129,6 +141,22 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x-app"], "kept");
+    }
+
+    #[test]
+    fn connection_cannot_name_host_or_content_length_away() {
+        let mut h = map(&[
+            ("connection", "Host, content-length, HTTP2-Settings, upgrade"),
+            ("host", "a"),
+            ("content-length", "0"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
+            ("upgrade", "h2c"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(
+            (h.len(), h["host"].as_bytes(), h["content-length"].as_bytes()),
+            (2, &b"a"[..], &b"0"[..])
+        );
     }
 
     #[test]

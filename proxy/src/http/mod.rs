@@ -147,6 +147,12 @@ pub async fn handle(
         tracing::info!(peer = %conn.peer, "request with ambiguous framing (Content-Length/Transfer-Encoding) refused");
         return log.finish(&shared, &conn, start, None, LocalError::BadRequest.response(), conn.tls);
     }
+    // Tunnels are not proxied: its 2xx would turn the client's next bytes into payload that no
+    // check of ours reads. The HTTP/1 server closes the connection after this reply.
+    if req.method() == http::Method::CONNECT {
+        let log = LogParts::new(&shared, req.method(), req.uri(), &HeaderValue::from_static("-"));
+        return log.finish(&shared, &conn, start, None, LocalError::Connect.response(), conn.tls);
+    }
     let upgrade = survey.hop_by_hop
         && req.version() == Version::HTTP_11
         && crate::http1::fields::is_upgrade(req.headers());

@@ -8,6 +8,7 @@ use super::{body::ResponseBody, headers};
 use crate::{
     body::Body,
     http1::{
+        authority::Error as Authority,
         chunked::ChunkError,
         date, request,
         response::{self, Answering},
@@ -34,6 +35,13 @@ pub enum LocalError {
     NoRoute,
     /// The request cannot be forwarded as it is.
     BadRequest,
+    /// No `Host` on HTTP/1.1, more than one, or one that is not a host and port.
+    BadHost,
+    /// A request target in a form its method may not use, or an absolute one that is not
+    /// `http(s)://host`.
+    BadTarget,
+    /// CONNECT: the proxy does not tunnel.
+    Connect,
     /// The request head is over the listener's `max_header_bytes` or `max_headers`.
     HeadersTooLarge,
     /// The request line is over the listener's `max_request_line_bytes`.
@@ -57,7 +65,12 @@ impl From<&request::Error> for LocalError {
             E::RequestLineTooLong(_) => Self::RequestLineTooLong,
             E::BareLineEnding => Self::BadLineEnding,
             E::ContentLength | E::TransferEncoding | E::AmbiguousFraming => Self::BadFraming,
-            E::Parse(_) | E::Target | E::HeaderName | E::HeaderValue | E::Host => Self::BadRequest,
+            E::Target => Self::BadTarget,
+            E::Authority(a) => match a {
+                Authority::Form | Authority::Absolute => Self::BadTarget,
+                Authority::MissingHost | Authority::RepeatedHost | Authority::InvalidHost => Self::BadHost,
+            },
+            E::Parse(_) | E::HeaderName | E::HeaderValue => Self::BadRequest,
         }
     }
 }
@@ -84,6 +97,9 @@ impl LocalError {
             Self::Unauthorized => (StatusCode::FORBIDDEN, "unauthorized"),
             Self::NoRoute => (StatusCode::NOT_FOUND, "no-route"),
             Self::BadRequest => (StatusCode::BAD_REQUEST, "bad-request"),
+            Self::BadHost => (StatusCode::BAD_REQUEST, "bad-host"),
+            Self::BadTarget => (StatusCode::BAD_REQUEST, "bad-target"),
+            Self::Connect => (StatusCode::METHOD_NOT_ALLOWED, "connect-not-supported"),
             Self::HeadersTooLarge => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers-too-large"),
             Self::RequestLineTooLong => (StatusCode::URI_TOO_LONG, "request-line-too-long"),
             Self::BadFraming => (StatusCode::BAD_REQUEST, "bad-framing"),
@@ -152,5 +168,7 @@ mod tests {
         );
         assert_eq!(LocalError::from(&Refusal::Body(ChunkError::LineEnding)), LocalError::BadLineEnding);
         assert_eq!(LocalError::from(&Refusal::Body(ChunkError::Trailer)), LocalError::BadFraming);
+        assert_eq!(LocalError::from(&request::Error::Authority(Authority::InvalidHost)), LocalError::BadHost);
+        assert_eq!(LocalError::from(&request::Error::Authority(Authority::Form)), LocalError::BadTarget);
     }
 }

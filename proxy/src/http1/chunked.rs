@@ -1,6 +1,8 @@
 //! Decoding a chunked body (a client's request or an upstream's response) from the connection's
-//! buffer: size lines, data, and the trailer section. Strict on purpose (CRLF only, hex sizes that fit, bounded lines): a body two
-//! parsers would read differently is how responses get smuggled.
+//! buffer: size lines, data, and the trailer section. Strict on purpose (CRLF only, hex sizes
+//! that fit, extensions exactly as RFC 9112 section 7.1.1 writes them, bounded lines): a body
+//! two parsers would read differently is how requests and responses get smuggled. Extensions
+//! are checked and dropped, as the body is chunked anew on its way on.
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -134,19 +136,69 @@ pub fn check(bytes: &[u8]) -> Result<(), ChunkError> {
 fn chunk_size(line: &[u8]) -> Result<u64, ChunkError> {
     let line = line.strip_suffix(b"\r").ok_or(ChunkError::LineEnding)?;
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    let rest = &line[digits..];
-    if digits == 0
-        || digits > 15
-        || !(rest.is_empty() || matches!(rest.trim_ascii_start().first(), Some(b';')))
-    {
+    if digits == 0 || digits > 15 {
         return Err(ChunkError::Syntax("invalid chunk size"));
     }
+    extensions(&line[digits..]).ok_or(ChunkError::Syntax("invalid chunk extension"))?;
     let hex = |b: u8| match b {
         b'0'..=b'9' => b - b'0',
         b'a'..=b'f' => b - b'a' + 10,
         _ => b - b'A' + 10,
     };
     Ok(line[..digits].iter().fold(0, |n, &b| (n << 4) | u64::from(hex(b))))
+}
+
+/// Checks `*( BWS ";" BWS name [ BWS "=" BWS value ] )`, the name a token and the value a token
+/// or a quoted string. Whitespace is SP and HTAB only: a CR anywhere in the line, or a quoted
+/// string the line ends inside, is refused, where a laxer parser could end the line there.
+fn extensions(mut rest: &[u8]) -> Option<()> {
+    while !rest.is_empty() {
+        let [b';', after @ ..] = ows(rest) else { return None };
+        let name = ows(after);
+        rest = &name[token(name)?..];
+        if let [b'=', after @ ..] = ows(rest) {
+            let value = ows(after);
+            rest = match value {
+                [b'"', quoted @ ..] => after_quoted(quoted)?,
+                _ => &value[token(value)?..],
+            };
+        }
+    }
+    Some(())
+}
+
+/// `s` without its leading SP and HTAB.
+fn ows(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    &s[n..]
+}
+
+/// The length of the token `s` starts with, if it starts with one.
+fn token(s: &[u8]) -> Option<usize> {
+    let n = s.iter().take_while(|&&b| is_tchar(b)).count();
+    (n > 0).then_some(n)
+}
+
+/// What follows a quoted string whose opening quote is already read; `None` if it does not end
+/// on this line or holds a byte a quoted string may not (RFC 9110 section 5.6.4).
+fn after_quoted(s: &[u8]) -> Option<&[u8]> {
+    let text = |b: u8| b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80;
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'"' => return Some(&s[i + 1..]),
+            b'\\' if s.get(i + 1).is_some_and(|&n| text(n)) => i += 2,
+            b'\\' => return None,
+            _ if text(b) => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A token character (RFC 9110 section 5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The trailer section (fields then an empty line), copied out of the buffer.
@@ -221,5 +273,31 @@ mod tests {
         assert_eq!(check(b"5\r\nhel"), Ok(()));
         assert_eq!(check(b"2\r\nhi\r\n0\r\n\r\nGET / HTTP/1.1\r\n"), Ok(()));
         assert_eq!(check(b"zz\r\nabc"), Err(ChunkError::Syntax("invalid chunk size")));
+    }
+
+    #[test]
+    fn extensions_follow_the_grammar_exactly() {
+        for ok in [&b"5;a"[..], b"5;a=b", b"5 ; a = b ;c", b"5;a=\"x y;\\\"z\"", b"5;a=\"\"", b"5\t;a"] {
+            assert_eq!(chunk_size(&[ok, b"\r"].concat()), Ok(5), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"5;"[..],
+            b"5 ",
+            b"5;a ",
+            b"5;a=",
+            b"5;a=b c",
+            b"5;a\rb",
+            b"5\r;a",
+            b"5;a=\"open",
+            b"5;a=\"x\ry\"",
+            b"5;a=\"\\\r\"",
+            b"5;=b",
+            b"5;a=b=c",
+            b"5,a",
+        ] {
+            assert!(chunk_size(&[bad, b"\r"].concat()).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        // A quoted extension cannot run past its line and smuggle a trailer field in.
+        assert!(decode(b"0;a=\"\r\ncontent-length: 5\r\n\"\r\n\r\n", 1).is_err());
     }
 }

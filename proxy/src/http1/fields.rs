@@ -1,6 +1,7 @@
 //! Field-level pieces of HTTP/1.1 both directions parse alike: where the fields sit in the
 //! buffer, header names (the common ones matched first, custom ones kept once seen),
-//! comma-separated tokens, and `Content-Length` values that must all agree.
+//! comma-separated tokens, `Content-Length` values that must all agree, which upgrades are
+//! relayed, and which fields a trailer section may carry.
 
 use std::{
     cell::RefCell,
@@ -9,7 +10,9 @@ use std::{
 
 use http::{
     HeaderMap, HeaderName,
-    header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, SERVER, TRANSFER_ENCODING, USER_AGENT},
+    header::{
+        self, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HOST, SERVER, TRANSFER_ENCODING, USER_AGENT,
+    },
 };
 use smallvec::SmallVec;
 
@@ -151,6 +154,8 @@ pub struct Facts {
     last_chunked: bool,
     /// How many times chunked was named.
     chunked_count: u32,
+    /// How many codings were named, chunked among them.
+    codings: u32,
     /// `connection: close`.
     pub close: bool,
     /// `connection: keep-alive`.
@@ -168,6 +173,7 @@ impl Facts {
             for t in tokens(value) {
                 self.last_chunked = t.eq_ignore_ascii_case(b"chunked");
                 self.chunked_count += u32::from(self.last_chunked);
+                self.codings += 1;
             }
         } else if *name == CONNECTION {
             for t in tokens(value) {
@@ -182,6 +188,12 @@ impl Facts {
     /// section 6.1: applied once, last).
     pub fn chunked(&self) -> bool {
         self.last_chunked && self.chunked_count == 1
+    }
+
+    /// Chunked is the only coding: what a request may have. No upstream is asked to decode
+    /// codings for us, and refusing them is what nginx and Envoy do.
+    pub fn chunked_alone(&self) -> bool {
+        self.chunked() && self.codings == 1
     }
 
     /// Adds one `content-length` field value (itself possibly a list, `3, 3`).
@@ -205,15 +217,74 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
     Some(s.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-/// Whether an HTTP/1.1 request asks to switch protocols (e.g. WebSocket).
+/// Whether an HTTP/1.1 request asks to switch to a protocol the proxy relays (e.g. WebSocket).
+/// Never `h2c`: relayed, its HTTP/2 would reach the app unparsed, past every check the proxy
+/// makes of HTTP/2, so such a request is served as though it had not asked.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(http::header::UPGRADE)
-        && headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+    let names = |name, token: &'static [u8]| {
+        headers.get_all(name).iter().any(move |v| tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(token)))
+    };
+    headers.contains_key(header::UPGRADE) && names(CONNECTION, b"upgrade") && !names(header::UPGRADE, b"h2c")
+}
+
+/// Fields a trailer section may not carry (RFC 9110 section 6.5.1): they frame, route,
+/// authenticate, or modify the request or the response, so they only mean something before the
+/// content. Fields not named here are the application's to define, and pass.
+static NOT_IN_TRAILERS: [HeaderName; 32] = [
+    CONTENT_LENGTH,
+    TRANSFER_ENCODING,
+    header::TRAILER,
+    header::TE,
+    HOST,
+    CONNECTION,
+    header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("http2-settings"),
+    CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::CONTENT_RANGE,
+    header::RANGE,
+    header::EXPECT,
+    header::MAX_FORWARDS,
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    header::WWW_AUTHENTICATE,
+    header::PROXY_AUTHENTICATE,
+    header::COOKIE,
+    header::SET_COOKIE,
+    header::CACHE_CONTROL,
+    header::PRAGMA,
+    header::EXPIRES,
+    header::AGE,
+    header::DATE,
+    header::LOCATION,
+    header::RETRY_AFTER,
+    header::VARY,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+];
+
+/// Whether a trailer field may be forwarded: not one of [`NOT_IN_TRAILERS`], nor one of the
+/// proxy's own `x-pillion-*` (a trailer must not pass for a verified client identity).
+pub fn allowed_in_trailers(name: &HeaderName) -> bool {
+    !name.as_str().starts_with("x-pillion-") && !NOT_IN_TRAILERS.contains(name)
+}
+
+/// Drops from a trailer section the fields [`allowed_in_trailers`] refuses. The one rule for
+/// trailers both ways, whichever codec read them.
+pub fn keep_trailer_fields(trailers: &mut HeaderMap) {
+    if trailers.keys().all(allowed_in_trailers) {
+        return;
+    }
+    tracing::debug!("trailer fields not allowed in trailers dropped");
+    let mut name = None;
+    for (n, value) in std::mem::take(trailers) {
+        name = n.or(name);
+        if let Some(n) = name.as_ref().filter(|n| allowed_in_trailers(n)) {
+            trailers.append(n.clone(), value);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -258,6 +329,40 @@ mod tests {
         assert!(!twice.chunked());
         f.note(&CONNECTION, b"Keep-Alive, Upgrade").unwrap();
         assert!(f.keep_alive && !f.close);
+        let mut alone = Facts::default();
+        alone.note(&TRANSFER_ENCODING, b"Chunked").unwrap();
+        assert!(alone.chunked_alone() && !twice.chunked_alone());
+        let mut gzip = Facts::default();
+        gzip.note(&TRANSFER_ENCODING, b"gzip, chunked").unwrap();
+        assert!(gzip.chunked() && !gzip.chunked_alone());
+    }
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs.iter().map(|&(n, v)| (HeaderName::from_static(n), http::HeaderValue::from_static(v))).collect()
+    }
+
+    #[test]
+    fn upgrades_are_relayed_except_to_h2c() {
+        assert!(is_upgrade(&map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")])));
+        assert!(!is_upgrade(&map(&[("upgrade", "websocket")])));
+        assert!(!is_upgrade(&map(&[("connection", "upgrade, http2-settings"), ("upgrade", "h2c")])));
+        assert!(!is_upgrade(&map(&[("connection", "upgrade"), ("upgrade", "websocket, H2C")])));
+    }
+
+    #[test]
+    fn trailers_keep_only_fields_allowed_in_trailers() {
+        let mut t = map(&[
+            ("grpc-status", "0"),
+            ("content-length", "5"),
+            ("x-checksum", "a"),
+            ("x-checksum", "b"),
+            ("x-pillion-client-id", "spiffe://forged"),
+            ("host", "elsewhere"),
+        ]);
+        keep_trailer_fields(&mut t);
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert_eq!(t.get_all("x-checksum").iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(t["grpc-status"], "0");
     }
 
     #[test]

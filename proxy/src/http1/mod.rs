@@ -2,6 +2,7 @@
 //! for upstream ones ([`client`]), and the message syntax they share. Generic over the stream and
 //! the bodies, so that each can be tested and fuzzed alone.
 
+pub mod authority;
 pub mod body;
 pub mod chunked;
 pub mod client;

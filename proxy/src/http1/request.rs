@@ -3,8 +3,9 @@
 //! carry another request.
 //!
 //! Header values and the request target are slices of the one buffer the head was read into,
-//! not copies. Anything that would let two parsers disagree on where the body ends is an error
-//! that answers 400 and closes the connection: nothing of that request goes upstream.
+//! not copies. Anything that would let two parsers disagree on where the body ends, or on where
+//! the request is for ([`authority`](super::authority)), is an error that answers 400 and closes
+//! the connection: nothing of that request goes upstream.
 
 use std::mem::MaybeUninit;
 
@@ -16,6 +17,7 @@ use http::{
 };
 
 use super::{
+    authority,
     fields::{Facts, Spans, bare_line_ending, header_name},
     framing::Framing,
 };
@@ -42,9 +44,11 @@ pub struct Limits {
 pub struct Head {
     /// Method, target, version and fields.
     pub parts: Parts,
-    /// How the body that follows is delimited (never `Close`).
+    /// How the body that follows is delimited (never `Close`; none for CONNECT, whose next bytes
+    /// would be tunnel payload).
     pub body: Framing,
-    /// The client lets the connection carry another request after this one.
+    /// The client lets the connection carry another request after this one (never after a
+    /// CONNECT: whatever follows it is not a request).
     pub keep_alive: bool,
     /// `Expect: 100-continue`: the client waits for a 100 before it sends the body.
     pub expect_continue: bool,
@@ -65,6 +69,9 @@ pub enum Error {
     /// The request target is not a URI.
     #[error("invalid request target")]
     Target,
+    /// The target's form or the `Host` fields say different things about where it is for.
+    #[error(transparent)]
+    Authority(#[from] authority::Error),
     /// A field name is not a token.
     #[error("invalid header field name")]
     HeaderName,
@@ -74,15 +81,12 @@ pub enum Error {
     /// A `Content-Length` that is not one decimal number.
     #[error("Content-Length is not one decimal number")]
     ContentLength,
-    /// A transfer coding other than chunked last, or any in an HTTP/1.0 request.
-    #[error("Transfer-Encoding is not chunked last")]
+    /// A transfer coding other than chunked alone, or any in an HTTP/1.0 request.
+    #[error("Transfer-Encoding is not chunked alone")]
     TransferEncoding,
     /// Both `Content-Length` and `Transfer-Encoding`.
     #[error("both Content-Length and Transfer-Encoding")]
     AmbiguousFraming,
-    /// An HTTP/1.1 request without exactly one `Host` (RFC 9112 section 3.2).
-    #[error("HTTP/1.1 request without exactly one Host field")]
-    Host,
     /// The request line is longer than `Limits::max_request_line`.
     #[error("request line longer than {0} bytes")]
     RequestLineTooLong(usize),
@@ -92,10 +96,11 @@ pub enum Error {
 }
 
 /// Parses a request head from the front of `buf`, removing it; `None` until a whole head is
-/// buffered. Empty lines before the request line are skipped (RFC 9112 section 2.2).
+/// buffered. Empty lines before the request line are skipped (RFC 9112 section 2.2): whole
+/// CRLFs only, as a lone CR or LF there is a bare line ending like any other.
 pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
-    let leading = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
-    let _ = buf.split_to(leading);
+    let empty = buf.chunks_exact(2).take_while(|pair| *pair == b"\r\n").count();
+    let _ = buf.split_to(empty * 2);
     let line = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
     // The line's CR, if any, is not counted.
     if line > limits.max_request_line + 1 {
@@ -139,32 +144,37 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
     let raw = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(raw.slice(target.0..target.0 + target.1)).map_err(|_| Error::Target)?;
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
+    authority::check_target(&method, &uri)?;
 
     // Room for the fields the proxy adds (request ID, client identity...) without regrowing.
     let mut headers = super::maps::take(spans.as_slice().len() + ADDED_FIELDS);
     let mut facts = Facts::default();
-    let (mut hosts, mut expect_continue) = (0u32, false);
+    let (mut hosts, mut hosts_valid, mut expect_continue) = (0u32, true, false);
     for span in spans.as_slice() {
         let name = header_name(span.name(&raw)).ok_or(Error::HeaderName)?;
         let value = HeaderValue::from_maybe_shared(span.value(&raw)).map_err(|_| Error::HeaderValue)?;
         facts.note(&name, value.as_bytes()).map_err(|_| Error::ContentLength)?;
         if name == HOST {
             hosts += 1;
+            hosts_valid &= authority::valid(value.as_bytes());
         } else if name == EXPECT {
             expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
         }
         headers.append(name, value);
     }
-    if version == Version::HTTP_11 && hosts != 1 {
-        return Err(Error::Host);
+    authority::check_host(version, hosts, hosts_valid)?;
+    if let Some(host) = authority::absolute_host(&uri) {
+        headers.insert(HOST, host);
     }
+    let connect = method == Method::CONNECT;
     let body = match (facts.te, facts.length) {
         (true, Some(_)) => return Err(Error::AmbiguousFraming),
-        (true, None) if facts.chunked() && version == Version::HTTP_11 => Framing::Chunked,
+        _ if connect => Framing::Length(0),
+        (true, None) if facts.chunked_alone() && version == Version::HTTP_11 => Framing::Chunked,
         (true, None) => return Err(Error::TransferEncoding),
         (false, n) => Framing::Length(n.unwrap_or(0)),
     };
-    let keep_alive = !facts.close && (version == Version::HTTP_11 || facts.keep_alive);
+    let keep_alive = !connect && !facts.close && (version == Version::HTTP_11 || facts.keep_alive);
 
     let mut parts = Request::new(()).into_parts().0;
     parts.method = method;
@@ -207,19 +217,21 @@ mod tests {
     }
 
     #[test]
-    fn every_target_form_parses() {
-        assert_eq!(
-            ok("GET http://a.example/p HTTP/1.1\r\nHost: a.example\r\n\r\n").parts.uri.host(),
-            Some("a.example")
-        );
-        let connect = ok("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n");
+    fn every_target_form_parses_and_an_absolute_one_names_the_host() {
+        let absolute = ok("GET http://a.example/p HTTP/1.1\r\nHost: other\r\n\r\n");
+        assert_eq!(absolute.parts.uri.host(), Some("a.example"));
+        assert_eq!(absolute.parts.headers.get_all(HOST).iter().collect::<Vec<_>>(), ["a.example"]);
+        let connect =
+            ok("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\nContent-Length: 2\r\n\r\n");
         assert_eq!(connect.parts.uri.authority().map(|a| a.as_str()), Some("a.example:443"));
+        assert_eq!((connect.body, connect.keep_alive), (Framing::Length(0), false));
         assert_eq!(ok("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").parts.uri, "*");
+        assert_eq!(ok("GET / HTTP/1.0\r\n\r\n").parts.headers.get(HOST), None);
     }
 
     #[test]
     fn framing_and_connection_follow_rfc_9112() {
-        let chunked = ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        let chunked = ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(chunked.body, Framing::Chunked);
         assert_eq!(ok("GET / HTTP/1.1\r\nHost: x\r\n\r\n").body, Framing::Length(0));
         assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
@@ -240,14 +252,27 @@ mod tests {
                 "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
                 Error::TransferEncoding,
             ),
+            (
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Error::TransferEncoding,
+            ),
             ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", Error::TransferEncoding),
             (
                 "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
                 Error::ContentLength,
             ),
             ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n", Error::ContentLength),
-            ("GET / HTTP/1.1\r\n\r\n", Error::Host),
-            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Error::Host),
+            ("GET / HTTP/1.1\r\n\r\n", authority::Error::MissingHost.into()),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", authority::Error::RepeatedHost.into()),
+            ("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", authority::Error::RepeatedHost.into()),
+            ("GET / HTTP/1.1\r\nHost:\r\n\r\n", authority::Error::InvalidHost.into()),
+            ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", authority::Error::InvalidHost.into()),
+            ("GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", authority::Error::InvalidHost.into()),
+            ("GET a.example:80 HTTP/1.1\r\nHost: a\r\n\r\n", authority::Error::Form.into()),
+            ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", authority::Error::Form.into()),
+            ("\rGET / HTTP/1.1\r\nHost: x\r\n\r\n", Error::BareLineEnding),
+            ("\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", Error::BareLineEnding),
+            ("\r\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", Error::BareLineEnding),
             ("GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n", Error::Parse(httparse::Error::Token)),
             ("GET / HTTP/1.1\nHost: x\r\n\r\n", Error::BareLineEnding),
             ("GET / HTTP/1.1\r\nHost: x\n\r\n", Error::BareLineEnding),

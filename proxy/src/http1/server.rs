@@ -7,11 +7,13 @@
 //! into one small buffer (its fields are slices of it), its future is allocated only while it
 //! is in flight, and the response head and small bodies go out in one write.
 //!
-//! While the service works, the connection is still read: a client that hangs up cancels its
-//! request, and a pipelined request waits in the buffer. A connection closes after a response
-//! that says so (the client asked, `max_requests_per_connection`, the proxy is draining, or the
-//! request body was not read to its end). A request that cannot be served as it is gets a local
-//! 400, 414 or 431 and the connection closes, before anything of it goes upstream.
+//! While the service works, the connection is still read: a pipelined request waits in the
+//! buffer, a reset cancels the request, and a client that half-closes after a whole request
+//! (RFC 9112 section 9.6) is answered, as TCP cannot tell that from one that left. A connection
+//! closes after a response that says so (the client asked, `max_requests_per_connection`, the
+//! proxy is draining, or the request body was not read to its end). A request that cannot be
+//! served as it is gets a local 400, 414 or 431 and the connection closes, before anything of it
+//! goes upstream.
 
 use std::{
     future::{Future, poll_fn},
@@ -209,10 +211,8 @@ pub async fn serve<S, F, Fut, B>(
         served = served.wrapping_add(1);
         let last = settings.max_requests > 0 && served >= settings.max_requests;
         let (req, mut exchange) = Exchange::start(head, last);
-        // Boxed: held only while a request is in flight, so an idle connection's task stays
-        // small (the request's future is ~5 KiB; inline, every connection would carry it).
-        // Allocated first and then written, the future is built in place (so callgrind shows):
-        // `Box::pin` built it on the stack and copied all 5 KiB, ~500 instructions a request.
+        // Boxed: held only while a request is in flight, so an idle connection's task stays small.
+        // Allocated, then written: `Box::pin` would build the future on the stack and copy it.
         let mut fut = Box::into_pin(Box::write(Box::new_uninit(), service(req)));
         let outcome = poll_fn(|cx| exchange.poll(cx, &mut conn, fut.as_mut(), &mut drain)).await;
         match outcome {
@@ -262,6 +262,8 @@ struct Exchange<B: Respond> {
     feeder: Option<Feeder>,
     /// The request body was not read to its end.
     unread: bool,
+    /// The client shut down its sending side after the whole request.
+    half_closed: bool,
     /// Writing the response, once the service has answered.
     writer: Option<Writer<B>>,
     upgraded: Option<Upgraded<B::Upgrade>>,
@@ -290,6 +292,7 @@ impl<B: Respond> Exchange<B> {
             upgrade,
             feeder,
             unread: false,
+            half_closed: false,
             writer: None,
             upgraded: None,
         };
@@ -337,13 +340,15 @@ impl<B: Respond> Exchange<B> {
             Poll::Ready(Ok(())) => Poll::Ready(match self.upgraded.take() {
                 Some(u) => Outcome::Upgrade(u),
                 None if self.keep_alive && self.body_read() => Outcome::KeepAlive,
-                None => Outcome::Close { unread: !self.body_read() },
+                // Bytes past this request (a CONNECT's payload...) are read off before the close.
+                None => Outcome::Close {
+                    unread: !self.body_read() || !conn.read.is_empty() || self.method == Method::CONNECT,
+                },
             }),
         }
     }
 
-    /// The request body was read to its end (or there was none): the connection is positioned
-    /// at the next request.
+    /// The request body was read to its end (or there was none): the next request is next.
     fn body_read(&self) -> bool {
         self.feeder.is_none() && !self.unread
     }
@@ -374,19 +379,20 @@ impl<B: Respond> Exchange<B> {
     /// While the request body is read and the service works, watches for the client hanging up,
     /// keeping what it sends next (a pipelined request) in the buffer, up to a head's limit.
     fn poll_hangup<S: Stream>(
-        &self,
+        &mut self,
         cx: &mut Context<'_>,
         conn: &mut Connection<S>,
     ) -> Poll<Outcome<B::Upgrade>> {
-        if !self.body_read() {
+        if !self.body_read() || self.half_closed {
             return Poll::Pending;
         }
         while conn.read.len() < HEAD_READ {
             match conn.poll_fill(cx, HEAD_READ) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => {
-                    tracing::debug!("client closed the connection before its response");
-                    return Poll::Ready(Outcome::Abort);
+                    tracing::debug!("client half-closed after its request; answering it");
+                    self.half_closed = true;
+                    return Poll::Pending;
                 }
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => {

@@ -203,7 +203,7 @@ async fn bad_heads_get_a_local_400_or_431_and_are_counted() {
 }
 
 #[tokio::test]
-async fn a_client_hanging_up_cancels_its_request() {
+async fn a_client_whose_connection_resets_cancels_its_request() {
     let (dropped_tx, dropped) = oneshot::channel::<()>();
     let dropped_tx = Arc::new(std::sync::Mutex::new(Some(dropped_tx)));
     let service: Service = Arc::new(move |_req| {
@@ -225,8 +225,24 @@ async fn a_client_hanging_up_cancels_its_request() {
     let s = start(SETTINGS, service).await;
     let mut c = TcpStream::connect(s.addr).await.unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    // Closed with a reset: a close with a FIN is a half-close, answered (below).
+    socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
     drop(c);
     tokio::time::timeout(Duration::from_secs(10), dropped).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_requests_gets_every_answer() {
+    let s = start(SETTINGS, echo()).await;
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(
+        b"POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /2 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    c.shutdown().await.unwrap();
+    let out = read_to_close(&mut c).await;
+    assert!(out.contains("POST /1 2 trailers=0\n") && out.ends_with("GET /2 0 trailers=0\n"), "{out}");
 }
 
 #[tokio::test]

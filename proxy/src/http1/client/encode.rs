@@ -3,20 +3,19 @@
 //! they described the client's hop, and the body we write is what decides this one.
 
 use http::{
-    HeaderMap, HeaderValue, Method,
+    Method,
     header::{CONTENT_LENGTH, TRANSFER_ENCODING},
     request::Parts,
 };
 
 use crate::http1::{
-    fields,
     framing::Framing,
     wire::{format_u64, header},
 };
 
 /// Appends the request line and headers of `parts` to `out`, with the framing header for
 /// `body`; returns that framing (never `Close`: a request body cannot end with the connection).
-pub(super) fn head(parts: &Parts, body: &impl http_body::Body, out: &mut Vec<u8>) -> Framing {
+pub fn head(parts: &Parts, body: &impl http_body::Body, out: &mut Vec<u8>) -> Framing {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = if parts.method == Method::CONNECT {
@@ -44,27 +43,13 @@ pub(super) fn head(parts: &Parts, body: &impl http_body::Body, out: &mut Vec<u8>
             Framing::Length(n)
         }
         None => {
-            header(out, "transfer-encoding", &chunked_codings(&parts.headers));
+            // The one coding a request reaching here can have: the server refuses others.
+            header(out, "transfer-encoding", b"chunked");
             Framing::Chunked
         }
     };
     out.extend_from_slice(b"\r\n");
     framing
-}
-
-/// The request's own transfer codings with `chunked` last (added if the client had none).
-fn chunked_codings(headers: &HeaderMap) -> Vec<u8> {
-    let mut codings: Vec<u8> = Vec::new();
-    for v in headers.get_all(TRANSFER_ENCODING).iter().map(HeaderValue::as_bytes) {
-        for c in fields::tokens(v) {
-            if !c.eq_ignore_ascii_case(b"chunked") {
-                codings.extend_from_slice(c);
-                codings.extend_from_slice(b", ");
-            }
-        }
-    }
-    codings.extend_from_slice(b"chunked");
-    codings
 }
 
 fn expects_body(m: &Method) -> bool {
@@ -104,10 +89,17 @@ mod tests {
     }
 
     #[test]
-    fn unknown_length_is_chunked_keeping_other_codings() {
-        let mut t = HeaderMap::new();
-        t.append(TRANSFER_ENCODING, HeaderValue::from_static("gzip, chunked"));
-        assert_eq!(chunked_codings(&t), b"gzip, chunked");
-        assert_eq!(chunked_codings(&HeaderMap::new()), b"chunked");
+    fn unknown_length_is_chunked_and_the_clients_framing_is_not_copied() {
+        let (parts, ()) = Request::post("/")
+            .header(TRANSFER_ENCODING, "chunked")
+            .header(CONTENT_LENGTH, "3")
+            .body(())
+            .unwrap()
+            .into_parts();
+        type Frame = Result<http_body::Frame<bytes::Bytes>, std::io::Error>;
+        let streamed = http_body_util::StreamBody::new(futures_util::stream::empty::<Frame>());
+        let mut out = Vec::new();
+        assert_eq!(head(&parts, &streamed, &mut out), Framing::Chunked);
+        assert_eq!(String::from_utf8(out).unwrap(), "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
     }
 }

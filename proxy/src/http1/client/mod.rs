@@ -11,7 +11,7 @@
 
 mod body;
 pub mod decode;
-mod encode;
+pub mod encode;
 
 use std::{
     future::poll_fn,

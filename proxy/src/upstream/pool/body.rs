@@ -80,10 +80,13 @@ impl http_body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        let frame = match &mut this.inner {
+        let mut frame = match &mut this.inner {
             Inner::Http1(body, _) => ready!(body.poll_frame(cx)).map(|r| r.map_err(BodyError::from)),
             Inner::Http2(body) => ready!(Pin::new(body).poll_frame(cx)).map(|r| r.map_err(BodyError::from)),
         };
+        if let Some(trailers) = frame.as_mut().and_then(|f| f.as_mut().ok()?.trailers_mut()) {
+            crate::http1::fields::keep_trailer_fields(trailers);
+        }
         match &frame {
             // A body of known length ends with its last byte: readers may stop polling there.
             None | Some(Ok(_)) => this.check_in(),
