@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(config detect guard http1 response route spiffe snapshot pem)
+TARGETS=(config detect guard http1 response roundtrip route spiffe snapshot pem)
 short=false
 seconds=60
 only=""

@@ -3,7 +3,10 @@
 //! client's `Host`, names the host. The head decoder applies these once, so routing, the
 //! forwarded `Host` and the app all see the same authority.
 
-use http::{HeaderValue, Method, Uri, Version, uri::Scheme};
+use http::{
+    HeaderValue, Method, Uri, Version,
+    uri::{PathAndQuery, Scheme},
+};
 
 /// Why a request's target or `Host` was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +46,19 @@ pub fn check_target(method: &Method, uri: &Uri) -> Result<(), Error> {
         }
         _ => Err(Error::Absolute),
     }
+}
+
+/// An absolute-form target whose path is empty (`http://a?q`) with the `/` that its origin form
+/// must start with (RFC 9112 section 3.2.1), so both upstream versions send a valid path.
+pub fn with_path(uri: Uri) -> Result<Uri, Error> {
+    let pq = uri.path_and_query().map_or("", PathAndQuery::as_str);
+    if uri.scheme().is_none() || pq.starts_with('/') {
+        return Ok(uri);
+    }
+    let path = PathAndQuery::try_from(format!("/{pq}")).map_err(|_| Error::Absolute)?;
+    let mut parts = uri.into_parts();
+    parts.path_and_query = Some(path);
+    Uri::from_parts(parts).map_err(|_| Error::Absolute)
 }
 
 /// Checks the `Host` fields a head had: how many, and whether each was [`valid`].
@@ -140,6 +156,15 @@ mod tests {
         assert_eq!(check_host(Version::HTTP_11, 0, true), Err(Error::MissingHost));
         assert_eq!(check_host(Version::HTTP_10, 2, true), Err(Error::RepeatedHost));
         assert_eq!(check_host(Version::HTTP_10, 1, false), Err(Error::InvalidHost));
+    }
+
+    #[test]
+    fn an_absolute_target_gets_a_path() {
+        let path = |t: &str| with_path(t.parse().unwrap()).unwrap().path_and_query().map(|p| p.to_string());
+        assert_eq!(path("http://a.example?q").as_deref(), Some("/?q"));
+        assert_eq!(path("http://a.example").as_deref(), Some("/"));
+        assert_eq!(path("http://a.example/p?q").as_deref(), Some("/p?q"));
+        assert_eq!(path("/p").as_deref(), Some("/p"));
     }
 
     #[test]

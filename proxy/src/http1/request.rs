@@ -142,9 +142,16 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
         (len, method, target, req.version.unwrap_or(1))
     };
     let raw = buf.split_to(len).freeze();
-    let uri = Uri::from_maybe_shared(raw.slice(target.0..target.0 + target.1)).map_err(|_| Error::Target)?;
+    let target = raw.slice(target.0..target.0 + target.1);
+    // A fragment is never part of a request target (RFC 9112 section 3.2); the URI parser would
+    // drop it silently, so that we and the upstream read different targets.
+    if memchr::memchr(b'#', &target).is_some() {
+        return Err(Error::Target);
+    }
+    let uri = Uri::from_maybe_shared(target).map_err(|_| Error::Target)?;
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
     authority::check_target(&method, &uri)?;
+    let uri = authority::with_path(uri)?;
 
     // Room for the fields the proxy adds (request ID, client identity...) without regrowing.
     let mut headers = super::maps::take(spans.as_slice().len() + ADDED_FIELDS);
@@ -270,6 +277,8 @@ mod tests {
             ("GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", authority::Error::InvalidHost.into()),
             ("GET a.example:80 HTTP/1.1\r\nHost: a\r\n\r\n", authority::Error::Form.into()),
             ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", authority::Error::Form.into()),
+            ("GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", Error::Target),
+            ("GET http://a#/p HTTP/1.1\r\nHost: a\r\n\r\n", Error::Target),
             ("\rGET / HTTP/1.1\r\nHost: x\r\n\r\n", Error::BareLineEnding),
             ("\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", Error::BareLineEnding),
             ("\r\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", Error::BareLineEnding),
