@@ -49,8 +49,8 @@ mod testutil;
 mod tls_tests;
 
 pub use pillion_types::{
-    DurationError, IdentityPattern, PatternError, SpiffeId, SpiffeIdError, duration, identity, parse_duration,
-    pattern,
+    DurationError, IdentityPattern, PatternError, SpiffeId, SpiffeIdError, duration, identity,
+    parse_duration, pattern,
 };
 
 pub use bundle::TrustBundle;

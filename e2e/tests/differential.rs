@@ -94,6 +94,7 @@ fn cases() -> Vec<Case> {
         // Target forms.
         case("authority-form GET", b"GET a.example:80 HTTP/1.1\r\nHost: a.example\r\n\r\n", refused(400, "bad-target"), Nothing),
         case("asterisk GET", b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", refused(400, "bad-target"), Nothing),
+        case("fragment in the target", b"GET /a#b HTTP/1.1\r\nHost: x\r\n\r\n", refused(400, "bad-target"), Nothing),
         case("ftp target", b"GET ftp://a.example/f HTTP/1.1\r\nHost: a.example\r\n\r\n", refused(400, "bad-target"), Nothing),
         case(
             "asterisk OPTIONS",
