@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Pillion's tests drive: curl, promtool (prometheus), h2load
-# (nghttp2-client), openssl, iptables, iproute2, testssl.sh, Python's h2, and nginx and haproxy
+# (nghttp2-client), openssl, iptables, iproute2, testssl.sh, Python's h2 and grpcio, and nginx and haproxy
 # (the differential test's comparison). Installs only what is
 # missing; needs root (or sudo) only when something is missing.
 set -euo pipefail
@@ -24,6 +24,7 @@ for cmd in "${!NEED[@]}"; do
 done
 # The tests run Debian's python3 (/usr/bin/python3), which is where python3-h2 installs.
 /usr/bin/python3 -c 'import h2' >/dev/null 2>&1 || missing+=(python3-h2)
+/usr/bin/python3 -c 'import grpc' >/dev/null 2>&1 || missing+=(python3-grpcio)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all test packages present"

@@ -12,6 +12,10 @@ pub static CLIENT_ID: HeaderName = HeaderName::from_static("x-pillion-client-id"
 pub static ORIG_PROTO: HeaderName = HeaderName::from_static("x-pillion-orig-proto");
 /// Names the cause of a local reply.
 pub static ERROR: HeaderName = HeaderName::from_static("x-pillion-error");
+/// A gRPC call's status code.
+pub static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+/// A gRPC call's status message.
+pub static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -110,6 +114,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// Whether a request is gRPC: its content type is `application/grpc`, alone or with a `+format`
+/// or parameters (the gRPC over HTTP/2 spec).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        let grpc = b"application/grpc";
+        v.len() >= grpc.len()
+            && v[..grpc.len()].eq_ignore_ascii_case(grpc)
+            && matches!(v.get(grpc.len()), None | Some(b'+' | b';'))
+    })
+}
+
 /// Adds `x-request-id` when missing and returns it.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> &HeaderValue {
     // One lookup whether the client sent one or not.
@@ -194,6 +210,20 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("transfer-encoding", "chunked")
         ])));
+    }
+
+    #[test]
+    fn grpc_requests_are_known_by_their_content_type() {
+        for (ct, grpc) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("Application/GRPC; charset=x", true),
+            ("application/grpc-web", false),
+            ("application/json", false),
+        ] {
+            assert_eq!(is_grpc(&map(&[("content-type", ct)])), grpc, "{ct}");
+        }
+        assert!(!is_grpc(&HeaderMap::new()));
     }
 
     #[test]

@@ -141,17 +141,18 @@ pub async fn handle(
     let rt = shared.serving.load_full();
 
     // Request filter.
+    let grpc = headers::is_grpc(req.headers());
     let survey = headers::survey(req.headers());
     if survey.ambiguous_framing {
         let log = LogParts::new(&shared, req.method(), req.uri(), &HeaderValue::from_static("-"));
         tracing::info!(peer = %conn.peer, "request with ambiguous framing (Content-Length/Transfer-Encoding) refused");
-        return log.finish(&shared, &conn, start, None, LocalError::BadRequest.response(), conn.tls);
+        return log.finish(&shared, &conn, start, None, LocalError::BadRequest.reply(grpc), conn.tls);
     }
     // Tunnels are not proxied: its 2xx would turn the client's next bytes into payload that no
     // check of ours reads. The HTTP/1 server closes the connection after this reply.
     if req.method() == http::Method::CONNECT {
         let log = LogParts::new(&shared, req.method(), req.uri(), &HeaderValue::from_static("-"));
-        return log.finish(&shared, &conn, start, None, LocalError::Connect.response(), conn.tls);
+        return log.finish(&shared, &conn, start, None, LocalError::Connect.reply(grpc), conn.tls);
     }
     let upgrade = survey.hop_by_hop
         && req.version() == Version::HTTP_11
@@ -178,14 +179,14 @@ pub async fn handle(
     if conn.direction == Direction::Inbound {
         if let Err(e) = authorize(&rt, &conn) {
             shared.metrics.authz_denied(conn.direction).inc();
-            return log.finish(&shared, &conn, start, None, e.response(), conn.tls);
+            return log.finish(&shared, &conn, start, None, e.reply(grpc), conn.tls);
         }
     }
 
     // Route.
     let target = match route_request(&rt, &conn, &parts) {
         Ok(t) => t,
-        Err(e) => return log.finish(&shared, &conn, start, None, e.response(), conn.tls),
+        Err(e) => return log.finish(&shared, &conn, start, None, e.reply(grpc), conn.tls),
     };
 
     let declared =
@@ -197,7 +198,7 @@ pub async fn handle(
                 &conn,
                 start,
                 Some(&target),
-                LocalError::TooLarge.response(),
+                LocalError::TooLarge.reply(grpc),
                 conn.tls,
             );
         }
@@ -225,7 +226,7 @@ pub async fn handle(
             let survey = headers::survey(resp.headers());
             if survey.ambiguous_framing {
                 tracing::warn!(service = target.name, "upstream response with ambiguous framing dropped");
-                LocalError::UpstreamReset.response()
+                LocalError::UpstreamReset.reply(grpc)
             } else {
                 // A 101's body holds the upstream connection; the client's codec joins the two.
                 let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -238,7 +239,7 @@ pub async fn handle(
         }
         Err(e) => {
             tracing::debug!(service = target.name, error = ?e, "local reply");
-            e.response()
+            e.reply(grpc)
         }
     };
     log.finish(&shared, &conn, start, Some(&target), resp, tls)

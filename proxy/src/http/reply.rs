@@ -1,6 +1,6 @@
 //! Local replies: every way a request can fail inside the proxy maps to one status and one
-//! `x-pillion-error` code, here and nowhere else; the codecs' typed errors come in through the
-//! `From` impls below.
+//! `x-pillion-error` code (and, for a gRPC client, one gRPC status), here and nowhere else; the
+//! codecs' typed errors come in through the `From` impls below.
 
 use http::{HeaderValue, Method, Response, StatusCode, Version, header};
 
@@ -109,6 +109,43 @@ impl LocalError {
         }
     }
 
+    /// The gRPC status code a gRPC client gets for it, as gRPC's own mapping of the HTTP status
+    /// would give it, but for the causes that mapping cannot tell apart (a timeout, a denial).
+    fn grpc_status(self) -> &'static str {
+        match self {
+            Self::NoEndpoint | Self::ConnectFailed | Self::UpstreamReset => "14", // UNAVAILABLE
+            Self::Timeout | Self::HeaderTimeout => "4",                           // DEADLINE_EXCEEDED
+            Self::Overloaded | Self::TooLarge => "8",                             // RESOURCE_EXHAUSTED
+            Self::Unauthorized => "7",                                            // PERMISSION_DENIED
+            Self::NoRoute | Self::Connect => "12",                                // UNIMPLEMENTED
+            Self::BadRequest
+            | Self::BadHost
+            | Self::BadTarget
+            | Self::HeadersTooLarge
+            | Self::RequestLineTooLong
+            | Self::BadFraming
+            | Self::BadLineEnding => "13", // INTERNAL
+        }
+    }
+
+    /// The reply to a request: [`response`](Self::response), or for a gRPC request (`grpc`) a
+    /// trailers-only gRPC response: HTTP 200, no body, `grpc-status` and `grpc-message` in the
+    /// head, and `x-pillion-error` as ever. A gRPC client reads the status from there; by the HTTP
+    /// status alone it would take a timeout or a denial for UNAVAILABLE.
+    pub fn reply(self, grpc: bool) -> Response<ResponseBody> {
+        if !grpc {
+            return self.response();
+        }
+        let code = self.status_and_code().1;
+        let mut resp = Response::new(Body::Empty.into());
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        h.insert(headers::GRPC_STATUS.clone(), HeaderValue::from_static(self.grpc_status()));
+        h.insert(headers::GRPC_MESSAGE.clone(), HeaderValue::from_static(code));
+        h.insert(headers::ERROR.clone(), HeaderValue::from_static(code));
+        resp
+    }
+
     /// The reply sent to the client.
     pub fn response(self) -> Response<ResponseBody> {
         let (status, code) = self.status_and_code();
@@ -144,6 +181,20 @@ mod tests {
         assert_eq!(r.headers()["x-pillion-error"], "route-timeout");
         assert_eq!(LocalError::NoEndpoint.status_and_code().0, 503);
         assert_eq!(LocalError::UpstreamReset.status_and_code().0, 502);
+    }
+
+    #[test]
+    fn a_grpc_client_gets_a_trailers_only_grpc_status() {
+        let r = LocalError::Timeout.reply(true);
+        assert_eq!(r.status(), StatusCode::OK);
+        let h = |name: &str| r.headers()[name].to_str().unwrap().to_owned();
+        assert_eq!((h("grpc-status"), h("grpc-message")), ("4".into(), "route-timeout".into()));
+        assert_eq!(
+            (h("content-type"), h("x-pillion-error")),
+            ("application/grpc".into(), "route-timeout".into())
+        );
+        assert!(http_body::Body::is_end_stream(r.body()));
+        assert_eq!(LocalError::NoEndpoint.reply(false).status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]
