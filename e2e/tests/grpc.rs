@@ -80,6 +80,30 @@ fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
     assert_eq!(call(empty, "Unary"), "UNAVAILABLE no-healthy-endpoint");
     // An unknown method is the server's own UNIMPLEMENTED, passed through.
     assert_eq!(call(echo, "Nope"), "UNIMPLEMENTED Method not found!");
+    // A client's own `grpc-timeout` caps the call at the proxy (curl sets no deadline of its
+    // own, so the answer is the proxy's).
+    let message = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(message.path(), b"\0\0\0\0\x02hi").expect("write the message");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-i",
+            "--http2-prior-knowledge",
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+        ])
+        .args(["-H", "grpc-timeout: 300m", "--data-binary"])
+        .arg(format!("@{}", message.path().display()))
+        .arg(format!("http://{echo}/pillion.Echo/Slow2"))
+        .output()
+        .expect("run curl");
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        answer.contains("grpc-status: 4\r\n") && answer.contains("grpc-message: route-timeout"),
+        "{answer}"
+    );
     let timeouts = proxy.metric("pillion_requests_total", &["service=\"echo\"", "route=\"slow\""]);
     assert_eq!(timeouts, Some(1.0));
 }

@@ -9,7 +9,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use super::{forward, headers, reply::LocalError};
+use super::{forward, grpc, headers, reply::LocalError};
 use crate::http::deadline::Deadline;
 use crate::http::retry::{self, MAX_REPLAY_BODY, TryResult};
 use crate::{
@@ -44,6 +44,8 @@ pub struct Plan<'a> {
     pub max_body: Option<u64>,
     /// When the request arrived: the clock reading its first try starts from.
     pub start: Instant,
+    /// A gRPC call's deadline (`grpc-timeout`): caps each try, and goes upstream as time left.
+    pub deadline: Option<Instant>,
 }
 
 /// The final try's result, and whether it went over mTLS.
@@ -126,7 +128,12 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
         }
 
         let in_flight = endpoint.stats.load.start_at(if n == 1 { plan.start } else { Instant::now() });
-        let per_try = plan.retry.and_then(|p| p.per_try_timeout);
+        let mut per_try = plan.retry.and_then(|p| p.per_try_timeout);
+        if let Some(deadline) = plan.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            per_try = Some(per_try.map_or(left, |t| t.min(left)));
+            try_parts.headers.insert(grpc::GRPC_TIMEOUT.clone(), grpc::timeout_value(left));
+        }
         let result = Deadline::new(per_try, pin!(forward::send(endpoint, try_parts, try_body, version)))
             .await
             .unwrap_or(Err(LocalError::Timeout));

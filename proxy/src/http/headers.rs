@@ -114,18 +114,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Whether a request is gRPC: its content type is `application/grpc`, alone or with a `+format`
-/// or parameters (the gRPC over HTTP/2 spec).
-pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
-        let v = v.as_bytes();
-        let grpc = b"application/grpc";
-        v.len() >= grpc.len()
-            && v[..grpc.len()].eq_ignore_ascii_case(grpc)
-            && matches!(v.get(grpc.len()), None | Some(b'+' | b';'))
-    })
-}
-
 /// Adds `x-request-id` when missing and returns it.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> &HeaderValue {
     // One lookup whether the client sent one or not.
@@ -210,20 +198,6 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("transfer-encoding", "chunked")
         ])));
-    }
-
-    #[test]
-    fn grpc_requests_are_known_by_their_content_type() {
-        for (ct, grpc) in [
-            ("application/grpc", true),
-            ("application/grpc+proto", true),
-            ("Application/GRPC; charset=x", true),
-            ("application/grpc-web", false),
-            ("application/json", false),
-        ] {
-            assert_eq!(is_grpc(&map(&[("content-type", ct)])), grpc, "{ct}");
-        }
-        assert!(!is_grpc(&HeaderMap::new()));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod attempt;
 pub mod body;
 pub mod deadline;
 pub mod forward;
+pub mod grpc;
 pub mod headers;
 pub mod reply;
 pub mod request_id;
@@ -141,7 +142,7 @@ pub async fn handle(
     let rt = shared.serving.load_full();
 
     // Request filter.
-    let grpc = headers::is_grpc(req.headers());
+    let grpc = grpc::is_grpc(req.headers());
     let survey = headers::survey(req.headers());
     if survey.ambiguous_framing {
         let log = LogParts::new(&shared, req.method(), req.uri(), &HeaderValue::from_static("-"));
@@ -204,6 +205,9 @@ pub async fn handle(
         }
     }
 
+    // A gRPC call's own deadline caps the route's and each try's.
+    let grpc_timeout = if grpc { grpc::timeout(&parts.headers) } else { None };
+
     // Upstream peer and request: balanced, sent, retried as the route allows.
     let plan = attempt::Plan {
         service: target.service,
@@ -214,8 +218,13 @@ pub async fn handle(
         client_version: if orig_http1 { Version::HTTP_11 } else { parts.version },
         max_body: target.max_body,
         start,
+        deadline: grpc_timeout.map(|t| start + t),
     };
-    let sent = Deadline::new(target.timeout, pin!(attempt::send(&shared, &plan, parts, body)))
+    let timeout = match (target.timeout, grpc_timeout) {
+        (Some(route), Some(call)) => Some(route.min(call)),
+        (route, call) => route.or(call),
+    };
+    let sent = Deadline::new(timeout, pin!(attempt::send(&shared, &plan, parts, body)))
         .await
         .unwrap_or(attempt::Sent { result: Err(LocalError::Timeout), tls: false });
     let tls = conn.tls || sent.tls;
