@@ -155,7 +155,9 @@ pub fn request_host(req: &Parts) -> std::borrow::Cow<'_, str> {
         .map(|a| a.as_str())
         .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("");
+    // A fully qualified name's trailing dot names the same host (as the upstream will read it).
     let host = strip_port(raw);
+    let host = host.strip_suffix('.').unwrap_or(host);
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(host.to_ascii_lowercase())
     } else {

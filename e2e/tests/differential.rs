@@ -95,6 +95,12 @@ fn cases() -> Vec<Case> {
         case("authority-form GET", b"GET a.example:80 HTTP/1.1\r\nHost: a.example\r\n\r\n", refused(400, "bad-target"), Nothing),
         case("asterisk GET", b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", refused(400, "bad-target"), Nothing),
         case("fragment in the target", b"GET /a#b HTTP/1.1\r\nHost: x\r\n\r\n", refused(400, "bad-target"), Nothing),
+        case(
+            "OPTIONS absolute without a path",
+            b"OPTIONS http://a.example HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+            OK,
+            One(|r| check(r.line == "OPTIONS * HTTP/1.1" && r.all("host") == ["a.example"], || format!("{r:?}"))),
+        ),
         case("ftp target", b"GET ftp://a.example/f HTTP/1.1\r\nHost: a.example\r\n\r\n", refused(400, "bad-target"), Nothing),
         case(
             "asterisk OPTIONS",

@@ -63,12 +63,21 @@ fn call(addr: SocketAddr, method: &str) -> String {
 #[test]
 fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
     let (_server, upstream) = serve();
-    let (echo, empty) = (free_addr(), free_addr());
+    // An upstream that accepts and never answers: only the proxy can end a call to it.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hole_addr = hole.local_addr().expect("address");
+    std::thread::spawn(move || {
+        let held: Vec<_> = hole.incoming().flatten().collect();
+        drop(held);
+    });
+    let (echo, empty, silent) = (free_addr(), free_addr(), free_addr());
     let cfg = format!(
         "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{}\"}}\noutbound:\n  listeners:\n    \
-         - {{bind: \"{echo}\", service: echo}}\n    - {{bind: \"{empty}\", service: empty}}\n\
+         - {{bind: \"{echo}\", service: echo}}\n    - {{bind: \"{empty}\", service: empty}}\n    \
+         - {{bind: \"{silent}\", service: hole}}\n\
          services:\n  - {{name: echo, protocol: http2, endpoints: [{{addr: \"{upstream}\"}}]}}\n  \
-         - {{name: empty, protocol: http2, endpoints: []}}\n\
+         - {{name: empty, protocol: http2, endpoints: []}}\n  \
+         - {{name: hole, protocol: http2, endpoints: [{{addr: \"{hole_addr}\"}}]}}\n\
          routes:\n  - {{name: slow, match: {{path: /pillion.Echo/Slow}}, backends: [{{service: echo}}], timeout: 200ms}}\n",
         free_addr()
     );
@@ -80,8 +89,8 @@ fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
     assert_eq!(call(empty, "Unary"), "UNAVAILABLE no-healthy-endpoint");
     // An unknown method is the server's own UNIMPLEMENTED, passed through.
     assert_eq!(call(echo, "Nope"), "UNIMPLEMENTED Method not found!");
-    // A client's own `grpc-timeout` caps the call at the proxy (curl sets no deadline of its
-    // own, so the answer is the proxy's).
+    // A client's own `grpc-timeout` caps the call at the proxy (curl keeps no deadline of its
+    // own, and this upstream never answers, so the answer is the proxy's).
     let message = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(message.path(), b"\0\0\0\0\x02hi").expect("write the message");
     let out = Command::new("curl")
@@ -96,7 +105,7 @@ fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
         ])
         .args(["-H", "grpc-timeout: 300m", "--data-binary"])
         .arg(format!("@{}", message.path().display()))
-        .arg(format!("http://{echo}/pillion.Echo/Slow2"))
+        .arg(format!("http://{silent}/pillion.Echo/Unary"))
         .output()
         .expect("run curl");
     let answer = String::from_utf8_lossy(&out.stdout);

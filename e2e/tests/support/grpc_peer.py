@@ -1,7 +1,7 @@
 """A real gRPC peer (grpcio) for Pillion's gRPC tests, with raw bytes for messages (no protobuf).
 
   grpc_peer.py serve PORT             echo server: /pillion.Echo/Unary echoes, Stream echoes each
-                                      message, Slow and Slow2 echo after 3 s; prints "ready" once serving
+                                      message, Slow echoes after 3 s; prints "ready" once serving
   grpc_peer.py call ADDR METHOD       one call through ADDR; prints "CODE details" (CODE is OK or the
                                       grpc.StatusCode name) and, for OK, the reply
 """
@@ -29,7 +29,6 @@ def serve(port):
         {
             "Unary": grpc.unary_unary_rpc_method_handler(unary),
             "Slow": grpc.unary_unary_rpc_method_handler(slow),
-            "Slow2": grpc.unary_unary_rpc_method_handler(slow),
             "Stream": grpc.stream_stream_rpc_method_handler(stream),
         },
     )

@@ -3,6 +3,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
+use crate::http1::fields;
+
 /// Request ID header, added when the client sent none.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The verified client identity, set only by the inbound proxy.
@@ -19,9 +21,6 @@ pub static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-/// An h2c upgrade's settings (RFC 7540 section 3.2.1): hop-by-hop by definition, and that
-/// upgrade is never relayed.
-static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// What one pass over a message's headers found: enough to skip the lookups and removals that
 /// most messages do not need, each of which would hash a name.
@@ -47,7 +46,10 @@ pub fn survey(headers: &HeaderMap) -> Survey {
             lengths += 1;
         } else if name == header::TRANSFER_ENCODING {
             encodings += 1;
-            chunked = value.as_bytes().eq_ignore_ascii_case(b"chunked");
+            // The same reading of the codings as the HTTP/1.1 decoder's (empty list items skipped).
+            let mut codings = fields::tokens(value.as_bytes());
+            chunked = codings.next().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+                && codings.next().is_none();
             s.hop_by_hop = true;
         } else if is_hop_by_hop(name) {
             s.hop_by_hop = true;
@@ -70,7 +72,7 @@ fn is_hop_by_hop(n: &HeaderName) -> bool {
         || n == header::TE
         || n == KEEP_ALIVE
         || n == PROXY_CONNECTION
-        || n == HTTP2_SETTINGS
+        || n == fields::HTTP2_SETTINGS
 }
 
 /// Fields `Connection` may not name away: where the request is for, and how long its content
@@ -103,7 +105,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
     headers.remove(&KEEP_ALIVE);
     headers.remove(&PROXY_CONNECTION);
-    headers.remove(&HTTP2_SETTINGS);
+    headers.remove(&fields::HTTP2_SETTINGS);
     headers.remove(header::TRANSFER_ENCODING);
     if !upgrade {
         headers.remove(header::UPGRADE);

@@ -154,6 +154,13 @@ impl LocalError {
         let h = resp.headers_mut();
         h.insert(headers::ERROR.clone(), HeaderValue::from_static(code));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if self == Self::Connect {
+            // A 405 must say what is allowed (RFC 9110 section 15.5.6).
+            h.insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"),
+            );
+        }
         resp
     }
 

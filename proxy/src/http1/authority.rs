@@ -4,7 +4,8 @@
 //! forwarded `Host` and the app all see the same authority.
 
 use http::{
-    HeaderValue, Method, Uri, Version,
+    HeaderMap, HeaderValue, Method, Uri, Version,
+    header::HOST,
     uri::{PathAndQuery, Scheme},
 };
 
@@ -49,10 +50,18 @@ pub fn check_target(method: &Method, uri: &Uri) -> Result<(), Error> {
 }
 
 /// An absolute-form target whose path is empty (`http://a?q`) with the `/` that its origin form
-/// must start with (RFC 9112 section 3.2.1), so both upstream versions send a valid path.
-pub fn with_path(uri: Uri) -> Result<Uri, Error> {
+/// must start with (RFC 9112 section 3.2.1), so both upstream versions send a valid path; for
+/// OPTIONS with neither path nor query, `*` (section 3.2.4: the request is for the server).
+/// `raw` is the target as sent (the URI parser writes `http://a` as `http://a/`). Call it once the
+/// target's authority is taken for `Host` ([`absolute_host`]).
+pub fn with_path(uri: Uri, method: &Method, raw: &[u8]) -> Result<Uri, Error> {
+    let Some(authority) = uri.scheme().and(uri.authority()) else { return Ok(uri) };
+    let after = raw.windows(3).position(|w| w == b"://").map_or(0, |i| i + 3) + authority.as_str().len();
+    if *method == Method::OPTIONS && after == raw.len() {
+        return Ok(Uri::from_static("*"));
+    }
     let pq = uri.path_and_query().map_or("", PathAndQuery::as_str);
-    if uri.scheme().is_none() || pq.starts_with('/') {
+    if pq.starts_with('/') {
         return Ok(uri);
     }
     let path = PathAndQuery::try_from(format!("/{pq}")).map_err(|_| Error::Absolute)?;
@@ -71,6 +80,18 @@ pub fn check_host(version: Version, hosts: u32, all_valid: bool) -> Result<(), E
     }
 }
 
+/// The same rules for an HTTP/2 request, whose head the HTTP/1.1 decoder never read: its
+/// `:authority` (what routing and forwarding use) must be a valid host, and without one, its
+/// `Host` fields are held to [`check_host`].
+pub fn check_http2(uri: &Uri, headers: &HeaderMap) -> Result<(), Error> {
+    if let Some(a) = uri.authority() {
+        return if valid(a.as_str().as_bytes()) { Ok(()) } else { Err(Error::InvalidHost) };
+    }
+    let hosts = headers.get_all(HOST);
+    let all_valid = hosts.iter().all(|h| valid(h.as_bytes()));
+    check_host(Version::HTTP_2, hosts.iter().count() as u32, all_valid)
+}
+
 /// The `Host` to forward for an absolute-form target: its authority, which a proxy must send in
 /// place of the client's (RFC 9112 section 3.2.2). `None` for the other forms.
 pub fn absolute_host(uri: &Uri) -> Option<HeaderValue> {
@@ -79,7 +100,7 @@ pub fn absolute_host(uri: &Uri) -> Option<HeaderValue> {
 }
 
 /// Whether `value` is `host [":" port]`: a name of letters, digits, `-`, `.`, `_` and `~`, or a
-/// bracketed IPv6 address, and a port of up to five digits. Stricter than the URI grammar's
+/// bracketed IPv6 address (no zone), and a port that fits 16 bits (or none after the colon). Stricter than the URI grammar's
 /// reg-name (no sub-delims such as `,`, no percent-encoding, no userinfo): those are how two
 /// Host values get folded into one, and no DNS name needs them.
 pub fn valid(value: &[u8]) -> bool {
@@ -90,18 +111,18 @@ pub fn valid(value: &[u8]) -> bool {
         },
         _ => value.split_at(value.iter().position(|&b| b == b':').unwrap_or(value.len())),
     };
+    // An empty port is the URI grammar's `*DIGIT`, and means the default.
     let port_ok = match port {
-        [] => true,
+        [] | [b':'] => true,
         [b':', digits @ ..] => {
-            (1..=5).contains(&digits.len())
-                && digits.iter().all(u8::is_ascii_digit)
+            digits.iter().all(u8::is_ascii_digit)
                 && std::str::from_utf8(digits).is_ok_and(|d| d.parse::<u16>().is_ok())
         }
         _ => false,
     };
     let host_ok = match host {
         [b'[', inner @ .., b']'] => {
-            !inner.is_empty() && inner.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            std::str::from_utf8(inner).is_ok_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
         }
         _ => {
             !host.is_empty()
@@ -137,13 +158,35 @@ mod tests {
 
     #[test]
     fn a_host_is_a_name_or_address_and_a_port() {
-        for ok in
-            ["a.example", "a.example:8080", "10.0.0.1:80", "[::1]", "[::1]:443", "x_y-z~1", "a.example."]
-        {
+        for ok in [
+            "a.example",
+            "a.example:8080",
+            "10.0.0.1:80",
+            "[::1]",
+            "[::1]:443",
+            "x_y-z~1",
+            "a.",
+            "a:",
+            "a:0080",
+        ] {
             assert!(valid(ok.as_bytes()), "{ok}");
         }
         for bad in [
-            "", " a", "a b", "a,b", "a:", "a:x", "a:65536", "a:1:2", "[::1", "[]", "u@a", "a/b", "%61", ":80",
+            "",
+            " a",
+            "a b",
+            "a,b",
+            "a:x",
+            "a:65536",
+            "a:1:2",
+            "[::1",
+            "[]",
+            "[1]",
+            "[fe80::1%25e]",
+            "u@a",
+            "a/b",
+            "%61",
+            ":80",
         ] {
             assert!(!valid(bad.as_bytes()), "{bad:?}");
         }
@@ -160,11 +203,33 @@ mod tests {
 
     #[test]
     fn an_absolute_target_gets_a_path() {
-        let path = |t: &str| with_path(t.parse().unwrap()).unwrap().path_and_query().map(|p| p.to_string());
+        let with = |t: &str, m: &Method| with_path(t.parse().unwrap(), m, t.as_bytes()).unwrap();
+        let path = |t: &str| with(t, &Method::GET).path_and_query().map(|p| p.to_string());
         assert_eq!(path("http://a.example?q").as_deref(), Some("/?q"));
         assert_eq!(path("http://a.example").as_deref(), Some("/"));
         assert_eq!(path("http://a.example/p?q").as_deref(), Some("/p?q"));
         assert_eq!(path("/p").as_deref(), Some("/p"));
+        assert_eq!(with("http://a.example", &Method::OPTIONS), "*");
+        assert_eq!(with("http://a.example/", &Method::OPTIONS).path(), "/");
+        assert_eq!(
+            with("http://a.example?q", &Method::OPTIONS).path_and_query().map(|p| p.as_str()),
+            Some("/?q")
+        );
+    }
+
+    #[test]
+    fn an_http2_request_is_held_to_the_same_host_rules() {
+        let two: HeaderMap = [(HOST, HeaderValue::from_static("a")), (HOST, HeaderValue::from_static("b"))]
+            .into_iter()
+            .collect();
+        let origin: Uri = "/p".parse().unwrap();
+        assert_eq!(check_http2(&origin, &two), Err(Error::RepeatedHost));
+        assert_eq!(check_http2(&origin, &HeaderMap::new()), Ok(()));
+        assert_eq!(check_http2(&"http://a.example/p".parse().unwrap(), &two), Ok(()));
+        assert_eq!(
+            check_http2(&"http://u@a.example/p".parse().unwrap(), &HeaderMap::new()),
+            Err(Error::InvalidHost)
+        );
     }
 
     #[test]

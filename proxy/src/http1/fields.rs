@@ -191,7 +191,7 @@ impl Facts {
     }
 
     /// Chunked is the only coding: what a request may have. No upstream is asked to decode
-    /// codings for us, and refusing them is what nginx and Envoy do.
+    /// codings for us, and nginx (501) and haproxy (422) refuse them too.
     pub fn chunked_alone(&self) -> bool {
         self.chunked() && self.codings == 1
     }
@@ -227,10 +227,14 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && names(CONNECTION, b"upgrade") && !names(header::UPGRADE, b"h2c")
 }
 
+/// An h2c upgrade's settings (RFC 7540 section 3.2.1): hop-by-hop by definition, and that
+/// upgrade is never relayed.
+pub const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
 /// Fields a trailer section may not carry (RFC 9110 section 6.5.1): they frame, route,
 /// authenticate, or modify the request or the response, so they only mean something before the
 /// content. Fields not named here are the application's to define, and pass.
-static NOT_IN_TRAILERS: [HeaderName; 32] = [
+static NOT_IN_TRAILERS: [HeaderName; 37] = [
     CONTENT_LENGTH,
     TRANSFER_ENCODING,
     header::TRAILER,
@@ -240,7 +244,7 @@ static NOT_IN_TRAILERS: [HeaderName; 32] = [
     header::UPGRADE,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
-    HeaderName::from_static("http2-settings"),
+    HTTP2_SETTINGS,
     CONTENT_TYPE,
     header::CONTENT_ENCODING,
     header::CONTENT_RANGE,
@@ -263,6 +267,11 @@ static NOT_IN_TRAILERS: [HeaderName; 32] = [
     header::VARY,
     header::IF_MATCH,
     header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+    HeaderName::from_static("authentication-info"),
+    HeaderName::from_static("proxy-authentication-info"),
 ];
 
 /// Whether a trailer field may be forwarded: not one of [`NOT_IN_TRAILERS`], nor one of the

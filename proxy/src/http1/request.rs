@@ -148,10 +148,11 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
     if memchr::memchr(b'#', &target).is_some() {
         return Err(Error::Target);
     }
-    let uri = Uri::from_maybe_shared(target).map_err(|_| Error::Target)?;
+    let uri = Uri::from_maybe_shared(target.clone()).map_err(|_| Error::Target)?;
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
     authority::check_target(&method, &uri)?;
-    let uri = authority::with_path(uri)?;
+    let absolute_host = authority::absolute_host(&uri);
+    let uri = authority::with_path(uri, &method, &target)?;
 
     // Room for the fields the proxy adds (request ID, client identity...) without regrowing.
     let mut headers = super::maps::take(spans.as_slice().len() + ADDED_FIELDS);
@@ -170,7 +171,7 @@ pub fn head(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, Error> {
         headers.append(name, value);
     }
     authority::check_host(version, hosts, hosts_valid)?;
-    if let Some(host) = authority::absolute_host(&uri) {
+    if let Some(host) = absolute_host {
         headers.insert(HOST, host);
     }
     let connect = method == Method::CONNECT;

@@ -392,6 +392,8 @@ impl<B: Respond> Exchange<B> {
                 Poll::Ready(Ok(0)) => {
                     tracing::debug!("client half-closed after its request; answering it");
                     self.half_closed = true;
+                    // Nothing more will come: the answer says so, and the connection closes.
+                    self.keep_alive = false;
                     return Poll::Pending;
                 }
                 Poll::Ready(Ok(_)) => {}
