@@ -39,6 +39,22 @@ pub fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
+/// A program on `PATH` or in the sbin directories (where nginx and haproxy live, which a
+/// non-root `PATH` may lack).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// Debian's Python, where `scripts/setup.sh` installs python3-h2 and python3-grpcio (a pyenv
+/// shim first on `PATH` may lack them).
+pub fn python3() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
+}
+
 /// Path of a binary built from this workspace (`pillion`, `pillion-certs`, ...), found next to
 /// the running executable: `target/<profile>/` for binaries, its parent for test executables.
 pub fn workspace_bin(name: &str) -> PathBuf {

@@ -7,14 +7,13 @@
 use std::{
     io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpStream},
-    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use pillion_e2e::{
     Proxy,
-    process::free_addr,
+    process::{find_program, free_addr},
     recorder::{self, Arrival, Recorded, Recorder},
 };
 
@@ -273,13 +272,6 @@ fn run_pillion(recorder: &Recorder) -> Vec<String> {
 /// their rows are not asserted.
 const PEER_QUIET: Duration = Duration::from_secs(2);
 
-/// A program on PATH or in the sbin directories.
-fn program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let dirs: Vec<&str> = path.split(':').chain(["/usr/sbin", "/sbin", "/usr/local/sbin"]).collect();
-    dirs.into_iter().map(|d| PathBuf::from(d).join(name)).find(|p| p.is_file())
-}
-
 /// A peer proxy, killed when dropped, and the directory of its config.
 struct Peer {
     child: Child,
@@ -294,7 +286,7 @@ impl Drop for Peer {
 }
 
 fn start_peer(name: &str, upstream: SocketAddr, listen: SocketAddr) -> Option<Peer> {
-    let Some(bin) = program(name) else {
+    let Some(bin) = find_program(name) else {
         pillion_e2e::skip(&format!("needs {name}"), &format!("differential::comparison_with_{name}"));
         return None;
     };
@@ -302,7 +294,7 @@ fn start_peer(name: &str, upstream: SocketAddr, listen: SocketAddr) -> Option<Pe
     let d = dir.path().display();
     let (file, text, args) = if name == "nginx" {
         // As root, nginx's worker would run as `nobody`, which cannot use this root-owned dir.
-        let user = if is_root() { "user root;" } else { "" };
+        let user = if pillion_e2e::netns::is_root() { "user root;" } else { "" };
         let text = format!(
             "{user}\nworker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n\
@@ -338,11 +330,6 @@ fn start_peer(name: &str, upstream: SocketAddr, listen: SocketAddr) -> Option<Pe
         std::thread::sleep(Duration::from_millis(20));
     }
     Some(peer)
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
 }
 
 #[test]

@@ -15,11 +15,6 @@ use pillion_e2e::{
     process::{free_addr, free_port},
 };
 
-fn python() -> &'static str {
-    // Debian's interpreter, where python3-grpcio is installed (scripts/setup.sh).
-    if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
-}
-
 fn peer_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/grpc_peer.py")
 }
@@ -36,7 +31,7 @@ impl Drop for Server {
 
 fn serve() -> (Server, SocketAddr) {
     let port = free_port();
-    let mut child = Command::new(python())
+    let mut child = Command::new(pillion_e2e::process::python3())
         .arg(peer_script())
         .args(["serve", &port.to_string()])
         .stdout(Stdio::piped())
@@ -51,7 +46,7 @@ fn serve() -> (Server, SocketAddr) {
 
 /// One call through `addr`: "CODE details" as the grpcio client saw it.
 fn call(addr: SocketAddr, method: &str) -> String {
-    let out = Command::new(python())
+    let out = Command::new(pillion_e2e::process::python3())
         .arg(peer_script())
         .args(["call", &addr.to_string(), method])
         .output()

@@ -58,16 +58,10 @@ struct Seen {
     statuses: Vec<u64>,
 }
 
-fn python() -> &'static str {
-    // Debian's interpreter, where python3-h2 is installed (scripts/setup.sh); a pyenv shim first
-    // on PATH may lack it.
-    if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
-}
-
 /// Runs one attack (bounded by the script's own send and read limits) and parses its report.
 fn attack(listener: SocketAddr, mode: &str, count: u64) -> Seen {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/h2_attack.py");
-    let out = Command::new(python())
+    let out = Command::new(pillion_e2e::process::python3())
         .arg(script)
         .args([&listener.to_string(), mode, &count.to_string()])
         .output()

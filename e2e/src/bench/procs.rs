@@ -5,6 +5,7 @@
 //! dropped, on error paths too, or when the bench itself is interrupted (Ctrl-C, SIGTERM).
 //! Short-lived tools (wrk, h2load, gnuplot, the setup script) run with a deadline.
 
+pub use pillion_e2e::{netns::is_root, process::find_program};
 use std::{
     io::Read,
     net::{SocketAddr, TcpStream},
@@ -248,17 +249,6 @@ pub fn rss_kib(pids: &[u32]) -> u64 {
         .sum()
 }
 
-/// Whether this process runs as root (nginx then needs `user root;`).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let uids = s.lines().find_map(|l| l.strip_prefix("Uid:"))?.to_owned();
-            Some(uids.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Pins the bench process itself (the load generators it runs in-process) to `core`. Threads
 /// started afterwards inherit it.
 pub fn pin_self(core: usize) -> Result<()> {
@@ -290,16 +280,6 @@ pub fn raise_nofile(limit: u64) {
         .args(["--pid", &std::process::id().to_string(), &format!("--nofile={value}")])
         .stderr(Stdio::null())
         .status();
-}
-
-/// Finds an executable on PATH or in the sbin directories (nginx and haproxy live in
-/// `/usr/sbin`, which a non-root PATH may lack).
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
 }
 
 /// On a panic (the release profile aborts, so no destructor runs), kills every process group

@@ -14,10 +14,7 @@ use http_body::{Frame, SizeHint};
 use super::reply::LocalError;
 use crate::{
     body::{Body, BodyError},
-    http1::{
-        client::Upgraded,
-        server::{Refusal, Respond},
-    },
+    http1::{client::Upgraded, connection::Refusal, server::Respond},
     upstream::{UpstreamBody, UpstreamStream},
 };
 

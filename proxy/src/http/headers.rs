@@ -32,6 +32,8 @@ pub struct Survey {
     pub ours: bool,
     /// The framing is ambiguous (see [`survey`]).
     pub ambiguous_framing: bool,
+    /// The (first) content type is gRPC's ([`super::grpc::is_grpc_type`]).
+    pub grpc: bool,
 }
 
 /// Surveys a message's headers in one pass. Its framing is ambiguous (RFC 9112 section 6) with
@@ -40,9 +42,12 @@ pub struct Survey {
 /// invites request smuggling, so it is refused however the parser resolved it.
 pub fn survey(headers: &HeaderMap) -> Survey {
     let mut s = Survey::default();
-    let (mut lengths, mut encodings, mut chunked) = (0u32, 0u32, false);
+    let (mut lengths, mut encodings, mut chunked, mut typed) = (0u32, 0u32, false, false);
     for (name, value) in headers {
-        if name == header::CONTENT_LENGTH {
+        if name == header::CONTENT_TYPE {
+            s.grpc |= !typed && super::grpc::is_grpc_type(value);
+            typed = true;
+        } else if name == header::CONTENT_LENGTH {
             lengths += 1;
         } else if name == header::TRANSFER_ENCODING {
             encodings += 1;
@@ -186,6 +191,8 @@ mod tests {
         let s = survey(&map(&[("keep-alive", "5"), ("x-pillion-orig-proto", "HTTP/1.1")]));
         assert!(s.hop_by_hop && s.ours && !s.ambiguous_framing);
         assert!(survey(&map(&[("transfer-encoding", "chunked")])).hop_by_hop);
+        assert!(survey(&map(&[("content-type", "application/grpc"), ("content-type", "text/plain")])).grpc);
+        assert!(!survey(&map(&[("content-type", "text/plain"), ("content-type", "application/grpc")])).grpc);
     }
 
     #[test]

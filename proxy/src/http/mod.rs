@@ -142,26 +142,28 @@ pub async fn handle(
     let rt = shared.serving.load_full();
 
     // Request filter.
-    // Never for CONNECT: a gRPC reply is a 200, and a 2xx to CONNECT opens a tunnel.
-    let grpc = grpc::is_grpc(req.headers()) && req.method() != http::Method::CONNECT;
     let survey = headers::survey(req.headers());
-    if survey.ambiguous_framing {
+    // Never for CONNECT: a gRPC reply is a 200, and a 2xx to CONNECT opens a tunnel.
+    let grpc = survey.grpc && req.method() != http::Method::CONNECT;
+    // A request refused before it is routed (no request ID yet).
+    let refuse = |e: LocalError| {
         let log = LogParts::new(&shared, req.method(), req.uri(), &HeaderValue::from_static("-"));
+        log.finish(&shared, &conn, start, None, e.reply(grpc), conn.tls)
+    };
+    if survey.ambiguous_framing {
         tracing::info!(peer = %conn.peer, "request with ambiguous framing (Content-Length/Transfer-Encoding) refused");
-        return log.finish(&shared, &conn, start, None, LocalError::BadRequest.reply(grpc), conn.tls);
+        return refuse(LocalError::BadRequest);
     }
     // HTTP/2 heads are held to the Host rules the HTTP/1.1 decoder applies.
     if req.version() == Version::HTTP_2
         && crate::http1::authority::check_http2(req.uri(), req.headers()).is_err()
     {
-        let log = LogParts::new(&shared, req.method(), req.uri(), &HeaderValue::from_static("-"));
-        return log.finish(&shared, &conn, start, None, LocalError::BadHost.reply(grpc), conn.tls);
+        return refuse(LocalError::BadHost);
     }
     // Tunnels are not proxied: its 2xx would turn the client's next bytes into payload that no
     // check of ours reads. The HTTP/1 server closes the connection after this reply.
     if req.method() == http::Method::CONNECT {
-        let log = LogParts::new(&shared, req.method(), req.uri(), &HeaderValue::from_static("-"));
-        return log.finish(&shared, &conn, start, None, LocalError::Connect.reply(grpc), conn.tls);
+        return refuse(LocalError::Connect);
     }
     let upgrade = survey.hop_by_hop
         && req.version() == Version::HTTP_11

@@ -10,9 +10,9 @@ use crate::{
     http1::{
         authority::Error as Authority,
         chunked::ChunkError,
+        connection::Refusal,
         date, request,
         response::{self, Answering},
-        server::Refusal,
     },
 };
 

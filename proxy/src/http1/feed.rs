@@ -8,8 +8,8 @@ use super::{
     Stream,
     body::{BodyError, Feed, Wanted},
     chunked::Step,
+    connection::Connection,
     framing::{Framing, Reading},
-    server::Connection,
 };
 
 /// The interim response a client that sent `Expect: 100-continue` waits for.

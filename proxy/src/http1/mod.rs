@@ -6,6 +6,7 @@ pub mod authority;
 pub mod body;
 pub mod chunked;
 pub mod client;
+pub mod connection;
 pub mod date;
 pub mod feed;
 pub mod fields;

@@ -18,8 +18,9 @@ use http_body_util::Full;
 use super::{
     body::RequestBody,
     client::Upgraded,
+    connection::Refusal,
     request::{self, Limits},
-    server::{Refusal, Respond, Settings, serve},
+    server::{Respond, Settings, serve},
 };
 use crate::metrics::Rejections;
 
@@ -83,7 +84,7 @@ const SETTINGS: Settings =
     Settings { limits: Limits { max_head: 1024, max_headers: 16, max_request_line: 512 }, max_requests: 0 };
 
 /// The server's own tests need no header timeout.
-impl super::server::Client for TcpStream {
+impl super::connection::Client for TcpStream {
     fn receiving_head(&mut self, _: bool) {}
 }
 

@@ -177,7 +177,7 @@ impl<S: Stream> Guarded<S> {
     }
 }
 
-impl<S: Stream> crate::http1::server::Client for Guarded<S> {
+impl<S: Stream> crate::http1::connection::Client for Guarded<S> {
     fn receiving_head(&mut self, receiving: bool) {
         match (receiving, self.head_started) {
             // The head's first bytes came with the last read.
