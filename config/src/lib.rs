@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod duration;
+pub mod grpc;
 pub mod overlay;
 pub mod route;
 pub mod schema;
@@ -16,6 +17,7 @@ pub mod yaml;
 
 use std::{net::SocketAddr, path::Path, str::FromStr, sync::Arc, time::Duration};
 
+pub use grpc::GrpcCode;
 use route::RouteMatcher;
 pub use schema::{LbPolicy, MtlsMode, Protocol};
 
@@ -245,6 +247,8 @@ pub enum RetryOn {
     Status(u16),
     /// Any 5xx status.
     Status5xx,
+    /// A gRPC call that ended with this status before any of its response was forwarded.
+    Grpc(GrpcCode),
 }
 
 impl FromStr for RetryOn {
@@ -257,9 +261,13 @@ impl FromStr for RetryOn {
             "5xx" => Ok(Self::Status5xx),
             _ => match s.parse::<u16>() {
                 Ok(code) if (100..600).contains(&code) => Ok(Self::Status(code)),
-                _ => Err(format!(
-                    "unknown retry condition {s:?} (use connect-failure, reset, 5xx or a status code)"
-                )),
+                _ => GrpcCode::retryable(s).map(Self::Grpc).ok_or_else(|| {
+                    format!(
+                        "unknown retry condition {s:?} (use connect-failure, reset, 5xx, a status \
+                         code, or a gRPC status: cancelled, deadline-exceeded, resource-exhausted, \
+                         internal, unavailable)"
+                    )
+                }),
             },
         }
     }

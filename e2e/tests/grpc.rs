@@ -1,7 +1,9 @@
 //! gRPC through the proxy with real grpcio peers (Debian's python3-grpcio, raw-bytes messages):
 //! unary and streaming calls are proxied, and the proxy's own replies reach a grpcio client as
 //! the gRPC status they mean (a route timeout as DEADLINE_EXCEEDED, not UNAVAILABLE), with the
-//! cause as the status message.
+//! cause as the status message. The final status, from trailers or a trailers-only reply, is
+//! what metrics count, what `retry.on` gRPC codes judge (only before a message was forwarded),
+//! and what outlier ejection counts (UNAVAILABLE and INTERNAL, never NOT_FOUND).
 
 use std::{
     io::{BufRead, BufReader},
@@ -30,10 +32,16 @@ impl Drop for Server {
 }
 
 fn serve() -> (Server, SocketAddr) {
+    serve_as("echo", false)
+}
+
+/// A server whose `Who` answers `name`, or fails with UNAVAILABLE when `down`.
+fn serve_as(name: &str, down: bool) -> (Server, SocketAddr) {
     let port = free_port();
     let mut child = Command::new(pillion_e2e::process::python3())
         .arg(peer_script())
-        .args(["serve", &port.to_string()])
+        .args(["serve", &port.to_string(), name])
+        .args(down.then_some("down"))
         .stdout(Stdio::piped())
         .spawn()
         .expect("run python3 (scripts/setup.sh installs python3-grpcio)");
@@ -110,4 +118,81 @@ fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
     );
     let timeouts = proxy.metric("pillion_requests_total", &["service=\"echo\"", "route=\"slow\""]);
     assert_eq!(timeouts, Some(1.0));
+}
+
+#[test]
+fn the_final_grpc_status_is_counted_retried_on_and_ejected_on() {
+    let (_echo, echo) = serve();
+    let (_down, down) = serve_as("down", true);
+    let (_up, up) = serve_as("up", false);
+    let (_a, a) = serve_as("a", false);
+    let (_b, b) = serve_as("b", false);
+    let [echo_l, pair_l, streams_l, flaky_l, found_l] = [(); 5].map(|_| free_addr());
+    let outlier = "outlier: {consecutive_failures: 2, ejection: 60s, max_ejected_percent: 50}";
+    let cfg = format!(
+        "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{}\"}}\noutbound:\n  listeners:\n    \
+         - {{bind: \"{echo_l}\", service: echo}}\n    - {{bind: \"{pair_l}\", service: pair}}\n    \
+         - {{bind: \"{streams_l}\", service: streams}}\n    - {{bind: \"{flaky_l}\", service: flaky}}\n    \
+         - {{bind: \"{found_l}\", service: found}}\n\
+         services:\n  - {{name: echo, protocol: http2, endpoints: [{{addr: \"{echo}\"}}]}}\n  \
+         - {{name: pair, protocol: http2, lb: round_robin, endpoints: [{{addr: \"{down}\"}}, {{addr: \"{up}\"}}]}}\n  \
+         - {{name: streams, protocol: http2, endpoints: [{{addr: \"{a}\"}}, {{addr: \"{b}\"}}]}}\n  \
+         - {{name: flaky, protocol: http2, {outlier}, endpoints: [{{addr: \"{down}\"}}, {{addr: \"{up}\"}}]}}\n  \
+         - {{name: found, protocol: http2, {outlier}, endpoints: [{{addr: \"{echo}\"}}, {{addr: \"{a}\"}}]}}\n\
+         routes:\n  - {{name: pair, match: {{host: pair}}, backends: [{{service: pair}}], retry: {{attempts: 1, on: [unavailable]}}}}\n  \
+         - {{name: streams, match: {{host: streams}}, backends: [{{service: streams}}], retry: {{attempts: 1, on: [unavailable]}}}}\n",
+        free_addr()
+    );
+    let proxy = Proxy::start(&cfg);
+    let counted = |service: &str, status: &str, want: f64| {
+        let labels = [&format!("service=\"{service}\"") as &str, &format!("grpc_status=\"{status}\"")];
+        proxy.wait_metric("pillion_requests_total", &labels, "calls by final status", |v| v == want);
+    };
+
+    // Trailers-only replies and statuses after a message are both counted by their code.
+    assert_eq!(call(echo_l, "Unary"), "OK hello");
+    assert_eq!(call(echo_l, "NotFound"), "NOT_FOUND not_found");
+    assert_eq!(call(echo_l, "Unavailable"), "UNAVAILABLE unavailable");
+    counted("echo", "0", 1.0);
+    counted("echo", "5", 1.0);
+    counted("echo", "14", 1.0);
+
+    // UNAVAILABLE from one endpoint is retried on the other: round robin starts half the calls at
+    // the down one, and every call ends OK.
+    for _ in 0..4 {
+        assert_eq!(call(pair_l, "Who"), "OK up");
+    }
+    assert!(call(down, "Calls").strip_prefix("OK ").and_then(|n| n.parse::<u32>().ok()) >= Some(1));
+    let retries = proxy.metric("pillion_retries_total", &["service=\"pair\""]);
+    assert!(retries >= Some(1.0), "retries: {retries:?}");
+    counted("pair", "0", 4.0);
+
+    // A stream that sent a message is never retried: its UNAVAILABLE reaches the client after the
+    // message, and only one endpoint saw the call.
+    let failed = call(streams_l, "StreamFail");
+    assert!(
+        failed == "UNAVAILABLE after a message a" || failed == "UNAVAILABLE after a message b",
+        "{failed}"
+    );
+    let calls = |addr| call(addr, "Calls").strip_prefix("OK ").and_then(|n| n.parse::<u32>().ok());
+    assert_eq!(calls(a).zip(calls(b)).map(|(x, y)| x + y), Some(1));
+    assert_eq!(proxy.metric("pillion_retries_total", &["service=\"streams\""]).unwrap_or(0.0), 0.0);
+    counted("streams", "14", 1.0);
+
+    // UNAVAILABLE ejects the endpoint that sends it; NOT_FOUND is the server's answer, not a fault.
+    let ejected = ["service=\"flaky\"", "state=\"ejected\""];
+    let mut answers = Vec::new();
+    while proxy.metric("pillion_endpoints", &ejected) != Some(1.0) {
+        assert!(answers.len() < 40, "the down endpoint was never ejected: {answers:?}");
+        answers.push(call(flaky_l, "Who"));
+    }
+    assert!(answers.contains(&"UNAVAILABLE down is down".to_owned()), "{answers:?}");
+    for _ in 0..3 {
+        assert_eq!(call(flaky_l, "Who"), "OK up");
+    }
+    for _ in 0..8 {
+        assert_eq!(call(found_l, "NotFound"), "NOT_FOUND not_found");
+    }
+    let ejected = ["service=\"found\"", "state=\"ejected\""];
+    assert_eq!(proxy.metric("pillion_endpoints", &ejected), Some(0.0));
 }

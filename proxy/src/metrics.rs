@@ -146,7 +146,7 @@ impl Metrics {
         let requests = counter(
             "pillion_requests_total",
             "HTTP requests answered.",
-            &["direction", "service", "route", "code", "tls"],
+            &["direction", "service", "route", "code", "grpc_status", "tls"],
         );
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -241,10 +241,11 @@ impl Metrics {
         }
     }
 
-    /// `pillion_requests_total` for a request of `route` answered with `code`.
-    pub fn requests(&self, route: RouteLabels<'_>, code: &str, tls: bool) -> IntCounter {
+    /// `pillion_requests_total` for a request of `route` answered with `code` and, for a gRPC
+    /// call, `grpc_status` (empty for other requests).
+    pub fn requests(&self, route: RouteLabels<'_>, code: &str, grpc_status: &str, tls: bool) -> IntCounter {
         let RouteLabels { direction, service, route } = route;
-        self.requests.with_label_values(&[direction, service, route, code, tls_label(tls)])
+        self.requests.with_label_values(&[direction, service, route, code, grpc_status, tls_label(tls)])
     }
 
     /// `pillion_request_duration_seconds` of `route`.

@@ -3,10 +3,9 @@
 
 use std::pin::pin;
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Version, request::Parts};
+use http::{HeaderValue, Request, Response, StatusCode, Version, request::Parts};
 use http_body::Body as _;
-use http_body_util::BodyExt;
+use pillion_config::GrpcCode;
 use tokio::time::Instant;
 
 use super::{forward, grpc, headers, reply::LocalError};
@@ -15,7 +14,7 @@ use crate::http::retry::{self, MAX_REPLAY_BODY, TryResult};
 use crate::{
     balance::Service,
     balance::{Tried, outlier::Outcome},
-    body::{Body, ClientBody},
+    body::{Body, ClientBody, replay::Replay},
     live::Shared,
     upstream::UpstreamBody,
 };
@@ -44,8 +43,43 @@ pub struct Plan<'a> {
     pub max_body: Option<u64>,
     /// When the request arrived: the clock reading its first try starts from.
     pub start: Instant,
+    /// Whether the request is a gRPC call.
+    pub grpc: bool,
     /// A gRPC call's deadline (`grpc-timeout`): caps each try, and goes upstream as time left.
     pub deadline: Option<Instant>,
+}
+
+/// How a request's body can be sent again.
+enum Resend {
+    /// It is empty.
+    Empty,
+    /// Through a copy (routes with a retry policy).
+    Copy(Replay),
+    /// It cannot: sent once, by the first try.
+    Never(Option<ClientBody>),
+}
+
+impl Resend {
+    fn possible(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Copy(r) => r.can_resend(),
+            Self::Never(_) => false,
+        }
+    }
+
+    /// The body of the next try, or `None` when it cannot be sent (again). Taking it stops
+    /// the previous try's body; the `last` try leaves no copy behind.
+    fn next_body(&mut self, max_body: Option<u64>, last: bool) -> Option<Body> {
+        match self {
+            Self::Empty => Some(Body::Empty),
+            Self::Copy(copy) => copy.next_try(last).map(Body::Replay),
+            Self::Never(body) => match (body.take()?, max_body) {
+                (inner, Some(left)) => Some(Body::Limited { inner, left }),
+                (inner, None) => Some(Body::Streaming(inner)),
+            },
+        }
+    }
 }
 
 /// The final try's result, and whether it went over mTLS.
@@ -71,34 +105,28 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
     let budget = &plan.service.state.budget;
     budget.record_request(plan.start);
 
-    // A request can be sent twice only if its body can: empty, or small enough to buffer (and
-    // buffered only when a route asks for retries).
-    let mut body = Some(body);
-    let replay = match body.take() {
-        _ if plan.upgrade => None,
-        Some(b) if b.is_end_stream() => Some(Bytes::new()),
-        Some(b) if plan.retry.is_some() && b.size_hint().upper().is_some_and(|n| n <= MAX_REPLAY_BODY) => {
-            match b.collect().await {
-                Ok(collected) => Some(collected.to_bytes()),
-                Err(_) => return Sent::failed(LocalError::BadRequest),
-            }
+    // A request can be sent twice only if its body can: empty, or copied as it goes (only when a
+    // route asks for retries, and only the first bytes).
+    let mut resend = match body {
+        _ if plan.upgrade => Resend::Never(Some(body)),
+        b if b.is_end_stream() => Resend::Empty,
+        b if plan.retry.is_some() && b.size_hint().lower() <= MAX_REPLAY_BODY => {
+            Resend::Copy(Replay::new(b, MAX_REPLAY_BODY, plan.max_body))
         }
-        other => {
-            body = other;
-            None
-        }
+        b => Resend::Never(Some(b)),
     };
     let endpoints = plan.service.balancer.endpoints().len() as u32;
-    let max_tries = match (&replay, plan.retry) {
-        (None, _) => 1,
-        (Some(_), Some(p)) => 1 + p.attempts,
-        (Some(_), None) => 1 + DEFAULT_CONNECT_RETRIES.min(endpoints.saturating_sub(1)),
+    let max_tries = match (&resend, plan.retry) {
+        (Resend::Never(_), _) => 1,
+        (_, Some(p)) => 1 + p.attempts,
+        (_, None) => 1 + DEFAULT_CONNECT_RETRIES.min(endpoints.saturating_sub(1)),
     };
     let percent = plan.retry.map_or(DEFAULT_BUDGET_PERCENT, |p| p.budget_percent);
 
     let method = parts.method.clone();
     let mut template = Some(parts);
     let mut tried = Tried::default();
+    let mut try_body = resend.next_body(plan.max_body, max_tries == 1);
     let mut n = 0;
     loop {
         n += 1;
@@ -109,16 +137,9 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
         let endpoint = plan.service.balancer.endpoint(i);
         // The last possible try takes the head itself; earlier ones copy it.
         let head = if n >= max_tries { template.take() } else { template.as_ref().map(clone_parts) };
-        let Some(mut try_parts) = head else { return Sent::failed(LocalError::BadRequest) };
-        let try_body = match &replay {
-            Some(bytes) => replay_body(bytes),
-            None => match (body.take(), plan.max_body) {
-                (Some(inner), Some(left)) => Body::Limited { inner, left },
-                (Some(inner), None) => Body::Streaming(inner),
-                (None, _) => Body::Empty,
-            },
+        let (Some(mut try_parts), Some(body)) = (head, try_body.take()) else {
+            return Sent::failed(LocalError::BadRequest);
         };
-
         // Meshed hops use HTTP/2 whatever the app spoke, so many app connections share a few
         // multiplexed ones; the peer learns the original protocol from a header.
         let meshed = endpoint.conn.meshed();
@@ -134,19 +155,25 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
             per_try = Some(per_try.map_or(left, |t| t.min(left)));
             try_parts.headers.insert(grpc::GRPC_TIMEOUT.clone(), grpc::timeout_value(left));
         }
-        let result = Deadline::new(per_try, pin!(forward::send(endpoint, try_parts, try_body, version)))
-            .await
-            .unwrap_or(Err(LocalError::Timeout));
+        let exchange = forward::send(endpoint, try_parts, body, version);
+        let result = Deadline::new(per_try, pin!(exchange)).await.unwrap_or(Err(LocalError::Timeout));
         let judged = match &result {
             Ok(resp) => {
                 in_flight.finish();
-                TryResult::Status(resp.status().as_u16())
+                let head = (resp.status(), resp.headers(), resp.body().is_end_stream());
+                match plan.grpc.then(|| grpc::head_status(head.0, head.1, head.2)).flatten() {
+                    Some(code) if resp.status() == StatusCode::OK => TryResult::Grpc(code),
+                    _ => TryResult::Status(resp.status().as_u16()),
+                }
             }
             Err(e) => TryResult::Failed(*e),
         };
         let outcome = match judged {
             TryResult::Status(code) if code >= 500 => Outcome::Failure,
             TryResult::Status(_) => Outcome::Success,
+            // Never NOT_FOUND or INVALID_ARGUMENT: the endpoint answered for itself.
+            TryResult::Grpc(GrpcCode::UNAVAILABLE | GrpcCode::INTERNAL) => Outcome::Failure,
+            TryResult::Grpc(_) => Outcome::Success,
             TryResult::Failed(LocalError::Overloaded | LocalError::BadRequest | LocalError::TooLarge) => {
                 Outcome::Success
             }
@@ -155,10 +182,15 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
         plan.service.balancer.report(i, outcome);
 
         let wanted = match plan.retry {
-            Some(p) => retry::should_retry(p, &method, judged),
+            Some(p) => retry::should_retry(p, &method, plan.grpc, judged),
             None => judged == TryResult::Failed(LocalError::ConnectFailed),
         };
-        if n >= max_tries || !wanted || !budget.try_withdraw(percent) {
+        if n >= max_tries || !wanted || !resend.possible() || !budget.try_withdraw(percent) {
+            return Sent { result, tls: meshed };
+        }
+        // Taken now, before the try is given up: its body might otherwise outgrow the copy.
+        try_body = resend.next_body(plan.max_body, n + 1 >= max_tries);
+        if try_body.is_none() {
             return Sent { result, tls: meshed };
         }
         shared.metrics.retries(plan.service_name).inc();
@@ -169,10 +201,6 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
             tokio::time::sleep(retry::backoff(n)).await;
         }
     }
-}
-
-fn replay_body(bytes: &Bytes) -> Body {
-    if bytes.is_empty() { Body::Empty } else { Body::full(bytes.clone()) }
 }
 
 /// A copy of the request head for one try (extensions are not carried).

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::Response;
 use http_body::{Frame, SizeHint};
 
-use super::reply::LocalError;
+use super::{grpc_end::GrpcBody, reply::LocalError};
 use crate::{
     body::{Body, BodyError},
     http1::{client::Upgraded, connection::Refusal, server::Respond},
@@ -25,6 +25,8 @@ pub enum ResponseBody {
     Local(Body),
     /// An endpoint's response.
     Upstream(UpstreamBody),
+    /// An endpoint's response to a gRPC call, whose status is in its trailers.
+    Grpc(GrpcBody),
 }
 
 impl From<Body> for ResponseBody {
@@ -50,6 +52,7 @@ impl http_body::Body for ResponseBody {
         match self.get_mut() {
             Self::Local(b) => Pin::new(b).poll_frame(cx),
             Self::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Self::Grpc(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -57,6 +60,7 @@ impl http_body::Body for ResponseBody {
         match self {
             Self::Local(b) => b.is_end_stream(),
             Self::Upstream(b) => b.is_end_stream(),
+            Self::Grpc(b) => b.is_end_stream(),
         }
     }
 
@@ -64,6 +68,7 @@ impl http_body::Body for ResponseBody {
         match self {
             Self::Local(b) => b.size_hint(),
             Self::Upstream(b) => b.size_hint(),
+            Self::Grpc(b) => b.size_hint(),
         }
     }
 }
@@ -74,7 +79,7 @@ impl Respond for ResponseBody {
     fn take_upgrade(&mut self) -> Option<Upgraded<UpstreamStream>> {
         match self {
             Self::Upstream(b) => b.take_upgrade(),
-            Self::Local(_) => None,
+            Self::Local(_) | Self::Grpc(_) => None,
         }
     }
 

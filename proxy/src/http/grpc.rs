@@ -1,10 +1,13 @@
-//! gRPC's part in a request's life: knowing a gRPC request, and its `grpc-timeout` (the gRPC over
+//! gRPC's part in a request's life: knowing a gRPC request, its `grpc-timeout` (the gRPC over
 //! HTTP/2 spec), which caps the route's timeout and each try's, and goes upstream rewritten with
-//! the time that is left.
+//! the time that is left, and reading the call's status from a response head.
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use pillion_config::GrpcCode;
+
+use super::headers::GRPC_STATUS;
 
 /// The deadline a gRPC client sets for its call.
 pub static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
@@ -47,6 +50,20 @@ pub fn timeout_value(left: Duration) -> HeaderValue {
     HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("1m"))
 }
 
+/// The call's status as the response head tells it: its `grpc-status` (a trailers-only
+/// response), what a gRPC client makes of a status other than 200 or of an empty body with no
+/// status, or `None` when the status is still to come in the trailers.
+pub fn head_status(status: StatusCode, headers: &HeaderMap, ended: bool) -> Option<GrpcCode> {
+    if let Some(v) = headers.get(&GRPC_STATUS) {
+        return Some(GrpcCode::from_value(v.as_bytes()));
+    }
+    match status {
+        StatusCode::OK if ended => Some(GrpcCode::UNKNOWN),
+        StatusCode::OK => None,
+        other => Some(GrpcCode::from_http(other.as_u16())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +100,17 @@ mod tests {
         for bad in ["", "m", "123456789m", "1x", "-1S", "1.5S", " 1S"] {
             assert_eq!(timeout(&with("grpc-timeout", bad)), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_head_tells_the_status_of_a_trailers_only_or_failed_call() {
+        let none = HeaderMap::new();
+        let head = |s: u16, h: &HeaderMap, ended| head_status(StatusCode::from_u16(s).unwrap(), h, ended);
+        assert_eq!(head(200, &with("grpc-status", "14"), true), Some(GrpcCode::UNAVAILABLE));
+        assert_eq!(head(200, &none, false), None);
+        assert_eq!(head(200, &none, true), Some(GrpcCode::UNKNOWN));
+        assert_eq!(head(503, &none, true), Some(GrpcCode::UNAVAILABLE));
+        assert_eq!(head(404, &none, false), Some(GrpcCode::UNIMPLEMENTED));
     }
 
     #[test]

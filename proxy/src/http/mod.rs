@@ -1,11 +1,13 @@
 //! The life of one HTTP request through the proxy, phase by phase, in one place:
 //! request filter -> route -> upstream peer -> upstream request -> response filter -> log.
 
+pub mod access;
 pub mod attempt;
 pub mod body;
 pub mod deadline;
 pub mod forward;
 pub mod grpc;
+pub mod grpc_end;
 pub mod headers;
 pub mod reply;
 pub mod request_id;
@@ -23,9 +25,10 @@ use crate::{
     live::{Serving, Shared},
     metrics::Direction,
 };
+use access::AccessLine;
 use body::ResponseBody;
 use deadline::Deadline;
-use pillion_config::{Protocol, RetryPolicy, route};
+use pillion_config::{GrpcCode, Protocol, RetryPolicy, route};
 use reply::LocalError;
 use series::{Sample, SeriesCache};
 
@@ -147,7 +150,7 @@ pub async fn handle(
     let grpc = survey.grpc && req.method() != http::Method::CONNECT;
     // A request refused before it is routed (no request ID yet).
     let refuse = |e: LocalError| {
-        let log = LogParts::new(&shared, req.method(), req.uri(), &HeaderValue::from_static("-"));
+        let log = LogParts::new(&shared, grpc, req.method(), req.uri(), &HeaderValue::from_static("-"));
         log.finish(&shared, &conn, start, None, e.reply(grpc), conn.tls)
     };
     if survey.ambiguous_framing {
@@ -185,7 +188,7 @@ pub async fn handle(
         }
     }
     let request_id = headers::ensure_request_id(&mut parts.headers);
-    let log = LogParts::new(&shared, &parts.method, &parts.uri, request_id);
+    let log = LogParts::new(&shared, grpc, &parts.method, &parts.uri, request_id);
 
     if conn.direction == Direction::Inbound {
         if let Err(e) = authorize(&rt, &conn) {
@@ -228,6 +231,7 @@ pub async fn handle(
         client_version: if orig_http1 { Version::HTTP_11 } else { parts.version },
         max_body: target.max_body,
         start,
+        grpc,
         deadline: grpc_timeout.map(|t| start + t),
     };
     let timeout = match (target.timeout, grpc_timeout) {
@@ -307,30 +311,35 @@ fn route_request<'a>(
     })
 }
 
-/// What the access log needs of a request once its parts went upstream, if it is on.
-struct LogParts(Option<AccessLine>);
-
-/// A request's part of its access log line.
-struct AccessLine {
-    method: http::Method,
-    uri: http::Uri,
-    request_id: HeaderValue,
+/// What a request's record needs once its parts went upstream: whether it is a gRPC call, and
+/// the access log's part, if the log is on.
+struct LogParts {
+    grpc: bool,
+    line: Option<AccessLine>,
 }
 
 impl LogParts {
     /// Keeps what the access log will need, and nothing when it is off.
-    fn new(shared: &Shared, method: &http::Method, uri: &http::Uri, request_id: &HeaderValue) -> Self {
-        Self(shared.access_log.then(|| AccessLine {
+    fn new(
+        shared: &Shared,
+        grpc: bool,
+        method: &http::Method,
+        uri: &http::Uri,
+        request_id: &HeaderValue,
+    ) -> Self {
+        let line = shared.access_log.then(|| AccessLine {
             method: method.clone(),
             uri: uri.clone(),
             request_id: request_id.clone(),
-        }))
+        });
+        Self { grpc, line }
     }
 
-    /// Records metrics and the access log line, for every request however it ended.
+    /// Records metrics and the access log line, for every request however it ended: now, or for
+    /// a gRPC call whose status is still to come, when its response ends.
     fn finish(
         self,
-        shared: &Shared,
+        shared: &Arc<Shared>,
         conn: &Conn,
         start: Instant,
         target: Option<&Target<'_>>,
@@ -339,30 +348,68 @@ impl LogParts {
     ) -> Response<ResponseBody> {
         let elapsed = start.elapsed();
         let (service, route) = target.map_or(("unknown", "none"), |t| (t.name, t.route));
-        let dir = conn.direction.as_str();
-        let sample = Sample {
-            direction: dir,
+        let direction = conn.direction.as_str();
+        let status = self.grpc.then(|| {
+            grpc::head_status(resp.status(), resp.headers(), http_body::Body::is_end_stream(resp.body()))
+        });
+        let mut sample = Sample {
+            direction,
             service,
             route,
             tls,
             code: resp.status(),
+            grpc_status: status.flatten().map_or("", GrpcCode::as_str),
             seconds: elapsed.as_secs_f64(),
         };
+        if status == Some(None) {
+            let (parts, body) = resp.into_parts();
+            match body {
+                ResponseBody::Upstream(body) => {
+                    let series = conn.series.series(&shared.metrics, &sample);
+                    series.observe(sample.seconds);
+                    let end = grpc_end::CallEnd {
+                        shared: shared.clone(),
+                        series,
+                        code: parts.status,
+                        direction,
+                        client: conn.peer,
+                        elapsed,
+                        error: self.line.as_ref().and_then(|_| parts.headers.get(&headers::ERROR).cloned()),
+                        line: self.line,
+                    };
+                    let body = ResponseBody::Grpc(grpc_end::GrpcBody::new(body, end));
+                    return Response::from_parts(parts, body);
+                }
+                // Only an endpoint's body has trailers: nothing more will tell the status.
+                body => {
+                    sample.grpc_status = GrpcCode::UNKNOWN.as_str();
+                    return self.record(shared, conn, sample, Response::from_parts(parts, body), elapsed);
+                }
+            }
+        }
+        self.record(shared, conn, sample, resp, elapsed)
+    }
+
+    fn record(
+        self,
+        shared: &Shared,
+        conn: &Conn,
+        sample: Sample<'_>,
+        resp: Response<ResponseBody>,
+        elapsed: std::time::Duration,
+    ) -> Response<ResponseBody> {
         conn.series.record(&shared.metrics, sample);
-        if let Some(line) = self.0 {
-            tracing::info!(
-                target: "pillion::access",
-                direction = dir,
-                client = %conn.peer,
-                method = %line.method,
-                path = line.uri.path(),
-                status = resp.status().as_u16(),
-                service,
-                route,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                request_id = line.request_id.to_str().unwrap_or("-"),
-                error = resp.headers().get(&headers::ERROR).and_then(|v| v.to_str().ok()).unwrap_or(""),
-            );
+        if let Some(line) = self.line {
+            line.write(&access::Outcome {
+                direction: sample.direction,
+                client: conn.peer,
+                status: resp.status().as_u16(),
+                service: sample.service,
+                route: sample.route,
+                elapsed,
+                error: resp.headers().get(&headers::ERROR).and_then(|v| v.to_str().ok()).unwrap_or(""),
+                grpc_status: sample.grpc_status,
+            });
         }
         resp
     }

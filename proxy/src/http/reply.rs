@@ -15,6 +15,7 @@ use crate::{
         response::{self, Answering},
     },
 };
+use pillion_config::GrpcCode;
 
 /// Why the proxy answered a request itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,20 +112,20 @@ impl LocalError {
 
     /// The gRPC status code a gRPC client gets for it, as gRPC's own mapping of the HTTP status
     /// would give it, but for the causes that mapping cannot tell apart (a timeout, a denial).
-    fn grpc_status(self) -> &'static str {
+    fn grpc_status(self) -> GrpcCode {
         match self {
-            Self::NoEndpoint | Self::ConnectFailed | Self::UpstreamReset => "14", // UNAVAILABLE
-            Self::Timeout | Self::HeaderTimeout => "4",                           // DEADLINE_EXCEEDED
-            Self::Overloaded | Self::TooLarge => "8",                             // RESOURCE_EXHAUSTED
-            Self::Unauthorized => "7",                                            // PERMISSION_DENIED
-            Self::NoRoute | Self::Connect => "12",                                // UNIMPLEMENTED
+            Self::NoEndpoint | Self::ConnectFailed | Self::UpstreamReset => GrpcCode::UNAVAILABLE,
+            Self::Timeout | Self::HeaderTimeout => GrpcCode::DEADLINE_EXCEEDED,
+            Self::Overloaded | Self::TooLarge => GrpcCode::RESOURCE_EXHAUSTED,
+            Self::Unauthorized => GrpcCode::PERMISSION_DENIED,
+            Self::NoRoute | Self::Connect => GrpcCode::UNIMPLEMENTED,
             Self::BadRequest
             | Self::BadHost
             | Self::BadTarget
             | Self::HeadersTooLarge
             | Self::RequestLineTooLong
             | Self::BadFraming
-            | Self::BadLineEnding => "13", // INTERNAL
+            | Self::BadLineEnding => GrpcCode::INTERNAL,
         }
     }
 
@@ -140,7 +141,7 @@ impl LocalError {
         let mut resp = Response::new(Body::Empty.into());
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        h.insert(headers::GRPC_STATUS.clone(), HeaderValue::from_static(self.grpc_status()));
+        h.insert(headers::GRPC_STATUS.clone(), HeaderValue::from_static(self.grpc_status().as_str()));
         h.insert(headers::GRPC_MESSAGE.clone(), HeaderValue::from_static(code));
         h.insert(headers::ERROR.clone(), HeaderValue::from_static(code));
         resp

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::Method;
 
 use crate::http::reply::LocalError;
-use pillion_config::{RetryOn, RetryPolicy};
+use pillion_config::{GrpcCode, RetryOn, RetryPolicy};
 
 /// Largest request body buffered so that it can be sent again.
 pub const MAX_REPLAY_BODY: u64 = 64 * 1024;
@@ -24,20 +24,31 @@ pub fn idempotent(method: &Method) -> bool {
 pub enum TryResult {
     /// A response with this status.
     Status(u16),
+    /// A gRPC call that ended with its head (trailers-only).
+    Grpc(GrpcCode),
     /// A local error before any response.
     Failed(LocalError),
 }
 
 /// Whether `policy` retries a try that ended with `result`. A connect failure sent nothing, so
-/// any method may be retried after one; anything else needs an idempotent method.
-pub fn should_retry(policy: &RetryPolicy, method: &Method, result: TryResult) -> bool {
+/// any method may be retried after one. A gRPC call (always a POST) is retried on the gRPC codes
+/// the policy names, its HTTP status read as gRPC clients read it; anything else needs an
+/// idempotent method.
+pub fn should_retry(policy: &RetryPolicy, method: &Method, grpc: bool, result: TryResult) -> bool {
+    let grpc_code = match result {
+        TryResult::Grpc(code) => Some(code),
+        // 200 without a status in its head: the status is still to come.
+        TryResult::Status(status) if grpc && status != 200 => Some(GrpcCode::from_http(status)),
+        _ => None,
+    };
     match result {
         TryResult::Failed(LocalError::ConnectFailed) => policy.on.contains(&RetryOn::ConnectFailure),
+        _ if grpc_code.is_some() => grpc_code.is_some_and(|c| policy.on.contains(&RetryOn::Grpc(c))),
         _ if !idempotent(method) => false,
         TryResult::Failed(LocalError::UpstreamReset | LocalError::Timeout) => {
             policy.on.iter().any(|o| matches!(o, RetryOn::Reset | RetryOn::Status5xx))
         }
-        TryResult::Failed(_) => false,
+        TryResult::Failed(_) | TryResult::Grpc(_) => false,
         TryResult::Status(code) => policy.on.iter().any(|o| match o {
             RetryOn::Status(c) => *c == code,
             RetryOn::Status5xx => code >= 500,
@@ -66,15 +77,28 @@ mod tests {
     #[test]
     fn connect_failures_retry_any_method_others_only_idempotent_ones() {
         let p = policy(&[RetryOn::ConnectFailure, RetryOn::Status(503)]);
-        assert!(should_retry(&p, &Method::POST, TryResult::Failed(LocalError::ConnectFailed)));
-        assert!(should_retry(&p, &Method::GET, TryResult::Status(503)));
-        assert!(!should_retry(&p, &Method::POST, TryResult::Status(503)));
-        assert!(!should_retry(&p, &Method::GET, TryResult::Status(500)));
-        assert!(!should_retry(&p, &Method::GET, TryResult::Failed(LocalError::UpstreamReset)));
+        let retry = |p: &RetryPolicy, m: &Method, r| should_retry(p, m, false, r);
+        assert!(retry(&p, &Method::POST, TryResult::Failed(LocalError::ConnectFailed)));
+        assert!(retry(&p, &Method::GET, TryResult::Status(503)));
+        assert!(!retry(&p, &Method::POST, TryResult::Status(503)));
+        assert!(!retry(&p, &Method::GET, TryResult::Status(500)));
+        assert!(!retry(&p, &Method::GET, TryResult::Failed(LocalError::UpstreamReset)));
         let p5 = policy(&[RetryOn::Status5xx]);
-        assert!(should_retry(&p5, &Method::PUT, TryResult::Status(500)));
-        assert!(should_retry(&p5, &Method::GET, TryResult::Failed(LocalError::Timeout)));
-        assert!(!should_retry(&p5, &Method::GET, TryResult::Status(404)));
+        assert!(retry(&p5, &Method::PUT, TryResult::Status(500)));
+        assert!(retry(&p5, &Method::GET, TryResult::Failed(LocalError::Timeout)));
+        assert!(!retry(&p5, &Method::GET, TryResult::Status(404)));
+    }
+
+    #[test]
+    fn grpc_calls_retry_on_the_codes_named_and_nothing_else() {
+        let p = policy(&[RetryOn::Grpc(GrpcCode::UNAVAILABLE), RetryOn::Status5xx]);
+        let grpc = |r| should_retry(&p, &Method::POST, true, r);
+        assert!(grpc(TryResult::Grpc(GrpcCode::UNAVAILABLE)));
+        assert!(grpc(TryResult::Status(503)), "503 reads as UNAVAILABLE");
+        assert!(!grpc(TryResult::Grpc(GrpcCode::INTERNAL)));
+        assert!(!grpc(TryResult::Status(500)), "5xx alone never resends a POST");
+        assert!(!grpc(TryResult::Failed(LocalError::UpstreamReset)));
+        assert!(!grpc(TryResult::Status(200)), "a 200 has its status still to come");
     }
 
     #[test]

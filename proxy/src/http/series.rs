@@ -1,10 +1,10 @@
 //! The request metrics a connection records into. Resolving a labelled series costs a hash of
 //! every label and a read lock on the registry's map, per request; a connection's requests
 //! nearly always go to one service and route, so each connection keeps the series of its last
-//! (service, route, tls) and resolves again only when that changes. Only `code="200"` is kept:
-//! other codes are rarer, and resolved each time.
+//! (service, route, tls) and resolves again only when that changes. Only `code="200"` is kept
+//! (and, for gRPC calls, `grpc_status="0"`): other codes are rarer, and resolved each time.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwapOption;
 use http::StatusCode;
@@ -18,11 +18,14 @@ pub struct SeriesCache(ArcSwapOption<Series>);
 
 /// The series of one (direction, service, route, tls).
 #[derive(Debug)]
-struct Series {
+pub struct Series {
+    direction: &'static str,
     service: Box<str>,
     route: Box<str>,
     tls: bool,
     ok: IntCounter,
+    /// `code="200", grpc_status="0"`, made at the first gRPC call.
+    grpc_ok: OnceLock<IntCounter>,
     duration: Histogram,
 }
 
@@ -39,6 +42,8 @@ pub struct Sample<'a> {
     pub tls: bool,
     /// Response status.
     pub code: StatusCode,
+    /// A gRPC call's status, as its `grpc_status` label; empty for other requests.
+    pub grpc_status: &'static str,
     /// Seconds to the response head.
     pub seconds: f64,
 }
@@ -58,15 +63,30 @@ impl SeriesCache {
             return;
         }
         drop(cached);
-        let series = Series {
+        let series = self.resolve(m, &s);
+        series.record(m, &s);
+    }
+
+    /// The series of `s` (its code and status aside), for a call whose status comes later.
+    pub fn series(&self, m: &Metrics, s: &Sample<'_>) -> Arc<Series> {
+        match self.0.load_full() {
+            Some(series) if series.is(s) => series,
+            _ => self.resolve(m, s),
+        }
+    }
+
+    fn resolve(&self, m: &Metrics, s: &Sample<'_>) -> Arc<Series> {
+        let series = Arc::new(Series {
+            direction: s.direction,
             service: s.service.into(),
             route: s.route.into(),
             tls: s.tls,
-            ok: m.requests(s.route_labels(), "200", s.tls),
+            ok: m.requests(s.route_labels(), "200", "", s.tls),
+            grpc_ok: OnceLock::new(),
             duration: m.request_duration(s.route_labels()),
-        };
-        series.record(m, &s);
-        self.0.store(Some(Arc::new(series)));
+        });
+        self.0.store(Some(series.clone()));
+        series
     }
 }
 
@@ -77,12 +97,38 @@ impl Series {
     }
 
     fn record(&self, m: &Metrics, s: &Sample<'_>) {
-        if s.code == StatusCode::OK {
-            self.ok.inc();
-        } else {
-            m.requests(s.route_labels(), s.code.as_str(), s.tls).inc();
+        self.count(m, s.code, s.grpc_status);
+        self.observe(s.seconds);
+    }
+
+    /// Records the time to the response head.
+    pub fn observe(&self, seconds: f64) {
+        self.duration.observe(seconds);
+    }
+
+    /// Counts one request answered with `code` and, for a gRPC call, `grpc_status`.
+    pub fn count(&self, m: &Metrics, code: StatusCode, grpc_status: &str) {
+        match (code, grpc_status) {
+            (StatusCode::OK, "") => self.ok.inc(),
+            (StatusCode::OK, "0") => {
+                self.grpc_ok.get_or_init(|| m.requests(self.labels(), "200", "0", self.tls)).inc();
+            }
+            _ => m.requests(self.labels(), code.as_str(), grpc_status, self.tls).inc(),
         }
-        self.duration.observe(s.seconds);
+    }
+
+    /// The `service` label.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The `route` label.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    fn labels(&self) -> RouteLabels<'_> {
+        RouteLabels { direction: self.direction, service: &self.service, route: &self.route }
     }
 }
 
@@ -100,6 +146,7 @@ mod tests {
             route: "r",
             tls: false,
             code,
+            grpc_status: "",
             seconds: 0.001,
         };
         for _ in 0..3 {
@@ -109,7 +156,7 @@ mod tests {
         cache.record(&m, sample("b", StatusCode::OK));
         cache.record(&m, sample("a", StatusCode::OK));
         let route = |service| RouteLabels { direction: "outbound", service, route: "r" };
-        let count = |service, code| m.requests(route(service), code, false).get();
+        let count = |service, code| m.requests(route(service), code, "", false).get();
         assert_eq!((count("a", "200"), count("a", "502"), count("b", "200")), (4, 1, 1));
         let d = m.request_duration(route("a"));
         assert_eq!(d.get_sample_count(), 5);

@@ -1,7 +1,10 @@
 //! The bodies of requests on their way upstream and of the proxy's own replies: a client's
 //! body streamed through (whichever codec read it), a local one, or nothing. The response an
 //! endpoint sends back is `http::body::ResponseBody`. Enums rather than boxed trait objects, so
-//! forwarding a request allocates no body box.
+//! forwarding a request allocates no body box. A body that a retry may send again is in
+//! [`replay`].
+
+pub mod replay;
 
 use std::{
     pin::Pin,
@@ -80,6 +83,8 @@ pub enum Body {
         /// Bytes still allowed.
         left: u64,
     },
+    /// A client's body as one try of several sends it.
+    Replay(replay::ReplayBody),
 }
 
 /// A request body went over its route's `max_request_bytes`.
@@ -106,6 +111,7 @@ impl http_body::Body for Body {
             Self::Empty => Poll::Ready(None),
             Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Self::Streaming(b) => Pin::new(b).poll_frame(cx),
+            Self::Replay(b) => Pin::new(b).poll_frame(cx),
             Self::Limited { inner, left } => {
                 let frame = std::task::ready!(Pin::new(inner).poll_frame(cx));
                 if let Some(Ok(f)) = &frame {
@@ -125,6 +131,7 @@ impl http_body::Body for Body {
             Self::Empty => true,
             Self::Full(b) => b.is_none(),
             Self::Streaming(b) | Self::Limited { inner: b, .. } => b.is_end_stream(),
+            Self::Replay(b) => b.is_end_stream(),
         }
     }
 
@@ -133,6 +140,7 @@ impl http_body::Body for Body {
             Self::Empty => SizeHint::with_exact(0),
             Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Streaming(b) | Self::Limited { inner: b, .. } => b.size_hint(),
+            Self::Replay(b) => b.size_hint(),
         }
     }
 }
