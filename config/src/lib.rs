@@ -167,12 +167,31 @@ pub struct ServiceConfig {
     pub lb: LbPolicy,
     /// Upstream connect timeout.
     pub connect_timeout: Duration,
+    /// PINGs on upstream HTTP/2 connections, or `None` for none.
+    pub http2_keepalive: Option<Keepalive>,
     /// Passive health checking.
     pub outlier: OutlierConfig,
     /// Circuit breaking.
     pub limits: ServiceLimits,
     /// Endpoints.
     pub endpoints: Vec<EndpointConfig>,
+}
+
+/// HTTP/2 keepalive: a connection that carries requests and has been quiet for `interval` gets a
+/// PING, and is closed when the answer takes longer than `timeout` (long-lived gRPC streams
+/// through NAT and load balancers need it, and it finds a dead peer before a request's timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Quiet time before a PING.
+    pub interval: Duration,
+    /// Longest wait for its answer.
+    pub timeout: Duration,
+}
+
+impl Keepalive {
+    /// What a service gets unless it says otherwise.
+    pub const DEFAULT: Keepalive =
+        Keepalive { interval: Duration::from_secs(30), timeout: Duration::from_secs(10) };
 }
 
 /// Outlier detection, defaults filled in.

@@ -6,8 +6,9 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use super::{
-    Config, EndpointConfig, InboundConfig, ListenerConfig, ListenerLimits, MtlsMode, OutboundConfig,
-    OutlierConfig, PortPolicy, RetryOn, RetryPolicy, RouteConfig, ServiceConfig, ServiceLimits, schema,
+    Config, EndpointConfig, InboundConfig, Keepalive, ListenerConfig, ListenerLimits, MtlsMode,
+    OutboundConfig, OutlierConfig, PortPolicy, RetryOn, RetryPolicy, RouteConfig, ServiceConfig,
+    ServiceLimits, schema,
 };
 use crate::route::RouteMatcher;
 
@@ -245,12 +246,14 @@ fn services(c: &mut Checker, list: &[schema::Service]) -> Vec<ServiceConfig> {
         if max_ejected_percent > 100 {
             c.report(at("outlier.max_ejected_percent"), "a percentage must be between 0 and 100");
         }
+        let http2_keepalive = keepalive(c, &at("http2_keepalive"), s.http2_keepalive.as_ref());
         out.push(ServiceConfig {
             name: Arc::from(s.name.as_str()),
             addresses: s.addresses.iter().map(|a| a.to_ascii_lowercase()).collect(),
             protocol: s.protocol,
             lb: s.lb,
             connect_timeout: s.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
+            http2_keepalive,
             outlier: OutlierConfig {
                 consecutive_failures: outlier.and_then(|o| o.consecutive_failures).unwrap_or(5),
                 ejection: outlier.and_then(|o| o.ejection).map_or(Duration::from_secs(30), |d| d.0),
@@ -264,6 +267,23 @@ fn services(c: &mut Checker, list: &[schema::Service]) -> Vec<ServiceConfig> {
         });
     }
     out
+}
+
+/// A service's keepalive, defaults filled in; an `interval` of zero turns it off.
+fn keepalive(c: &mut Checker, path: &str, k: Option<&schema::Http2Keepalive>) -> Option<Keepalive> {
+    let Some(k) = k else { return Some(Keepalive::DEFAULT) };
+    let interval = k.interval.map_or(Keepalive::DEFAULT.interval, |d| d.0);
+    let timeout = k.timeout.map_or(Keepalive::DEFAULT.timeout, |d| d.0);
+    if interval.is_zero() {
+        return None;
+    }
+    if timeout.is_zero() {
+        c.report(
+            format!("{path}.timeout"),
+            "timeout must be more than 0s (an interval of 0s turns keepalive off)",
+        );
+    }
+    Some(Keepalive { interval, timeout })
 }
 
 fn routes(

@@ -293,6 +293,26 @@ routes:
     }
 
     #[test]
+    fn http2_keepalive_defaults_turns_off_and_rejects_a_zero_timeout() {
+        let keepalive = |k: &str| {
+            let text = format!("services:\n  - {{name: a{k}}}\n");
+            load_str(Path::new("f.yaml"), &text).map(|c| c.services[0].http2_keepalive)
+        };
+        assert_eq!(keepalive("").ok(), Some(Some(crate::Keepalive::DEFAULT)));
+        assert_eq!(keepalive(", http2_keepalive: {interval: 0s}").ok(), Some(None));
+        let set = keepalive(", http2_keepalive: {interval: 5s, timeout: 1s}").ok().flatten();
+        assert_eq!(set.map(|k| (k.interval.as_secs(), k.timeout.as_secs())), Some((5, 1)));
+        let err = keepalive(", http2_keepalive: {timeout: 0s}").unwrap_err();
+        let p = &err.problems[0];
+        assert_eq!(p.line, 2);
+        assert!(
+            p.message.starts_with("services[0].http2_keepalive.timeout: timeout must be more than 0s"),
+            "{}",
+            p.message
+        );
+    }
+
+    #[test]
     fn missing_values_fall_back_to_the_parent_position() {
         let p = positions(TEXT);
         assert_eq!(lookup(&p, "routes[0].timeout"), (5, 5));

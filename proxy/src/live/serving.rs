@@ -15,7 +15,7 @@ use crate::{
     balance::Balancer,
     balance::{Endpoint, Service, ServiceState},
     tls::Tls,
-    upstream::EndpointConn,
+    upstream::{EndpointConn, Settings},
 };
 
 /// One config version made ready to serve.
@@ -63,15 +63,17 @@ impl Serving {
             };
             let mut endpoints = Vec::with_capacity(svc.endpoints.len());
             for e in &svc.endpoints {
-                let kept = old_endpoints.get(&(&*svc.name, e.addr)).filter(|o| {
-                    o.conn.connect_timeout == svc.connect_timeout && o.conn.identity == e.identity
-                });
+                let settings =
+                    Settings { connect_timeout: svc.connect_timeout, http2_keepalive: svc.http2_keepalive };
+                let kept = old_endpoints
+                    .get(&(&*svc.name, e.addr))
+                    .filter(|o| o.conn.settings == settings && o.conn.identity == e.identity);
                 let (conn, stats) = match kept {
                     Some(o) => (Arc::clone(&o.conn), Arc::clone(&o.stats)),
                     None => {
                         let conn = EndpointConn::new(
                             e.addr,
-                            svc.connect_timeout,
+                            settings,
                             e.identity.clone(),
                             tls,
                             Arc::clone(&state.connections),

@@ -12,6 +12,7 @@ use pillion_certs::{
     SpiffeId,
     tls::{ALPN_H2, ALPN_HTTP11},
 };
+use pillion_config::Keepalive;
 
 use crate::tls::{ALPN_TCP, Tls, TlsTarget};
 pub use connect::{ConnLimit, ConnectError, Connector, UpstreamStream};
@@ -22,6 +23,15 @@ pub type Http1Conn = crate::http1::client::Conn<UpstreamStream>;
 /// An endpoint's connection after it switched protocols (101).
 pub type Upgraded = crate::http1::client::Upgraded<UpstreamStream>;
 
+/// A service's settings for its endpoints' connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Time allowed to connect.
+    pub connect_timeout: Duration,
+    /// PINGs on HTTP/2 connections.
+    pub http2_keepalive: Option<Keepalive>,
+}
+
 /// The long-lived part of an endpoint.
 #[derive(Debug)]
 pub struct EndpointConn {
@@ -30,8 +40,8 @@ pub struct EndpointConn {
     /// For raw TCP proxying (over mTLS it announces ALPN `pillion/tcp`, so the peer proxy
     /// knows to copy bytes rather than parse HTTP).
     pub connector: Connector,
-    /// Connect timeout this was built with; a change rebuilds the connection state.
-    pub connect_timeout: Duration,
+    /// What this was built with; a change rebuilds the connection state.
+    pub settings: Settings,
     /// The identity the endpoint must prove (mTLS), if meshed.
     pub identity: Option<SpiffeId>,
 }
@@ -40,37 +50,40 @@ impl EndpointConn {
     /// An empty pool for `addr`, over mTLS when `identity` is set (which needs `tls`).
     pub fn new(
         addr: SocketAddr,
-        connect_timeout: Duration,
+        settings: Settings,
         identity: Option<SpiffeId>,
         tls: Option<&Tls>,
         limit: Arc<ConnLimit>,
     ) -> Result<Self, pillion_certs::Error> {
         let (Some(id), Some(tls)) = (&identity, tls) else {
-            return Ok(Self::plain(addr, connect_timeout, limit));
+            return Ok(Self::build(addr, settings, None, [None, None, None], limit));
         };
         // Each pool offers only the ALPN protocol it speaks, so a peer never picks another.
         let targets = [tls.target(id, ALPN_HTTP11)?, tls.target(id, ALPN_H2)?, tls.target(id, ALPN_TCP)?];
-        Ok(Self::build(addr, connect_timeout, identity, targets.map(Some), limit))
+        Ok(Self::build(addr, settings, identity, targets.map(Some), limit))
     }
 
-    /// An empty plaintext pool for `addr`.
+    /// An empty plaintext pool for `addr`, with the default keepalive.
     pub fn plain(addr: SocketAddr, connect_timeout: Duration, limit: Arc<ConnLimit>) -> Self {
-        Self::build(addr, connect_timeout, None, [None, None, None], limit)
+        let settings = Settings { connect_timeout, http2_keepalive: Some(Keepalive::DEFAULT) };
+        Self::build(addr, settings, None, [None, None, None], limit)
     }
 
     fn build(
         addr: SocketAddr,
-        connect_timeout: Duration,
+        settings: Settings,
         identity: Option<SpiffeId>,
         [h1_tls, h2_tls, tcp_tls]: [Option<TlsTarget>; 3],
         limit: Arc<ConnLimit>,
     ) -> Self {
+        let timeout = settings.connect_timeout;
         let pool = Pool::new(
-            Connector::new(addr, connect_timeout, h1_tls, Arc::clone(&limit)),
-            Connector::new(addr, connect_timeout, h2_tls, Arc::clone(&limit)),
+            Connector::new(addr, timeout, h1_tls, Arc::clone(&limit)),
+            Connector::new(addr, timeout, h2_tls, Arc::clone(&limit)),
+            settings.http2_keepalive,
         );
-        let connector = Connector::new(addr, connect_timeout, tcp_tls, limit);
-        Self { pool, connector, connect_timeout, identity }
+        let connector = Connector::new(addr, timeout, tcp_tls, limit);
+        Self { pool, connector, settings, identity }
     }
 
     /// Whether connections to this endpoint are mutual TLS.

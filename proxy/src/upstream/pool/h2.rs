@@ -13,6 +13,7 @@ use std::{
 use arc_swap::ArcSwapOption;
 use http::{Request, Response};
 use hyper::{body::Incoming, client::conn::http2::SendRequest};
+use pillion_config::Keepalive;
 use tokio::sync::OnceCell;
 
 use super::{IDLE_TIMEOUT, SWEEP_EVERY, SendError};
@@ -28,6 +29,7 @@ type Attempt = OnceCell<Result<SendRequest<Body>, ConnectError>>;
 /// The HTTP/2 side of an endpoint's pool.
 pub(super) struct Http2 {
     connector: Connector,
+    keepalive: Option<Keepalive>,
     /// The connection requests go on, read without a lock on every request.
     current: ArcSwapOption<SendRequest<Body>>,
     /// The connect running or last finished. Held only to read or replace it, never across an
@@ -46,9 +48,10 @@ impl Http2 {
         self.connector.addr()
     }
 
-    pub(super) fn new(connector: Connector) -> Self {
+    pub(super) fn new(connector: Connector, keepalive: Option<Keepalive>) -> Self {
         Self {
             connector,
+            keepalive,
             current: ArcSwapOption::empty(),
             attempt: Mutex::new(None),
             used: AtomicBool::new(false),
@@ -112,8 +115,9 @@ impl Http2 {
     async fn connect(&self) -> Result<SendRequest<Body>, ConnectError> {
         let addr = self.connector.addr();
         let io = self.connector.connect().await?;
-        let tx =
-            http2::client::handshake(io, addr).await.map_err(|e| ConnectError::Handshake(addr, e.into()))?;
+        let tx = http2::client::handshake(io, addr, self.keepalive)
+            .await
+            .map_err(|e| ConnectError::Handshake(addr, e.into()))?;
         self.current.store(Some(Arc::new(tx.clone())));
         Ok(tx)
     }

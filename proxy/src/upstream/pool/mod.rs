@@ -21,6 +21,7 @@ use std::{
 };
 
 use http::{Request, Response};
+use pillion_config::Keepalive;
 use tokio::task::AbortHandle;
 
 use super::connect::{ConnectError, Connector};
@@ -58,9 +59,11 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// An empty pool; `h1` and `h2` open its connections (each offers only its own ALPN).
-    pub fn new(h1: Connector, h2: Connector) -> Arc<Self> {
-        Arc::new(Self { h1: h1::Http1::new(h1), h2: h2::Http2::new(h2), sweeper: OnceLock::new() })
+    /// An empty pool; `h1` and `h2` open its connections (each offers only its own ALPN), and
+    /// HTTP/2 connections are kept alive by `keepalive`.
+    pub fn new(h1: Connector, h2: Connector, keepalive: Option<Keepalive>) -> Arc<Self> {
+        let h2 = h2::Http2::new(h2, keepalive);
+        Arc::new(Self { h1: h1::Http1::new(h1), h2, sweeper: OnceLock::new() })
     }
 
     /// Sends `req` (origin-form URI, `Host` set) over HTTP/1.1. The connection returns to the

@@ -17,6 +17,7 @@ use http::{Request, Response, header};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use pillion_config::Keepalive;
 use tokio::{net::TcpListener, sync::Barrier, task::AbortHandle};
 
 use super::{Pool, SendError, UpstreamBody};
@@ -136,7 +137,7 @@ impl ClosingServer {
 
 fn pool_to(addr: SocketAddr, limit: Arc<ConnLimit>) -> Arc<Pool> {
     let connector = || Connector::new(addr, Duration::from_secs(1), None, Arc::clone(&limit));
-    Pool::new(connector(), connector())
+    Pool::new(connector(), connector(), Some(Keepalive::DEFAULT))
 }
 
 async fn get_h1(pool: &Arc<Pool>) -> Result<Response<UpstreamBody>, SendError> {
