@@ -116,6 +116,13 @@ fn http1_and_h2c_cross_both_sidecars_with_the_client_identity() {
         m.b.metric("pillion_requests_total", &["direction=\"inbound\"", "tls=\"true\"", "code=\"200\""]),
         Some(2.0)
     );
+    // Who called whom, from metrics alone: the inbound side labels the verified caller.
+    let from_web = format!("client_id=\"{WEB}\"");
+    assert_eq!(m.b.metric("pillion_requests_total", &["direction=\"inbound\"", &from_web]), Some(2.0));
+    assert_eq!(
+        m.a.metric("pillion_requests_total", &["direction=\"outbound\"", "client_id=\"\""]),
+        Some(2.0)
+    );
     assert_eq!(
         m.b.metric("pillion_tcp_connections_total", &["direction=\"inbound\"", "tls=\"true\""]),
         Some(1.0),
@@ -152,6 +159,8 @@ fn an_identity_outside_the_allow_list_gets_403() {
     assert!(text.starts_with("HTTP/1.1 403"), "{text}");
     assert!(text.contains("x-pillion-error: unauthorized"), "{text}");
     assert_eq!(m.b.metric("pillion_authz_denied_total", &["direction=\"inbound\""]), Some(1.0));
+    let from_evil = format!("client_id=\"{EVIL}\"");
+    assert_eq!(m.b.metric("pillion_requests_total", &["code=\"403\"", &from_evil]), Some(1.0));
 }
 
 #[test]

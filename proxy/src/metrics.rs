@@ -146,7 +146,7 @@ impl Metrics {
         let requests = counter(
             "pillion_requests_total",
             "HTTP requests answered.",
-            &["direction", "service", "route", "code", "grpc_status", "tls"],
+            &["direction", "service", "route", "code", "grpc_status", "client_id", "tls"],
         );
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -241,11 +241,19 @@ impl Metrics {
         }
     }
 
-    /// `pillion_requests_total` for a request of `route` answered with `code` and, for a gRPC
-    /// call, `grpc_status` (empty for other requests).
-    pub fn requests(&self, route: RouteLabels<'_>, code: &str, grpc_status: &str, tls: bool) -> IntCounter {
+    /// `pillion_requests_total` for a request of `route` from `client_id` (empty when not
+    /// known), answered with `code` and, for a gRPC call, `grpc_status` (else empty).
+    pub fn requests(
+        &self,
+        route: RouteLabels<'_>,
+        client_id: &str,
+        code: &str,
+        grpc_status: &str,
+        tls: bool,
+    ) -> IntCounter {
         let RouteLabels { direction, service, route } = route;
-        self.requests.with_label_values(&[direction, service, route, code, grpc_status, tls_label(tls)])
+        let labels = [direction, service, route, code, grpc_status, client_id, tls_label(tls)];
+        self.requests.with_label_values(&labels)
     }
 
     /// `pillion_request_duration_seconds` of `route`.

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod attempt;
 pub mod body;
+pub mod client_identity;
 pub mod deadline;
 pub mod forward;
 pub mod grpc;
@@ -13,6 +14,8 @@ pub mod reply;
 pub mod request_id;
 pub mod retry;
 pub mod series;
+
+pub use client_identity::ClientIdentity;
 
 use std::{net::SocketAddr, pin::pin, sync::Arc};
 
@@ -82,25 +85,6 @@ pub enum Dest {
         /// `127.0.0.1:port` or `inbound.app`.
         service: Arc<Service>,
     },
-}
-
-/// A client identity proven by its certificate, with its header form made once.
-#[derive(Debug)]
-pub struct ClientIdentity {
-    /// The SPIFFE ID.
-    pub id: pillion_certs::SpiffeId,
-    /// The same, as the `x-pillion-client-id` value.
-    pub header: HeaderValue,
-}
-
-impl ClientIdentity {
-    /// Wraps a verified ID.
-    pub fn new(id: pillion_certs::SpiffeId) -> Self {
-        // A parsed SPIFFE ID is ASCII without controls, so it is always a valid header value.
-        let header =
-            HeaderValue::from_str(id.as_str()).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-        Self { id, header }
-    }
 }
 
 /// Whether the inbound connection's client may use the app port, per `inbound.ports[].allow`.
@@ -356,6 +340,7 @@ impl LogParts {
             direction,
             service,
             route,
+            client_id: conn.client.as_ref().map_or("", |c| &*c.label),
             tls,
             code: resp.status(),
             grpc_status: status.flatten().map_or("", GrpcCode::as_str),

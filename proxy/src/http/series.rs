@@ -1,7 +1,8 @@
 //! The request metrics a connection records into. Resolving a labelled series costs a hash of
 //! every label and a read lock on the registry's map, per request; a connection's requests
 //! nearly always go to one service and route, so each connection keeps the series of its last
-//! (service, route, tls) and resolves again only when that changes. Only `code="200"` is kept
+//! (service, route, tls) and resolves again only when that changes (its client, and so the
+//! `client_id` label, never does). Only `code="200"` is kept
 //! (and, for gRPC calls, `grpc_status="0"`): other codes are rarer, and resolved each time.
 
 use std::sync::{Arc, OnceLock};
@@ -22,6 +23,7 @@ pub struct Series {
     direction: &'static str,
     service: Box<str>,
     route: Box<str>,
+    client_id: Box<str>,
     tls: bool,
     ok: IntCounter,
     /// `code="200", grpc_status="0"`, made at the first gRPC call.
@@ -38,6 +40,8 @@ pub struct Sample<'a> {
     pub service: &'a str,
     /// `route` label.
     pub route: &'a str,
+    /// `client_id` label: the verified client's identity, `other` or empty.
+    pub client_id: &'a str,
     /// Mutual TLS.
     pub tls: bool,
     /// Response status.
@@ -80,8 +84,9 @@ impl SeriesCache {
             direction: s.direction,
             service: s.service.into(),
             route: s.route.into(),
+            client_id: s.client_id.into(),
             tls: s.tls,
-            ok: m.requests(s.route_labels(), "200", "", s.tls),
+            ok: m.requests(s.route_labels(), s.client_id, "200", "", s.tls),
             grpc_ok: OnceLock::new(),
             duration: m.request_duration(s.route_labels()),
         });
@@ -111,9 +116,10 @@ impl Series {
         match (code, grpc_status) {
             (StatusCode::OK, "") => self.ok.inc(),
             (StatusCode::OK, "0") => {
-                self.grpc_ok.get_or_init(|| m.requests(self.labels(), "200", "0", self.tls)).inc();
+                let ok = || m.requests(self.labels(), &self.client_id, "200", "0", self.tls);
+                self.grpc_ok.get_or_init(ok).inc();
             }
-            _ => m.requests(self.labels(), code.as_str(), grpc_status, self.tls).inc(),
+            _ => m.requests(self.labels(), &self.client_id, code.as_str(), grpc_status, self.tls).inc(),
         }
     }
 
@@ -144,6 +150,7 @@ mod tests {
             direction: "outbound",
             service,
             route: "r",
+            client_id: "",
             tls: false,
             code,
             grpc_status: "",
@@ -156,7 +163,7 @@ mod tests {
         cache.record(&m, sample("b", StatusCode::OK));
         cache.record(&m, sample("a", StatusCode::OK));
         let route = |service| RouteLabels { direction: "outbound", service, route: "r" };
-        let count = |service, code| m.requests(route(service), code, "", false).get();
+        let count = |service, code| m.requests(route(service), "", code, "", false).get();
         assert_eq!((count("a", "200"), count("a", "502"), count("b", "200")), (4, 1, 1));
         let d = m.request_duration(route("a"));
         assert_eq!(d.get_sample_count(), 5);

@@ -60,9 +60,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx) {
         return to_app(stream, conn, is_http, detected, ctx).await;
     }
 
-    let Some(acceptor) = ctx.shared.tls.as_ref().map(|t| TlsAcceptor::from(Arc::clone(&t.server))) else {
+    let Some(tls) = ctx.shared.tls.as_ref() else {
         return; // validation requires `tls` whenever mTLS is on
     };
+    let acceptor = TlsAcceptor::from(Arc::clone(&tls.server));
     let errors = ctx.shared.metrics.tls_handshake_errors(Direction::Inbound);
     // Boxed: the handshake's state is needed once, not for the connection's whole life.
     let stream = match Box::pin(tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))).await {
@@ -85,7 +86,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ConnCtx) {
         Some(_) => true,
         None => port_protocol != Protocol::Tcp,
     };
-    let client = pillion_certs::peer_spiffe_id(session.peer_certificates()).map(ClientIdentity::new);
+    let client = pillion_certs::peer_spiffe_id(session.peer_certificates()).map(|id| {
+        let ours = tls.store.current();
+        ClientIdentity::new(id, ours.identity().trust_domain())
+    });
     let conn = Conn::new(Direction::Inbound, peer, true, client, Dest::App { port, service });
     to_app(stream, conn, is_http, None, ctx).await
 }
