@@ -89,6 +89,11 @@ impl GrpcCode {
         }
     }
 
+    /// The code's number.
+    pub fn value(self) -> u8 {
+        self.0
+    }
+
     /// The number, as `grpc-status` and the `grpc_status` label write it.
     pub fn as_str(self) -> &'static str {
         NUMBERS[usize::from(self.0)]

@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod overlay;
 pub mod route;
 pub mod schema;
+pub mod trace;
 pub mod validate;
 pub mod watch;
 pub mod yaml;
@@ -40,6 +41,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The control plane, when `services`, `routes` and `inbound.ports` come from it.
     pub control: Option<ControlConfig>,
+    /// Tracing, when on.
+    pub tracing: Option<trace::TracingConfig>,
     /// The file as given, for `/config`.
     pub file: schema::File,
 }

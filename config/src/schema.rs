@@ -37,6 +37,9 @@ pub struct File {
     /// Where to get `services`, `routes` and `inbound.ports` from instead of this file.
     #[serde(default)]
     pub control: Option<Control>,
+    /// Where spans go, and how many requests start a trace.
+    #[serde(default)]
+    pub tracing: Option<crate::trace::Tracing>,
 }
 
 /// The workload this proxy serves.

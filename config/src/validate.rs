@@ -127,6 +127,14 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
         })
     });
 
+    let workload = file.workload.as_ref().map(|w| w.name.as_str());
+    let tracing = file.tracing.as_ref().and_then(|t| match crate::trace::validate(t, workload) {
+        Ok(t) => Some(t),
+        Err(problems) => {
+            problems.into_iter().for_each(|(path, message)| c.report(path, message));
+            None
+        }
+    });
     let outbound_limits = listener_limits(&mut c, "outbound.limits", file.outbound.limits.as_ref());
     if !c.problems.is_empty() {
         return Err(c.problems);
@@ -144,6 +152,7 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
         services,
         routes,
         control,
+        tracing,
         file,
     })
 }

@@ -26,6 +26,7 @@ pub mod listen;
 pub mod live;
 pub mod metrics;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -68,7 +69,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         None => None,
     };
     let serving = Serving::build(config, 1, None, tls.as_deref()).context("cannot set up upstream TLS")?;
-    let shared = Shared::new(serving, metrics, opts.access_log, tls);
+    let (spans, span_queue) = trace::Spans::new(&metrics);
+    let shared = Shared::new(serving, metrics, opts.access_log, tls, spans);
+    tokio::spawn(trace::export::run(span_queue, Arc::downgrade(&shared)));
     shared.metrics.config_updates(true, UpdateSource::File).inc();
 
     let rt = shared.serving.load_full();

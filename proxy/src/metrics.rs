@@ -127,6 +127,8 @@ pub struct Metrics {
     pub control_connected: IntGauge,
     /// Tasks alive in the async runtime (one per connection, plus a few), to spot leaks.
     pub runtime_tasks: IntGauge,
+    /// Spans by what became of them.
+    trace_spans: IntCounterVec,
 }
 
 impl Metrics {
@@ -237,6 +239,11 @@ impl Metrics {
             control_reconnects,
             control_connected,
             runtime_tasks,
+            trace_spans: counter(
+                "pillion_trace_spans_total",
+                "Spans exported, or dropped because the queue was full or the collector failed.",
+                &["result"],
+            ),
             registry,
         }
     }
@@ -293,6 +300,11 @@ impl Metrics {
     /// Forgets every `pillion_endpoints` series (services a reload removed go with them).
     pub fn reset_endpoints(&self) {
         self.endpoints.reset();
+    }
+
+    /// `pillion_trace_spans_total` with `result`: `exported`, `queue_full` or `export_failed`.
+    pub fn trace_spans(&self, result: &str) -> IntCounter {
+        self.trace_spans.with_label_values(&[result])
     }
 
     /// `pillion_retries_total` of `service`.

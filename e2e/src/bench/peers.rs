@@ -189,6 +189,45 @@ pub fn pillion(bins: &Bins, upstream: SocketAddr) -> Result<Target> {
     })
 }
 
+/// One Pillion hop that traces: `sampling` of requests start a sampled trace (the load sends
+/// no trace context), and spans go to `collector` over OTLP/HTTP.
+pub fn pillion_traced(
+    bins: &Bins,
+    upstream: SocketAddr,
+    sampling: f64,
+    collector: SocketAddr,
+) -> Result<Target> {
+    let dir = tempfile::tempdir()?;
+    let (h1, h2) = (free_addr(), free_addr());
+    let config = pillion_base(free_addr(), None)
+        + &outbound_listeners(h1, h2, upstream, None, "http1")
+        + &format!("tracing: {{otlp: \"http://{collector}\", sampling: {sampling}}}\n");
+    let name = traced_name(sampling);
+    let (p, _) = start_pillion(bins, name, dir.path(), &config)?;
+    Ok(Target {
+        name,
+        h1,
+        h2,
+        procs: vec![p],
+        note: format!(
+            "as `pillion`, with tracing on: {}% of requests start a sampled trace, spans \
+                       exported over OTLP/HTTP to a sink that answers 200",
+            sampling * 100.0
+        ),
+        tls_admin: None,
+        _dir: Some(dir),
+    })
+}
+
+/// The row name of [`pillion_traced`] at `sampling` (0, 0.01 or 1).
+pub fn traced_name(sampling: f64) -> &'static str {
+    match sampling {
+        0.0 => "pillion trace 0%",
+        1.0 => "pillion trace 100%",
+        _ => "pillion trace 1%",
+    }
+}
+
 /// Workload certificates for the mTLS two-hop row.
 pub struct Certs {
     pub dir: tempfile::TempDir,

@@ -23,6 +23,8 @@ mod client;
 mod env;
 #[path = "../bench/load.rs"]
 mod load;
+#[path = "../bench/otlp_sink.rs"]
+mod otlp_sink;
 #[path = "../bench/peers.rs"]
 mod peers;
 #[path = "../bench/procs.rs"]
@@ -187,6 +189,11 @@ fn start_all(
         ("haproxy", Box::new(move || peers::haproxy(upstream))),
         ("pillion x2 plain", Box::new(move || peers::two_hop(bins, upstream, None))),
     ];
+    let sink = otlp_sink::start()?;
+    for sampling in [0.0, 0.01, 1.0] {
+        let start: Start<'_> = Box::new(move || peers::pillion_traced(bins, upstream, sampling, sink));
+        starters.push((peers::traced_name(sampling), start));
+    }
     if let Some(certs) = mtls {
         starters.push(("pillion x2 mTLS", Box::new(move || peers::two_hop(bins, upstream, Some(certs)))));
     }

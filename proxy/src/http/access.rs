@@ -14,6 +14,8 @@ pub struct AccessLine {
     pub uri: http::Uri,
     /// Its `x-request-id`.
     pub request_id: HeaderValue,
+    /// Its trace, when tracing is on.
+    pub trace_id: Option<crate::trace::TraceId>,
 }
 
 /// How the request went.
@@ -53,6 +55,7 @@ impl AccessLine {
             request_id = self.request_id.to_str().unwrap_or("-"),
             error = o.error,
             grpc_status = o.grpc_status,
+            trace_id = self.trace_id.map(|t| crate::trace::context::to_hex(&t)).as_deref().unwrap_or(""),
         );
     }
 }

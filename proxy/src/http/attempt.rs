@@ -1,6 +1,7 @@
 //! The tries of one request: pick an endpoint, send, judge the outcome (endpoint health, retry
 //! policy, retry budget), and try again on another endpoint when that is safe and affordable.
 
+use crate::trace::{ClientEnd, ServerSpan};
 use std::pin::pin;
 
 use http::{HeaderValue, Request, Response, StatusCode, Version, request::Parts};
@@ -47,6 +48,10 @@ pub struct Plan<'a> {
     pub grpc: bool,
     /// A gRPC call's deadline (`grpc-timeout`): caps each try, and goes upstream as time left.
     pub deadline: Option<Instant>,
+    /// The request's server span, when traced: each try gets a client span under it.
+    pub span: Option<&'a ServerSpan>,
+    /// The route's name, for spans.
+    pub route: &'a str,
 }
 
 /// How a request's body can be sent again.
@@ -155,8 +160,19 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
             per_try = Some(per_try.map_or(left, |t| t.min(left)));
             try_parts.headers.insert(grpc::GRPC_TIMEOUT.clone(), grpc::timeout_value(left));
         }
+        let client_span = plan.span.map(|s| s.client(&mut try_parts.headers));
         let exchange = forward::send(endpoint, try_parts, body, version);
         let result = Deadline::new(per_try, pin!(exchange)).await.unwrap_or(Err(LocalError::Timeout));
+        if let (Some(server), Some(span)) = (plan.span, client_span) {
+            let end = ClientEnd {
+                endpoint: endpoint.addr,
+                identity: endpoint.conn.identity.as_ref().map(|id| id.as_str()),
+                route: plan.route,
+                try_: n,
+                result: result.as_ref().map(|r| r.status().as_u16()).map_err(|e| e.status_and_code().1),
+            };
+            server.end_client(&shared.spans, span, end);
+        }
         let judged = match &result {
             Ok(resp) => {
                 in_flight.finish();

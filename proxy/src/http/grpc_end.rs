@@ -15,7 +15,7 @@ use http::{HeaderValue, StatusCode};
 use http_body::{Frame, SizeHint};
 use pillion_config::GrpcCode;
 
-use super::{access, headers, series::Series};
+use super::{access, headers, record, series::Series};
 use crate::{body::BodyError, live::Shared, upstream::UpstreamBody};
 
 /// An endpoint's gRPC response body, and what to record when it ends.
@@ -43,26 +43,32 @@ pub struct CallEnd {
     pub elapsed: Duration,
     /// The access log line, when the log is on.
     pub line: Option<access::AccessLine>,
-    /// The response's `x-pillion-error`, for the log.
+    /// The response's `x-pillion-error`, for the log and the span.
     pub error: Option<HeaderValue>,
+    /// The client's verified identity, for the span.
+    pub identity: Option<HeaderValue>,
+    /// The server span, when the call is traced.
+    pub span: Option<Box<crate::trace::ServerSpan>>,
 }
 
 impl CallEnd {
     fn record(self, status: GrpcCode) {
         self.series.count(&self.shared.metrics, self.code, status.as_str());
-        if let Some(line) = &self.line {
-            let error = self.error.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
-            line.write(&access::Outcome {
-                direction: self.direction,
-                client: self.client,
-                status: self.code.as_u16(),
-                service: self.series.service(),
-                route: self.series.route(),
-                elapsed: self.elapsed,
-                error,
-                grpc_status: status.as_str(),
-            });
+        if self.line.is_none() && self.span.is_none() {
+            return;
         }
+        let closing = record::Closing {
+            direction: self.direction,
+            client: self.client,
+            identity: self.identity.as_ref().and_then(|v| v.to_str().ok()),
+            status: self.code.as_u16(),
+            service: self.series.service(),
+            route: self.series.route(),
+            elapsed: self.elapsed,
+            error: self.error.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+            grpc_status: Some(status),
+        };
+        record::close(&self.shared, self.line, self.span, &closing);
     }
 }
 

@@ -10,6 +10,7 @@ pub mod forward;
 pub mod grpc;
 pub mod grpc_end;
 pub mod headers;
+pub mod record;
 pub mod reply;
 pub mod request_id;
 pub mod retry;
@@ -27,13 +28,14 @@ use crate::{
     balance::{Service, direct::PASSTHROUGH},
     live::{Serving, Shared},
     metrics::Direction,
+    trace::{self, Decision},
 };
-use access::AccessLine;
 use body::ResponseBody;
 use deadline::Deadline;
-use pillion_config::{GrpcCode, Protocol, RetryPolicy, route};
+use pillion_config::{Protocol, RetryPolicy, route};
+use record::Record;
 use reply::LocalError;
-use series::{Sample, SeriesCache};
+use series::SeriesCache;
 
 /// What a connection's requests share: where they came in, from whom, and where they go.
 #[derive(Debug)]
@@ -134,7 +136,14 @@ pub async fn handle(
     let grpc = survey.grpc && req.method() != http::Method::CONNECT;
     // A request refused before it is routed (no request ID yet).
     let refuse = |e: LocalError| {
-        let log = LogParts::new(&shared, grpc, req.method(), req.uri(), &HeaderValue::from_static("-"));
+        let log = Record::new(
+            &shared,
+            grpc,
+            req.method(),
+            req.uri(),
+            &HeaderValue::from_static("-"),
+            Decision::Off,
+        );
         log.finish(&shared, &conn, start, None, e.reply(grpc), conn.tls)
     };
     if survey.ambiguous_framing {
@@ -171,8 +180,10 @@ pub async fn handle(
             parts.headers.insert(headers::CLIENT_ID.clone(), c.header.clone());
         }
     }
+    let tracing = rt.config.tracing.as_ref();
+    let decision = trace::begin(tracing, &mut parts.headers, &parts.method, parts.uri.path(), grpc);
     let request_id = headers::ensure_request_id(&mut parts.headers);
-    let log = LogParts::new(&shared, grpc, &parts.method, &parts.uri, request_id);
+    let log = Record::new(&shared, grpc, &parts.method, &parts.uri, request_id, decision);
 
     if conn.direction == Direction::Inbound {
         if let Err(e) = authorize(&rt, &conn) {
@@ -195,7 +206,7 @@ pub async fn handle(
                 &shared,
                 &conn,
                 start,
-                Some(&target),
+                Some((target.name, target.route)),
                 LocalError::TooLarge.reply(grpc),
                 conn.tls,
             );
@@ -217,6 +228,8 @@ pub async fn handle(
         start,
         grpc,
         deadline: grpc_timeout.map(|t| start + t),
+        span: log.span(),
+        route: target.route,
     };
     let timeout = match (target.timeout, grpc_timeout) {
         (Some(route), Some(call)) => Some(route.min(call)),
@@ -249,7 +262,7 @@ pub async fn handle(
             e.reply(grpc)
         }
     };
-    log.finish(&shared, &conn, start, Some(&target), resp, tls)
+    log.finish(&shared, &conn, start, Some((target.name, target.route)), resp, tls)
 }
 
 fn route_request<'a>(
@@ -293,109 +306,4 @@ fn route_request<'a>(
         retry: route.and_then(|r| r.retry.as_ref()),
         max_body: route.and_then(|r| r.max_request_bytes),
     })
-}
-
-/// What a request's record needs once its parts went upstream: whether it is a gRPC call, and
-/// the access log's part, if the log is on.
-struct LogParts {
-    grpc: bool,
-    line: Option<AccessLine>,
-}
-
-impl LogParts {
-    /// Keeps what the access log will need, and nothing when it is off.
-    fn new(
-        shared: &Shared,
-        grpc: bool,
-        method: &http::Method,
-        uri: &http::Uri,
-        request_id: &HeaderValue,
-    ) -> Self {
-        let line = shared.access_log.then(|| AccessLine {
-            method: method.clone(),
-            uri: uri.clone(),
-            request_id: request_id.clone(),
-        });
-        Self { grpc, line }
-    }
-
-    /// Records metrics and the access log line, for every request however it ended: now, or for
-    /// a gRPC call whose status is still to come, when its response ends.
-    fn finish(
-        self,
-        shared: &Arc<Shared>,
-        conn: &Conn,
-        start: Instant,
-        target: Option<&Target<'_>>,
-        resp: Response<ResponseBody>,
-        tls: bool,
-    ) -> Response<ResponseBody> {
-        let elapsed = start.elapsed();
-        let (service, route) = target.map_or(("unknown", "none"), |t| (t.name, t.route));
-        let direction = conn.direction.as_str();
-        let status = self.grpc.then(|| {
-            grpc::head_status(resp.status(), resp.headers(), http_body::Body::is_end_stream(resp.body()))
-        });
-        let mut sample = Sample {
-            direction,
-            service,
-            route,
-            client_id: conn.client.as_ref().map_or("", |c| &*c.label),
-            tls,
-            code: resp.status(),
-            grpc_status: status.flatten().map_or("", GrpcCode::as_str),
-            seconds: elapsed.as_secs_f64(),
-        };
-        if status == Some(None) {
-            let (parts, body) = resp.into_parts();
-            match body {
-                ResponseBody::Upstream(body) => {
-                    let series = conn.series.series(&shared.metrics, &sample);
-                    series.observe(sample.seconds);
-                    let end = grpc_end::CallEnd {
-                        shared: shared.clone(),
-                        series,
-                        code: parts.status,
-                        direction,
-                        client: conn.peer,
-                        elapsed,
-                        error: self.line.as_ref().and_then(|_| parts.headers.get(&headers::ERROR).cloned()),
-                        line: self.line,
-                    };
-                    let body = ResponseBody::Grpc(grpc_end::GrpcBody::new(body, end));
-                    return Response::from_parts(parts, body);
-                }
-                // Only an endpoint's body has trailers: nothing more will tell the status.
-                body => {
-                    sample.grpc_status = GrpcCode::UNKNOWN.as_str();
-                    return self.record(shared, conn, sample, Response::from_parts(parts, body), elapsed);
-                }
-            }
-        }
-        self.record(shared, conn, sample, resp, elapsed)
-    }
-
-    fn record(
-        self,
-        shared: &Shared,
-        conn: &Conn,
-        sample: Sample<'_>,
-        resp: Response<ResponseBody>,
-        elapsed: std::time::Duration,
-    ) -> Response<ResponseBody> {
-        conn.series.record(&shared.metrics, sample);
-        if let Some(line) = self.line {
-            line.write(&access::Outcome {
-                direction: sample.direction,
-                client: conn.peer,
-                status: resp.status().as_u16(),
-                service: sample.service,
-                route: sample.route,
-                elapsed,
-                error: resp.headers().get(&headers::ERROR).and_then(|v| v.to_str().ok()).unwrap_or(""),
-                grpc_status: sample.grpc_status,
-            });
-        }
-        resp
-    }
 }

@@ -94,7 +94,9 @@ mod tests {
         std::fs::write(&file, format!("services:\n{}", service("a"))).unwrap();
         let (config, loaded) = pillion_config::load(&file).unwrap();
         let serving = Serving::build(config, 1, None, None).unwrap();
-        let shared = Shared::new(serving, crate::metrics::Metrics::new(), false, None);
+        let metrics = crate::metrics::Metrics::new();
+        let spans = crate::trace::Spans::new(&metrics).0;
+        let shared = Shared::new(serving, metrics, false, None, spans);
         let change =
             || std::fs::write(&file, format!("services:\n{}{}", service("a"), service("b"))).unwrap();
         if change_before_watch {

@@ -40,6 +40,8 @@ pub struct Shared {
     pub drain: watch::Sender<bool>,
     /// The workload's mTLS material, when `tls` is configured.
     pub tls: Option<Arc<Tls>>,
+    /// Where finished spans go.
+    pub spans: crate::trace::Spans,
     /// Services for the local app's ports and passthrough destinations.
     pub direct: Direct,
     /// What the config in force was made from: the file and the control plane's sections.
@@ -57,7 +59,13 @@ pub struct Layers {
 
 impl Shared {
     /// Shared state around the first config version.
-    pub fn new(serving: Serving, metrics: Metrics, access_log: bool, tls: Option<Arc<Tls>>) -> Arc<Self> {
+    pub fn new(
+        serving: Serving,
+        metrics: Metrics,
+        access_log: bool,
+        tls: Option<Arc<Tls>>,
+        spans: crate::trace::Spans,
+    ) -> Arc<Self> {
         let (drain, _) = watch::channel(false);
         let file = serving.config.file.clone();
         metrics.config_version.set(serving.version as i64);
@@ -69,6 +77,7 @@ impl Shared {
             drain,
             layers: Mutex::new(Layers { base: file, overlay: None }),
             tls,
+            spans,
             direct: Direct::default(),
         });
         shared.publish_endpoints();
