@@ -66,12 +66,26 @@ impl Jaeger {
     pub fn start() -> Jaeger {
         let bin = binary().unwrap_or_else(|e| panic!("jaeger: {e:?}")).clone();
         let dir = tempfile::Builder::new().prefix("pillion-jaeger-").tempdir().expect("temp dir");
-        let (otlp_http, otlp_grpc, query_http, query_grpc) =
-            (free_addr(), free_addr(), free_addr(), free_addr());
-        fs::write(dir.path().join("config.yaml"), config(otlp_http, otlp_grpc, query_http, query_grpc))
-            .expect("write jaeger config");
-        let mut jaeger = Jaeger { bin, otlp_http, otlp_grpc, query_http, child: None, dir };
-        jaeger.spawn();
+        let unbound = ([127, 0, 0, 1], 0).into();
+        let mut jaeger =
+            Jaeger { bin, otlp_http: unbound, otlp_grpc: unbound, query_http: unbound, child: None, dir };
+        // free_port only knows the ports it handed out in this process: another test process (a
+        // parallel runner, a second checkout's suite) may bind one between our check and
+        // Jaeger's bind. Such a start fails at once, and new ports fix it.
+        for attempt in 1.. {
+            let (otlp_http, otlp_grpc, query_http, query_grpc) =
+                (free_addr(), free_addr(), free_addr(), free_addr());
+            (jaeger.otlp_http, jaeger.otlp_grpc, jaeger.query_http) = (otlp_http, otlp_grpc, query_http);
+            let config_file = jaeger.dir.path().join("config.yaml");
+            fs::write(config_file, config(otlp_http, otlp_grpc, query_http, query_grpc))
+                .expect("write jaeger config");
+            let _ = fs::remove_file(jaeger.dir.path().join("jaeger.log"));
+            match jaeger.spawn() {
+                Ok(()) => break,
+                Err(e) if attempt < 5 && e.contains("address already in use") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
         jaeger
     }
 
@@ -146,9 +160,11 @@ impl Jaeger {
 
     /// [`stop`](Self::stop)s it if running, then starts it again on the same ports and waits until
     /// it is ready: exporters configured with the old endpoints reach the new one. It starts empty.
+    /// While stopped, its ports are free for anyone: a server that another test *process* starts
+    /// meanwhile may take one (this process's [`free_addr`] never hands them out again).
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        self.spawn().unwrap_or_else(|e| panic!("{e}"));
     }
 
     pub fn is_running(&self) -> bool {
@@ -167,33 +183,36 @@ impl Jaeger {
         format!("--- jaeger.log (last 40 lines) ---\n{}", lines[lines.len().saturating_sub(40)..].join("\n"))
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process and waits until it is ready; on failure, why, with the log.
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = self.dir.path().join("jaeger.log");
+        let started = fs::read_to_string(&log).map_or(0, |t| t.len());
         let mut command = Command::new(&self.bin);
         command.arg("--config").arg(self.dir.path().join("config.yaml"));
-        let child = crate::kube::spawn(command, &self.dir.path().join("jaeger.log"))
-            .unwrap_or_else(|e| panic!("jaeger: {e:#}"));
+        let child = crate::kube::spawn(command, &log).map_err(|e| format!("jaeger: {e:#}"))?;
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready(started).inspect_err(|_| self.stop())
     }
 
-    /// Waits until the query API answers and both receivers accept connections. The collector
-    /// starts its extensions (the query service) before its receivers, so all three are needed.
-    fn wait_ready(&mut self) {
+    /// Waits for the collector's own word that every component started (so every listener is
+    /// bound by this process, not merely a port that answers: after a lost port race it could
+    /// be another's), then for the query API to answer. `log_from`: where this run's log begins.
+    fn wait_ready(&mut self, log_from: usize) -> Result<(), String> {
+        const READY: &str = "Everything is ready. Begin running and processing data.";
         let deadline = Instant::now() + START_WAIT;
         loop {
-            let ready = http_get(self.query_http, "/api/services").is_some_and(|(s, _)| s == 200)
-                && TcpStream::connect(self.otlp_http).is_ok()
-                && TcpStream::connect(self.otlp_grpc).is_ok();
-            if ready {
-                return;
+            let log = fs::read_to_string(self.dir.path().join("jaeger.log")).unwrap_or_default();
+            if log.get(log_from..).is_some_and(|run| run.contains(READY))
+                && http_get(self.query_http, "/api/services").is_some_and(|(s, _)| s == 200)
+            {
+                return Ok(());
             }
             let child = self.child.as_mut().expect("spawned");
             if let Ok(Some(status)) = child.try_wait() {
-                self.child = None;
-                panic!("jaeger exited before it was ready: {status}\n{}", self.log_tail());
+                return Err(format!("jaeger exited before it was ready: {status}\n{}", self.log_tail()));
             }
             if Instant::now() > deadline {
-                panic!("jaeger not ready within {START_WAIT:?}\n{}", self.log_tail());
+                return Err(format!("jaeger not ready within {START_WAIT:?}\n{}", self.log_tail()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
