@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and end-to-end tests against the real binaries.
 # Tests that need root (network namespaces, iptables) say SKIPPED loudly when not run as root, and
-# the Kubernetes tests when there is no Go to build kube-apiserver with; under CI=true a skipped
-# test fails the run.
+# the Kubernetes and tracing tests when there is no Go to build kube-apiserver and Jaeger with;
+# under CI=true a skipped test fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,16 @@ scripts/setup.sh
 if kube_tools="$(scripts/kube-tools.sh)"; then
   echo "kube tools: $kube_tools"
   export PILLION_KUBE_TOOLS="$kube_tools"
+else
+  rc=$?
+  [ "$rc" -eq 3 ] || exit "$rc"
+fi
+# Jaeger (v2, OTLP in, memory storage) for the tracing tests: built the same way, once per
+# machine (minutes), then cached. The harness only looks for it (a build inside a test would eat
+# the test's time), so a Jaeger not built here makes the tracing tests say SKIPPED.
+if jaeger="$(scripts/jaeger-tool.sh)"; then
+  echo "jaeger: $jaeger"
+  export PILLION_JAEGER="$jaeger"
 else
   rc=$?
   [ "$rc" -eq 3 ] || exit "$rc"

@@ -308,7 +308,7 @@ fn apiserver_command(tools: &KubeTools, certs: &KubeCerts, etcd: SocketAddr, add
 
 /// Spawns `command` with stdout and stderr appended to `log`, killed with the thread that spawns
 /// it should the test process die without dropping the [`KubeApi`] (a Ctrl-C, a killed run).
-fn spawn(mut command: Command, log: &Path) -> Result<Child> {
+pub(crate) fn spawn(mut command: Command, log: &Path) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     let out = fs::OpenOptions::new()
         .create(true)
