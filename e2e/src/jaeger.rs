@@ -228,6 +228,44 @@ impl Drop for Jaeger {
     }
 }
 
+/// POSTs one span of `service` to `{endpoint}/v1/traces` as OTLP/JSON, as an app would send its
+/// own; returns the HTTP status (0: no answer).
+pub fn send_span(endpoint: &str, service: &str, trace_id: &str, span_id: &str) -> u16 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    // OTLP/JSON: ids are hex strings (not base64, the protobuf JSON default), times are
+    // nanosecond integers as strings.
+    let body = serde_json::json!({
+        "resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+            "scopeSpans": [{
+                "scope": {"name": "pillion-e2e"},
+                "spans": [{
+                    "traceId": trace_id,
+                    "spanId": span_id,
+                    "name": "check",
+                    "kind": 2,
+                    "startTimeUnixNano": (now - 1_000_000).to_string(),
+                    "endTimeUnixNano": now.to_string(),
+                }],
+            }],
+        }],
+    });
+    let url = format!("{endpoint}/v1/traces");
+    let (status, out) = crate::client::curl_status(&[
+        "--max-time",
+        "10",
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        &body.to_string(),
+        &url,
+    ]);
+    assert!(status == 0 || status == 200, "OTLP/HTTP POST to {url}: {status} {out}");
+    status
+}
+
 /// The spans of a trace that [`Jaeger::trace`] returned (empty if it has none).
 pub fn spans(trace: &Value) -> &[Value] {
     trace["spans"].as_array().map_or(&[], Vec::as_slice)
