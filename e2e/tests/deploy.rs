@@ -1,7 +1,8 @@
 //! The install manifests in `deploy/kubernetes/`: every file passes `kubernetes-validate
 //! --strict`, and the control plane's RBAC is exactly enough: applied to a real API server,
 //! `pillion-control serve --kubernetes` running as its ServiceAccount (a token, no admin) lists
-//! and watches everything it needs, and the ClusterRole grants nothing else.
+//! and watches everything it needs and writes a route's status, and the ClusterRole grants
+//! nothing else.
 
 use std::{
     path::{Path, PathBuf},
@@ -17,7 +18,10 @@ use k8s_openapi::{
     },
     serde::{Deserialize, Serialize, de::DeserializeOwned},
 };
-use kube::{Api, api::PostParams};
+use kube::{
+    Api,
+    api::{ApiResource, DynamicObject, GroupVersionKind, PostParams},
+};
 use pillion_e2e::{control::Control, kube::KubeApi, process::find_program};
 use serde_json::{Value, json};
 
@@ -69,21 +73,37 @@ fn every_manifest_passes_kubernetes_validate_strict() {
 }
 
 #[test]
-fn the_control_plane_cluster_role_grants_list_and_watch_on_its_four_kinds_only() {
+fn the_control_plane_cluster_role_grants_its_watches_and_route_status_only() {
     let docs = control_manifest();
     let role = of_kind(&docs, "ClusterRole");
     let mut grants: Vec<String> = Vec::new();
     for rule in role["rules"].as_array().expect("rules") {
         let verbs: Vec<&str> = rule["verbs"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-        assert_eq!(verbs, ["list", "watch"], "{rule}");
         for group in rule["apiGroups"].as_array().unwrap() {
             for resource in rule["resources"].as_array().unwrap() {
-                grants.push(format!("{}/{}", group.as_str().unwrap(), resource.as_str().unwrap()));
+                grants.push(format!(
+                    "{}/{} {}",
+                    group.as_str().unwrap(),
+                    resource.as_str().unwrap(),
+                    verbs.join(",")
+                ));
             }
         }
     }
     grants.sort();
-    assert_eq!(grants, ["/namespaces", "/pods", "/services", "discovery.k8s.io/endpointslices"]);
+    assert_eq!(
+        grants,
+        [
+            "/namespaces list,watch",
+            "/pods list,watch",
+            "/services list,watch",
+            "discovery.k8s.io/endpointslices list,watch",
+            "gateway.networking.k8s.io/grpcroutes list,watch",
+            "gateway.networking.k8s.io/grpcroutes/status get,patch",
+            "gateway.networking.k8s.io/httproutes list,watch",
+            "gateway.networking.k8s.io/httproutes/status get,patch",
+        ]
+    );
     let deployment = of_kind(&docs, "Deployment");
     assert_eq!(deployment["spec"]["replicas"], 2);
     assert_eq!(deployment["spec"]["template"]["spec"]["serviceAccountName"], "pillion-control");
@@ -123,6 +143,13 @@ async fn the_control_plane_runs_on_its_own_rbac_and_nothing_more() {
         json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}),
     )
     .await;
+    // And a mesh route, whose status it must be allowed to read and write.
+    let routes: Api<DynamicObject> = Api::namespaced_with(client.clone(), "shop", &http_route_resource());
+    let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web"},
+        "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "web", "port": 80}],
+                 "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}});
+    create(routes.clone(), route).await;
 
     // Its kubeconfig: the API server's CA and a token of its ServiceAccount, as in a Pod.
     let request: TokenRequest = serde_json::from_value(json!({"spec": {"expirationSeconds": 3600}})).unwrap();
@@ -155,6 +182,22 @@ async fn the_control_plane_runs_on_its_own_rbac_and_nothing_more() {
         assert!(Instant::now() < deadline, "web.shop never published:\n{}", control.log());
         std::thread::sleep(Duration::from_millis(100));
     }
+    loop {
+        let route = routes.get_status("web").await.expect("read the route");
+        let accepted = route.data["status"]["parents"][0]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Accepted" && c["status"] == "True"));
+        if accepted {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the route's status was never written:\n{}", control.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let log = control.log();
     assert!(!log.contains("watch failed"), "a watch was refused:\n{log}");
+    assert!(!log.contains("cannot write"), "a status write was refused:\n{log}");
+}
+
+fn http_route_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"))
 }

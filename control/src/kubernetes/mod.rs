@@ -1,11 +1,14 @@
 //! The Kubernetes API as a source (`serve --kubernetes`): watches ([`watch`]) feed stores, a
 //! pure function ([`translate`]) turns what they hold into the same mesh model the directory
-//! gives, and [`compose`](crate::compose) lays the directory over it and publishes.
+//! gives, and [`compose`](crate::compose) lays the directory over it and publishes. The one
+//! thing written back is the status of the Gateway API routes it serves or refuses
+//! ([`routes::status`]).
 //!
 //! The stores, not the API, are what the translation reads: while the API server is away the
 //! last objects seen keep being served. Bursts of events (a rollout touches many slices) are
 //! let settle for [`SETTLE`] and translated once.
 
+pub mod routes;
 pub mod services;
 pub mod translate;
 mod watch;
@@ -19,14 +22,20 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, Config, Resource,
+    api::DynamicObject,
     config::{KubeConfigOptions, Kubeconfig},
 };
 
-use self::translate::{Objects, Settings, Skipped};
+use self::{
+    routes::status::RouteKind,
+    translate::{Objects, Settings, Skipped},
+};
 use crate::{State, compose};
 
 /// How long a burst of changes is let settle before one translation.
 pub const SETTLE: Duration = Duration::from_millis(100);
+/// How long the first model waits for the Gateway API routes' first list.
+const ROUTES_WAIT: Duration = Duration::from_secs(5);
 
 /// How `serve --kubernetes` reaches the API and names what it finds.
 #[derive(Debug, Clone)]
@@ -72,10 +81,17 @@ pub async fn client(opts: &Options) -> Result<Client, KubeError> {
 /// Watches the cluster and publishes its model on every change, forever.
 pub async fn run(client: Client, settings: Settings, state: Arc<State>) {
     let (changed, mut rx) = tokio::sync::watch::channel(());
-    let services = watch::spawn(Api::<Service>::all(client.clone()), changed.clone(), slim_meta);
-    let slices = watch::spawn(Api::<EndpointSlice>::all(client.clone()), changed.clone(), slim_meta);
-    let pods = watch::spawn(Api::<Pod>::all(client.clone()), changed.clone(), slim_pod);
-    let namespaces = watch::spawn(Api::<Namespace>::all(client), changed, slim_meta);
+    let services = watch::spawn(Api::<Service>::all(client.clone()), (), changed.clone(), slim_meta);
+    let slices = watch::spawn(Api::<EndpointSlice>::all(client.clone()), (), changed.clone(), slim_meta);
+    let pods = watch::spawn(Api::<Pod>::all(client.clone()), (), changed.clone(), slim_pod);
+    let namespaces = watch::spawn(Api::<Namespace>::all(client.clone()), (), changed.clone(), slim_meta);
+    let route_store = |kind: RouteKind| {
+        let api = Api::<DynamicObject>::all_with(client.clone(), &kind.resource());
+        watch::spawn(api, kind.resource(), changed.clone(), slim_meta)
+    };
+    let (http_routes, grpc_routes) = (route_store(RouteKind::Http), route_store(RouteKind::Grpc));
+    drop(changed);
+    let mut writer = routes::status::Writer::new(client);
     // A model from half-listed stores would name endpoints whose pods are not listed yet.
     let ready = futures_util::future::try_join4(
         services.wait_until_ready(),
@@ -87,6 +103,14 @@ pub async fn run(client: Client, settings: Settings, state: Arc<State>) {
         tracing::error!("a Kubernetes watch stopped before its first list");
         return;
     }
+    // The Gateway API's CRDs may not be installed: routes are waited for briefly, not forever.
+    let routes_listed =
+        futures_util::future::try_join(http_routes.wait_until_ready(), grpc_routes.wait_until_ready());
+    if tokio::time::timeout(ROUTES_WAIT, routes_listed).await.is_err() {
+        tracing::warn!(
+            "Gateway API routes not listed yet (CRDs installed?); serving without them until they are"
+        );
+    }
     tracing::info!("Kubernetes objects listed; following them");
     let mut logged: BTreeSet<Skipped> = BTreeSet::new();
     loop {
@@ -96,6 +120,8 @@ pub async fn run(client: Client, settings: Settings, state: Arc<State>) {
             slices: slices.state(),
             pods: pods.state(),
             namespaces: namespaces.state(),
+            http_routes: http_routes.state(),
+            grpc_routes: grpc_routes.state(),
         };
         let t = translate::translate(&objects, &settings);
         // Logged once each, not on every translation while it stays wrong.
@@ -110,6 +136,7 @@ pub async fn run(client: Client, settings: Settings, state: Arc<State>) {
             "cluster translated"
         );
         compose::set_cluster(&state, t.mesh);
+        writer.write(&t.statuses).await;
         if rx.changed().await.is_err() {
             tracing::error!("every Kubernetes watch stopped; serving the last model");
             return;

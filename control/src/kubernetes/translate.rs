@@ -17,9 +17,12 @@ use k8s_openapi::api::{
     core::v1::{Namespace, Pod, Service},
     discovery::v1::EndpointSlice,
 };
-use kube::ResourceExt;
+use kube::{ResourceExt, api::DynamicObject};
 
-use super::{services, workloads};
+use super::{
+    routes::{self, status::RouteKind, status::RouteStatus},
+    services, workloads,
+};
 use crate::source::{Mesh, Origin};
 
 /// The label an EndpointSlice names its Service by.
@@ -36,6 +39,10 @@ pub struct Objects {
     pub pods: Vec<Arc<Pod>>,
     /// Every Namespace (for its visibility annotation).
     pub namespaces: Vec<Arc<Namespace>>,
+    /// Every Gateway API HTTPRoute.
+    pub http_routes: Vec<Arc<DynamicObject>>,
+    /// Every Gateway API GRPCRoute.
+    pub grpc_routes: Vec<Arc<DynamicObject>>,
 }
 
 /// The cluster-wide names the translation needs.
@@ -67,8 +74,10 @@ impl fmt::Display for Skipped {
 /// The mesh the cluster describes, and what was left out of it.
 #[derive(Debug, Clone, Default)]
 pub struct Translation {
-    /// Services and workloads (no routes yet), with one pseudo-file per object as origin.
+    /// Services, routes and workloads, with one pseudo-file per object as origin.
     pub mesh: Mesh,
+    /// The status of every route with a Service parent, to be written back.
+    pub statuses: Vec<RouteStatus>,
     /// Sorted, so that a caller can tell new problems from ones it already logged.
     pub skipped: Vec<Skipped>,
 }
@@ -136,7 +145,13 @@ pub fn translate(objects: &Objects, settings: &Settings) -> Translation {
         built.extend(services::translate(&mut index, svc));
     }
     built.sort_by(|a, b| a.service.name.cmp(&b.service.name));
-    let specs = workloads::translate(&mut index, &objects.pods, &built);
+    let (mut taken, mut statuses) =
+        routes::translate(&mut index, RouteKind::Http, &objects.http_routes, &built);
+    let (grpc, grpc_statuses) = routes::translate(&mut index, RouteKind::Grpc, &objects.grpc_routes, &built);
+    taken.extend(grpc);
+    taken.sort_by(|a, b| a.order.cmp(&b.order));
+    statuses.extend(grpc_statuses);
+    let specs = workloads::translate(&mut index, &objects.pods, &built, &taken);
 
     let mut mesh = Mesh::default();
     // One pseudo-file per object, named after it, so that a problem found later (by the proxy's
@@ -153,6 +168,11 @@ pub fn translate(objects: &Objects, settings: &Settings) -> Translation {
         let index = mesh.services.iter().filter(|(_, o)| o.file == file).count();
         mesh.services.push((b.service, Origin { file, index }));
     }
+    for r in taken {
+        let file = file_of(&mut mesh, r.origin);
+        let index = mesh.routes.iter().filter(|(_, o)| o.file == file).count();
+        mesh.routes.push((r.route, Origin { file, index }));
+    }
     for (name, (spec, origin)) in specs {
         let file = file_of(&mut mesh, origin);
         mesh.workloads.insert(name, (spec, Origin { file, index: 0 }));
@@ -160,7 +180,7 @@ pub fn translate(objects: &Objects, settings: &Settings) -> Translation {
     let mut skipped = index.skipped;
     skipped.sort();
     skipped.dedup();
-    Translation { mesh, skipped }
+    Translation { mesh, statuses, skipped }
 }
 
 #[cfg(test)]

@@ -107,6 +107,7 @@ fn fixture() -> Objects {
             pod("front", "web-1", "web", json!({})),
         ],
         namespaces: vec![namespace("shop", json!({})), namespace("front", json!({}))],
+        ..Objects::default()
     }
 }
 
@@ -256,3 +257,6 @@ fn a_workload_per_service_account_sees_its_namespace_and_what_annotations_name()
     assert_eq!(seen(&t, "web.front"), ["orders.shop:80", "orders.shop:9000", "pay.billing:443"]);
     crate::validate::validate(&t.mesh).expect("valid");
 }
+
+#[path = "translate_route_tests.rs"]
+mod routes;

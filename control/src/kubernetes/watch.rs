@@ -51,12 +51,19 @@ impl Backoff for Capped {
 /// Starts watching every object `api` lists into a store; `changed` is bumped after every
 /// change the store took (not for each object of a relist, only once it is done). `slim` drops
 /// what the translation never reads, to keep memory to what matters.
-pub(super) fn spawn<K>(api: Api<K>, changed: watch::Sender<()>, slim: fn(&mut K)) -> Store<K>
+pub(super) fn spawn<K>(
+    api: Api<K>,
+    dyntype: K::DynamicType,
+    changed: watch::Sender<()>,
+    slim: fn(&mut K),
+) -> Store<K>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Eq + std::hash::Hash + Send + Sync,
 {
-    let (reader, writer) = reflector::store();
-    let kind = K::kind(&()).into_owned();
+    let kind = K::kind(&dyntype).into_owned();
+    let writer = reflector::store::Writer::new(dyntype);
+    let reader = writer.as_reader();
     let events = watcher::watcher(api, watcher::Config::default())
         .backoff(Capped { next: MIN_BACKOFF })
         .modify(slim)

@@ -73,6 +73,7 @@ pub(super) fn translate<'a>(
     index: &mut Index<'a>,
     pods: &[std::sync::Arc<Pod>],
     services: &[Built],
+    routes: &[super::routes::Built],
 ) -> BTreeMap<String, (WorkloadSpec, String)> {
     let mut gathered: BTreeMap<String, Gathering> = BTreeMap::new();
     for pod in pods {
@@ -113,7 +114,7 @@ pub(super) fn translate<'a>(
                 Err(e) => index.skip("Namespace", g.namespace.clone(), e),
             }
         }
-        let seen: Vec<String> = services
+        let mut seen: Vec<String> = services
             .iter()
             .filter(|b| {
                 g.visible.iter().any(|v| match v {
@@ -123,6 +124,26 @@ pub(super) fn translate<'a>(
             })
             .map(|b| b.service.name.clone())
             .collect();
+        // A route of a service it sees may send elsewhere: it sees those backends too (and so
+        // on), or the route would send it to a service its snapshot lacks. A route it gets
+        // because it sees one of the backends (snapshots carry every route whose backends are
+        // visible) must not mix hidden ones in either, which the validator refuses.
+        let mut grown = true;
+        while grown {
+            grown = false;
+            for r in routes {
+                let host_seen = r.route.matches.host.as_ref().is_some_and(|h| seen.contains(h));
+                if host_seen || r.route.backends.iter().any(|b| seen.contains(&b.service)) {
+                    for b in &r.route.backends {
+                        if !seen.contains(&b.service) {
+                            seen.push(b.service.clone());
+                            grown = true;
+                        }
+                    }
+                }
+            }
+        }
+        seen.sort();
         let sa = name.split_once('.').map_or(name.as_str(), |(sa, _)| sa);
         let origin = format!("ServiceAccount {}/{sa}", g.namespace);
         let spec = WorkloadSpec {
