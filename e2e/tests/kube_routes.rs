@@ -170,7 +170,8 @@ async fn an_httproute_weight_change_shifts_the_split_in_the_proxys_snapshot() {
     shop(&client).await;
     let http = routes_api(&client, "HTTPRoute");
     let canary = |old: u64, new: u64| {
-        json!([{"matches": [{"path": {"type": "PathPrefix", "value": "/api"}, "method": "GET"}],
+        json!([{"matches": [{"path": {"type": "PathPrefix", "value": "/api"}, "method": "GET",
+                             "queryParams": [{"name": "v", "value": "2"}]}],
                 "backendRefs": [{"name": "orders", "port": 80, "weight": old},
                                 {"name": "orders-v2", "port": 80, "weight": new}],
                 "timeouts": {"request": "5s"}}])
@@ -189,6 +190,7 @@ async fn an_httproute_weight_change_shifts_the_split_in_the_proxys_snapshot() {
     assert_eq!(r["match"]["host"], "orders.shop:80", "{r:#}");
     assert_eq!(r["match"]["path_regex"], "/api(/.*)?", "{r:#}");
     assert_eq!(r["match"]["method"], "GET", "{r:#}");
+    assert_eq!(r["match"]["query"], json!({"v": "2"}), "{r:#}");
     assert!(!r["timeout"].is_null(), "{r:#}");
     let rpc = route(&first, "grpcroute:shop/rpc:0:0@orders.shop:80").expect("the gRPC route");
     assert_eq!(rpc["match"]["path"], "/shop.Orders/Get", "{rpc:#}");

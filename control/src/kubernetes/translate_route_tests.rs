@@ -35,7 +35,7 @@ fn a_mesh_route_becomes_one_route_per_match_and_what_cannot_be_honoured_is_refus
         http(
             "split",
             json!([{
-            "matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}, {"headers": [{"name": "x-v", "value": "2"}]}],
+            "matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}, {"headers": [{"name": "x-v", "value": "2"}], "queryParams": [{"name": "v", "value": "2"}]}],
             "backendRefs": [{"name": "cart", "port": 8080, "weight": 90}, {"name": "orders", "port": 9000, "weight": 10}],
             "timeouts": {"request": "1m30s", "backendRequest": "20s"}}]),
         ),
@@ -47,7 +47,7 @@ fn a_mesh_route_becomes_one_route_per_match_and_what_cannot_be_honoured_is_refus
         http("pod", json!([{"backendRefs": [{"group": "", "kind": "Pod", "name": "cart-a", "port": 1}]}])),
         http(
             "query",
-            json!([{"matches": [{"queryParams": [{"name": "a", "value": "b"}]}],
+            json!([{"matches": [{"queryParams": [{"type": "RegularExpression", "name": "a", "value": "b"}]}],
                     "backendRefs": [{"name": "cart", "port": 8080}]}]),
         ),
         http(
@@ -99,6 +99,7 @@ fn a_mesh_route_becomes_one_route_per_match_and_what_cannot_be_honoured_is_refus
     // No retries, so one backend request: the tighter limit applies.
     assert_eq!(split.timeout.map(|d| d.0), Some(std::time::Duration::from_secs(20)));
     assert_eq!(t.mesh.routes[2].0.matches.headers["x-v"], "2");
+    assert_eq!(t.mesh.routes[2].0.matches.query["v"], "2");
 
     assert_eq!(refused(&t, "split"), None);
     assert_eq!(refused(&t, "rpc"), None);
@@ -108,7 +109,7 @@ fn a_mesh_route_becomes_one_route_per_match_and_what_cannot_be_honoured_is_refus
         assert!(message.contains(what), "{name}: {message}");
     };
     unsupported("rewrite", "filters");
-    unsupported("query", "queryParams");
+    unsupported("query", "query parameter");
     unsupported("regex", "RegularExpression");
     unsupported("badregex", "path_regex");
     assert_eq!(refused(&t, "gone").map(|r| (r.0, r.1)), Some(("ResolvedRefs", "BackendNotFound")));

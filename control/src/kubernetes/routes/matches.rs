@@ -9,17 +9,19 @@ use serde_json::Value;
 use super::spec::{GrpcMatch, HeaderMatch, HttpMatch};
 
 /// How specific a match is: lower sorts first, as the Gateway API orders matches across rules
-/// and routes (exact path, then the longest prefix, then a method, then the most headers).
-pub type Precedence = (u8, Reverse<usize>, bool, Reverse<usize>);
+/// and routes (exact path, then the longest prefix, then a method, then the most headers, then
+/// the most query parameters).
+pub type Precedence = (u8, Reverse<usize>, bool, Reverse<usize>, Reverse<usize>);
 
 /// An `HTTPRoute` match.
 pub fn http(raw: &Value) -> Result<(RouteMatch, Precedence), String> {
     let m: HttpMatch = serde_json::from_value(raw.clone()).map_err(|e| format!("unreadable match: {e}"))?;
-    if !m.query_params.is_empty() {
-        return Err("queryParams matches are not supported".into());
-    }
-    let mut out =
-        RouteMatch { headers: headers(&m.headers)?, method: m.method.clone(), ..RouteMatch::default() };
+    let mut out = RouteMatch {
+        headers: headers(&m.headers)?,
+        method: m.method.clone(),
+        query: query(&m.query_params)?,
+        ..RouteMatch::default()
+    };
     let (kind, value) = m.path.as_ref().map_or((None, None), |p| (p.kind.as_deref(), p.value.as_deref()));
     let value = value.unwrap_or("/");
     let rank = match kind.unwrap_or("PathPrefix") {
@@ -41,7 +43,13 @@ pub fn http(raw: &Value) -> Result<(RouteMatch, Precedence), String> {
         }
         other => return Err(format!("path match type {other:?} is not supported")),
     };
-    let precedence = (rank, Reverse(value.len()), m.method.is_none(), Reverse(out.headers.len()));
+    let precedence = (
+        rank,
+        Reverse(value.len()),
+        m.method.is_none(),
+        Reverse(out.headers.len()),
+        Reverse(out.query.len()),
+    );
     Ok((out, precedence))
 }
 
@@ -74,7 +82,7 @@ pub fn grpc(raw: &Value) -> Result<(RouteMatch, Precedence), String> {
     // gRPC is always POST; the method is not a condition worth adding.
     let len = out.path.as_ref().or(out.path_regex.as_ref()).map_or(0, String::len);
     let headers = out.headers.len();
-    Ok((out, (rank, Reverse(len), true, Reverse(headers))))
+    Ok((out, (rank, Reverse(len), true, Reverse(headers), Reverse(0))))
 }
 
 fn headers(list: &[HeaderMatch]) -> Result<std::collections::BTreeMap<String, String>, String> {
@@ -85,6 +93,21 @@ fn headers(list: &[HeaderMatch]) -> Result<std::collections::BTreeMap<String, St
         }
         // Names are case-insensitive; the first of a repeated name wins, as the spec says.
         out.entry(h.name.to_ascii_lowercase()).or_insert_with(|| h.value.clone());
+    }
+    Ok(out)
+}
+
+fn query(list: &[HeaderMatch]) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for q in list {
+        if !matches!(q.kind.as_deref(), None | Some("Exact")) {
+            return Err(format!(
+                "query parameter match {:?} of type RegularExpression is not supported",
+                q.name
+            ));
+        }
+        // Names are case-sensitive here; again the first of a repeated name wins.
+        out.entry(q.name.clone()).or_insert_with(|| q.value.clone());
     }
     Ok(out)
 }
@@ -136,8 +159,13 @@ mod tests {
         assert!(q < p, "an exact path comes before a prefix");
         let (all, _) = http(&json!({"path": {"type": "PathPrefix", "value": "/"}})).unwrap();
         assert!(all.path.is_none() && all.path_regex.is_none());
-        let e = http(&json!({"queryParams": [{"name": "a", "value": "b"}]})).unwrap_err();
-        assert!(e.contains("queryParams"), "{e}");
+        let (q, _) =
+            http(&json!({"queryParams": [{"name": "v", "value": "2"}, {"name": "v", "value": "3"}]}))
+                .unwrap();
+        assert_eq!(q.query["v"], "2");
+        let e = http(&json!({"queryParams": [{"type": "RegularExpression", "name": "a", "value": "b"}]}))
+            .unwrap_err();
+        assert!(e.contains("query parameter"), "{e}");
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! profile) to proxy routes: for each parent Service port, each rule and each of its matches
 //! becomes one route whose `host` is that mesh service (so it applies to traffic addressed to
 //! it), with the rule's weighted backends and request timeout. Routes are ordered by the spec's
-//! precedence (exact path, longest prefix, method, most headers, oldest, then by name).
+//! precedence (exact path, longest prefix, method, most headers, most query parameters, oldest,
+//! then by name).
 //!
 //! A route is taken whole or not at all: anything the proxy cannot honour as the spec says
-//! (filters, query matches, regex headers, cross-namespace references, a missing backend) leaves
+//! (filters, regex header or query matches, cross-namespace references, a missing backend) leaves
 //! it out, and its status says why (`Accepted` or `ResolvedRefs` False, see [`status`]).
 
 pub mod matches;
@@ -174,7 +175,10 @@ fn rules(
             list.push((m, precedence));
         }
         if list.is_empty() {
-            list.push((schema::RouteMatch::default(), (1, std::cmp::Reverse(1), true, std::cmp::Reverse(0))));
+            list.push((
+                schema::RouteMatch::default(),
+                (1, std::cmp::Reverse(1), true, std::cmp::Reverse(0), std::cmp::Reverse(0)),
+            ));
         }
         out.push(Rule { matches: list, backends, timeout });
     }

@@ -123,9 +123,9 @@ pub struct HttpMatch {
     /// Header conditions.
     #[serde(default)]
     pub headers: Vec<HeaderMatch>,
-    /// Query conditions: not supported.
+    /// Query conditions (the same shape as a header's).
     #[serde(default)]
-    pub query_params: Vec<Value>,
+    pub query_params: Vec<HeaderMatch>,
     /// Request method.
     pub method: Option<String>,
 }
@@ -140,7 +140,7 @@ pub struct PathMatch {
     pub value: Option<String>,
 }
 
-/// `headers[]`.
+/// `headers[]` and `queryParams[]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct HeaderMatch {
     /// `Exact` (default) or `RegularExpression` (not supported).
