@@ -61,6 +61,13 @@ fn a_mesh_route_becomes_one_route_per_match_and_what_cannot_be_honoured_is_refus
             json!([{"matches": [{"path": {"type": "RegularExpression", "value": "/(a"}}],
                     "backendRefs": [{"name": "cart", "port": 8080}]}]),
         ),
+        route(
+            RouteKind::Http,
+            "shop",
+            "hosts",
+            json!({"parentRefs": orders_parent(), "hostnames": ["orders.example"],
+                   "rules": [{"backendRefs": [{"name": "cart", "port": 8080}]}]}),
+        ),
         // A Gateway's route: neither served nor reported on by the mesh.
         route(
             RouteKind::Http,
@@ -112,6 +119,7 @@ fn a_mesh_route_becomes_one_route_per_match_and_what_cannot_be_honoured_is_refus
     unsupported("query", "query parameter");
     unsupported("regex", "RegularExpression");
     unsupported("badregex", "path_regex");
+    unsupported("hosts", "hostnames");
     assert_eq!(refused(&t, "gone").map(|r| (r.0, r.1)), Some(("ResolvedRefs", "BackendNotFound")));
     assert_eq!(refused(&t, "pod").map(|r| (r.0, r.1)), Some(("ResolvedRefs", "InvalidKind")));
     assert!(t.statuses.iter().all(|s| s.name != "north-south"));

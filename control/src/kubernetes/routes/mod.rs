@@ -124,6 +124,10 @@ fn rules(
     services: &[BuiltService],
 ) -> Result<Vec<Rule>, Condition> {
     let unsupported = Condition::unsupported;
+    if !spec.hostnames.is_empty() {
+        // Ignoring them would send more traffic through the route than its author meant.
+        return Err(unsupported("hostnames on a route for a Service are not supported".into()));
+    }
     let mut out = Vec::new();
     for (i, rule) in spec.rules.iter().enumerate() {
         let at = |what: &str| format!("rules[{i}]: {what}");

@@ -16,6 +16,10 @@ pub struct RouteSpec {
     /// Its rules, in order.
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Host header conditions: the parent Service already names the destination, and the
+    /// route's `host` condition is that; narrowing it further is not supported.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
 }
 
 /// `parentRefs[]`.
