@@ -1,9 +1,9 @@
 //! Gateway API routes (the GAMMA mesh profile: `parentRefs` naming a Service) through
 //! `pillion-control serve --kubernetes` against a real API server with the published CRDs: an
-//! HTTPRoute's weights reach a proxy's snapshot and a change to them shifts the split there; a
-//! GRPCRoute's method becomes a path; what Pillion cannot honour is reported on the route's
-//! `status.parents` (read back from the API server) and left out of the snapshot, and other
-//! controllers' entries there are kept.
+//! HTTPRoute's weights reach a proxy's snapshot, a change to them shifts the split there and
+//! deleting it takes it out; a GRPCRoute's method becomes a path; what Pillion cannot honour is
+//! reported on the route's `status.parents` (read back from the API server) and left out of the
+//! snapshot, and other controllers' entries there are kept.
 //!
 //! Endpoint addresses are 10.x data only: nothing here connects to them.
 
@@ -205,6 +205,11 @@ async fn an_httproute_weight_change_shifts_the_split_in_the_proxys_snapshot() {
     until(&control, &web, "the 20/80 split", |s| split(s, name) == Some(weights(20, 80)));
     let accepted = condition(&control, &http, "canary", "Accepted", 2).await;
     assert_eq!(accepted["status"], "True", "{accepted:#}");
+
+    // Deleted, it is gone from the snapshot; the gRPC route stays.
+    http.delete("canary", &Default::default()).await.expect("delete the route");
+    let after = until(&control, &web, "the route gone", |s| route(s, name).is_none());
+    assert!(route(&after, "grpcroute:shop/rpc:0:0@orders.shop:80").is_some(), "{after:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

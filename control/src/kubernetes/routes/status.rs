@@ -162,9 +162,9 @@ impl Writer {
     /// tried again on the next translation.
     pub async fn write(&mut self, statuses: &[RouteStatus]) {
         // Routes gone from the cluster need no status; forgetting them keeps the map bounded.
-        self.written.retain(|(kind, ns, name), _| {
-            statuses.iter().any(|s| s.kind == *kind && s.namespace == *ns && s.name == *name)
-        });
+        let current: std::collections::HashSet<(RouteKind, &str, &str)> =
+            statuses.iter().map(|s| (s.kind, s.namespace.as_str(), s.name.as_str())).collect();
+        self.written.retain(|(kind, ns, name), _| current.contains(&(*kind, ns.as_str(), name.as_str())));
         for s in statuses {
             let key = (s.kind, s.namespace.clone(), s.name.clone());
             let content = (s.generation, s.parents.clone());
