@@ -3,7 +3,9 @@
 //! HTTPRoute's weights reach a proxy's snapshot, a change to them shifts the split there and
 //! deleting it takes it out; a GRPCRoute's method becomes a path; what Pillion cannot honour is
 //! reported on the route's `status.parents` (read back from the API server) and left out of the
-//! snapshot, and other controllers' entries there are kept.
+//! snapshot, and other controllers' entries there are kept. One test sends traffic through a
+//! real sidecar: the directory lays loopback backends over the two Services (the API server
+//! refuses loopback endpoints), and the cluster's route splits between them.
 //!
 //! Endpoint addresses are 10.x data only: nothing here connects to them.
 
@@ -21,8 +23,11 @@ use kube::{
     api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
 };
 use pillion_e2e::{
+    Backend, Proxy,
+    client::HttpClient,
     control::{Control, WatchStream},
     kube::KubeApi,
+    process::free_addr,
 };
 use serde_json::{Value, json};
 
@@ -259,4 +264,95 @@ async fn what_pillion_cannot_honour_is_accepted_false_with_a_reason_on_the_api_s
     until(&control, &web, "the fixed route", |s| route(s, name).is_some());
     let accepted = condition(&control, &http, "mirror", "Accepted", 2).await;
     assert_eq!(accepted["status"], "True", "{accepted:#}");
+}
+
+/// A sidecar of `web.shop` enrolled with `control`, with a listener for `orders.shop:80`.
+fn web_sidecar(control: &Control) -> (Proxy, std::net::SocketAddr) {
+    let certs = tempfile::tempdir().expect("a temporary directory").keep();
+    std::fs::copy(control.pki.ca_pem(), certs.join("ca.pem")).expect("copy the CA");
+    let listener = free_addr();
+    let cfg = format!(
+        r#"
+workload: {{name: web.shop, identity: "{WEB}"}}
+tls: {{cert: "{d}/cert.pem", key: "{d}/key.pem", trust: "{d}/ca.pem"}}
+control: {{address: "https://{addr}", token_file: "{token}"}}
+admin: {{bind: "{{admin}}"}}
+inbound: {{bind: "{inbound}"}}
+outbound:
+  listeners: [{{bind: "{listener}", service: "orders.shop:80"}}]
+"#,
+        d = certs.display(),
+        addr = control.addr,
+        token = control.token_file("web.shop").display(),
+        inbound = free_addr(),
+    );
+    let proxy = Proxy::spawn(&cfg, &[]);
+    proxy.wait_ready();
+    (proxy, listener)
+}
+
+/// How many of `n` requests through `listener` each backend answered (`x-backend`).
+async fn tally(listener: std::net::SocketAddr, n: usize) -> (usize, usize) {
+    let client = HttpClient::http1();
+    let (mut a, mut b) = (0, 0);
+    for _ in 0..n {
+        let r = client.get(listener, "/", Some("orders")).await.expect("a response");
+        assert_eq!(r.status(), 200);
+        match r.headers().get("x-backend").and_then(|v| v.to_str().ok()) {
+            Some("a") => a += 1,
+            Some("b") => b += 1,
+            other => panic!("answered by {other:?}"),
+        }
+    }
+    (a, b)
+}
+
+/// Tallies batches of `n` until one satisfies `done`, for at most [`WAIT`].
+async fn until_split(
+    proxy: &Proxy,
+    listener: std::net::SocketAddr,
+    n: usize,
+    what: &str,
+    done: impl Fn((usize, usize)) -> bool,
+) -> (usize, usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let t = tally(listener, n).await;
+        if done(t) {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "traffic never {what}; last {t:?}\n{}", proxy.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_httproute_weight_change_shifts_a_sidecars_traffic() {
+    let Some(kube) = KubeApi::start_or_skip("kube_routes::traffic").await else { return };
+    let client = kube.client().await.expect("client");
+    shop(&client).await;
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let overlay = format!(
+        "services:\n  - {{name: \"orders.shop:80\", endpoints: [{{addr: \"{}\"}}]}}\n  - {{name: \"orders-v2.shop:80\", endpoints: [{{addr: \"{}\"}}]}}\n",
+        a.addr, b.addr
+    );
+    let http = routes_api(&client, "HTTPRoute");
+    let split = |old: u64, new: u64| {
+        json!([{"backendRefs": [{"name": "orders", "port": 80, "weight": old},
+                                {"name": "orders-v2", "port": 80, "weight": new}]}])
+    };
+    // Weight 0 takes no traffic: all of it goes to orders.
+    create(&http, mesh_route("HTTPRoute", "split", split(1, 0))).await;
+    let control = Control::start_kubernetes(kube.kubeconfig(), &[("backends.yaml", &overlay)]);
+    assert_eq!(condition(&control, &http, "split", "Accepted", 1).await["status"], "True");
+    let (proxy, listener) = web_sidecar(&control);
+    until_split(&proxy, listener, 20, "went all to orders", |t| t == (20, 0)).await;
+
+    let patch = |rules: Value| Patch::Merge(json!({"spec": {"rules": rules}}));
+    http.patch("split", &PatchParams::default(), &patch(split(1, 1))).await.expect("50/50");
+    // 200 requests at 50/50: fewer than 60 on either side is a 1-in-10^9 event.
+    let (to_a, to_b) = until_split(&proxy, listener, 200, "split 50/50", |(a, b)| a >= 60 && b >= 60).await;
+    eprintln!("50/50 split: {to_a} to orders, {to_b} to orders-v2");
+    http.patch("split", &PatchParams::default(), &patch(split(0, 1))).await.expect("all to v2");
+    until_split(&proxy, listener, 20, "went all to orders-v2", |t| t == (0, 20)).await;
 }
