@@ -135,7 +135,9 @@ pub fn duration(s: &str) -> Result<Option<Duration>, String> {
             }
         };
         rest = &rest[len..];
-        total += unit * u32::try_from(n).map_err(|_| bad())?;
+        // Checked, so that no value can panic here, whatever the CRD's pattern lets through.
+        let term = unit.checked_mul(u32::try_from(n).map_err(|_| bad())?).ok_or_else(bad)?;
+        total = total.checked_add(term).ok_or_else(bad)?;
     }
     Ok((!total.is_zero()).then_some(total))
 }
@@ -182,5 +184,6 @@ mod tests {
         assert_eq!(duration("500ms"), Ok(Some(Duration::from_millis(500))));
         assert_eq!(duration("0s"), Ok(None));
         assert!(duration("1.5s").is_err() && duration("").is_err() && duration("5").is_err());
+        assert!(duration("4294967296h").is_err(), "beyond u32 is refused, not wrapped");
     }
 }
