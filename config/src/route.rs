@@ -13,6 +13,8 @@ pub struct RouteMatcher {
     path: Option<PathMatch>,
     headers: Vec<(HeaderName, HeaderValue)>,
     method: Option<Method>,
+    /// `(name, value)` pairs the query must hold, compared as sent.
+    query: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -76,7 +78,18 @@ impl RouteMatcher {
             .map(|s| Method::from_bytes(s.to_ascii_uppercase().as_bytes()))
             .transpose()
             .map_err(|_| ("method", "not a valid HTTP method".to_string()))?;
-        Ok(Self { host, path, headers, method })
+        let mut query = Vec::with_capacity(m.query.len());
+        for (name, value) in &m.query {
+            // `&`, `=` and `#` would split or end the pair in a request, so it could never match.
+            if name.is_empty() || [name, value].iter().any(|s| s.contains(['&', '=', '#'])) {
+                return Err((
+                    "query",
+                    format!("{name:?}={value:?} is not a query parameter a request can carry"),
+                ));
+            }
+            query.push((name.clone(), value.clone()));
+        }
+        Ok(Self { host, path, headers, method, query })
     }
 
     /// Whether a request matches. `host` is the request's host without port, lowercased;
@@ -104,6 +117,17 @@ impl RouteMatcher {
                 PathMatch::Regex(re) => re.is_match(path),
             };
             if !ok {
+                return false;
+            }
+        }
+        if !self.query.is_empty() {
+            let query = req.uri.query().unwrap_or_default();
+            let has = |(n, v): &(String, String)| {
+                query
+                    .split('&')
+                    .any(|pair| pair.split_once('=').unwrap_or((pair, "")) == (n.as_str(), v.as_str()))
+            };
+            if !self.query.iter().all(has) {
                 return false;
             }
         }
@@ -192,6 +216,21 @@ mod tests {
         let mut m = RouteMatch::default();
         f(&mut m);
         RouteMatcher::compile(&m).unwrap()
+    }
+
+    #[test]
+    fn query_parameters_match_as_sent() {
+        let m = matcher(|m| {
+            m.query = BTreeMap::from([("v".into(), "2".into()), ("debug".into(), String::new())])
+        });
+        assert!(m.matches(&parts("GET", "/a?x=1&v=2&debug", &[]), "h", None));
+        assert!(m.matches(&parts("GET", "/a?debug=&v=2", &[]), "h", None));
+        assert!(!m.matches(&parts("GET", "/a?v=2", &[]), "h", None));
+        assert!(!m.matches(&parts("GET", "/a?v=20&debug", &[]), "h", None));
+        assert!(!m.matches(&parts("GET", "/a", &[]), "h", None));
+        let mut bad = RouteMatch::default();
+        bad.query.insert("a&b".into(), "c".into());
+        assert_eq!(RouteMatcher::compile(&bad).map(|_| ()).unwrap_err().0, "query");
     }
 
     #[test]

@@ -353,6 +353,11 @@ pub struct RouteMatch {
     /// Request method.
     #[serde(default)]
     pub method: Option<String>,
+    /// Query parameters that must be present with exactly these values (as sent, not
+    /// percent-decoded). Left out of the JSON when empty, so that a proxy that predates it still
+    /// reads the snapshots of routes that do not use it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, String>,
 }
 
 /// A weighted backend of a route.

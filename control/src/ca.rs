@@ -69,6 +69,11 @@ impl Signer {
         &self.identity
     }
 
+    /// The trust domain of every identity this CA signs.
+    pub fn trust_domain(&self) -> &str {
+        self.ca.trust_domain()
+    }
+
     /// The CA certificate (the trust bundle), PEM.
     pub fn ca_pem(&self) -> &str {
         self.ca.cert_pem()

@@ -1,8 +1,11 @@
-//! pillion-control: holds the mesh's services, routes and workloads (a directory of YAML files),
-//! pushes each proxy its own snapshot, and signs workload certificates.
+//! pillion-control: holds the mesh's services, routes and workloads (a directory of YAML files,
+//! the Kubernetes API, or both), pushes each proxy its own snapshot, and signs workload
+//! certificates.
 //!
 //! - [`source`] reads and merges the directory; [`view`] and [`validate`] decide what each
 //!   workload sees and check it with the proxy's own validator; [`reload`] watches the directory.
+//! - [`kubernetes`] watches the API and translates it into the same model; [`compose`] lays
+//!   the directory over it and publishes.
 //! - [`snapshot`] holds each workload's current NDJSON line; [`watch`] streams it.
 //! - [`api`] serves HTTPS; [`ca`] signs CSRs for callers with a workload's own certificate or a
 //!   bootstrap token of that workload ([`tokens`]); [`status`] and [`metrics`] are what operators
@@ -11,6 +14,8 @@
 
 pub mod api;
 pub mod ca;
+pub mod compose;
+pub mod kubernetes;
 pub mod metrics;
 pub mod reload;
 pub mod snapshot;
@@ -40,13 +45,17 @@ pub struct State {
     pub signer: Arc<ca::Signer>,
     /// Longest quiet time on a watch stream before a keep-alive line.
     pub keepalive: Duration,
+    /// The last good mesh of each source.
+    pub sources: compose::Sources,
 }
 
 /// How `pillion-control serve` was asked to run.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// The directory of YAML files.
-    pub config_dir: PathBuf,
+    /// The directory of YAML files, if any.
+    pub config_dir: Option<PathBuf>,
+    /// Read the mesh from the Kubernetes API too (under the directory).
+    pub kubernetes: Option<kubernetes::Options>,
     /// The CA directory (`ca.pem`, `ca-key.pem`).
     pub ca_dir: PathBuf,
     /// The HTTPS address.
@@ -71,11 +80,27 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         metrics: metrics::Metrics::new(),
         signer: Arc::clone(&signer),
         keepalive: opts.keepalive,
+        sources: compose::Sources::default(),
     });
-    // A bad directory at start-up is reported like any other; there is just no last good one yet.
-    let initial = source::read_dir(&opts.config_dir);
-    reload::apply(&state, initial.clone());
-    tokio::spawn(reload::watch_dir(opts.config_dir.clone(), Arc::clone(&state), initial));
+    if let Some(dir) = &opts.config_dir {
+        // A bad directory at start-up is reported like any other; there is just no last good one
+        // yet.
+        let initial = source::read_dir(dir);
+        reload::apply(&state, initial.clone());
+        tokio::spawn(reload::watch_dir(dir.clone(), Arc::clone(&state), initial));
+    } else {
+        // Nothing yet: workloads appear when the cluster is listed.
+        compose::set_cluster(&state, source::Mesh::default());
+    }
+    if let Some(k) = &opts.kubernetes {
+        let client = kubernetes::client(k).await?;
+        let settings = kubernetes::translate::Settings {
+            trust_domain: signer.trust_domain().to_owned(),
+            cluster_domain: k.cluster_domain.clone(),
+        };
+        tracing::info!(cluster_domain = %k.cluster_domain, "watching the Kubernetes API");
+        tokio::spawn(kubernetes::run(client, settings, Arc::clone(&state)));
+    }
     tokio::spawn(ca::renew_serving_cert(Arc::clone(&signer), store));
 
     let tcp = TcpListener::bind(opts.bind)

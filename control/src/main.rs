@@ -30,9 +30,19 @@ enum LogFormat {
 enum Command {
     /// Serve the control-plane API over HTTPS.
     Serve {
-        /// Directory of YAML files with `services`, `routes` and `workloads`.
-        #[arg(long, env = "PILLION_CONTROL_CONFIG_DIR")]
-        config_dir: PathBuf,
+        /// Directory of YAML files with `services`, `routes` and `workloads`; with
+        /// `--kubernetes`, laid over the cluster's model (it wins name clashes).
+        #[arg(long, env = "PILLION_CONTROL_CONFIG_DIR", required_unless_present = "kubernetes")]
+        config_dir: Option<PathBuf>,
+        /// Build the mesh from the Kubernetes API (Services, EndpointSlices, Pods, Namespaces).
+        #[arg(long, env = "PILLION_CONTROL_KUBERNETES")]
+        kubernetes: bool,
+        /// Kubeconfig for `--kubernetes`; without it, the in-cluster config.
+        #[arg(long, env = "PILLION_CONTROL_KUBECONFIG", requires = "kubernetes")]
+        kubeconfig: Option<PathBuf>,
+        /// DNS suffix of Services, for their `NAME.NS.svc.DOMAIN` addresses.
+        #[arg(long, env = "PILLION_CONTROL_CLUSTER_DOMAIN", default_value = "cluster.local")]
+        cluster_domain: String,
         /// CA directory holding `ca.pem` and `ca-key.pem` (`pillion-certs ca init`).
         #[arg(long, env = "PILLION_CA_DIR")]
         ca: PathBuf,
@@ -100,9 +110,21 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config_dir, ca, bind, token_file, cert_ttl, keepalive } => {
+        Command::Serve {
+            config_dir,
+            kubernetes,
+            kubeconfig,
+            cluster_domain,
+            ca,
+            bind,
+            token_file,
+            cert_ttl,
+            keepalive,
+        } => {
             let opts = ServeOptions {
                 config_dir,
+                kubernetes: kubernetes
+                    .then_some(pillion_control::kubernetes::Options { kubeconfig, cluster_domain }),
                 ca_dir: ca,
                 bind,
                 token_file,

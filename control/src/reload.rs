@@ -6,7 +6,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
-    State,
+    State, compose,
     source::{self, SourceError, Texts},
 };
 
@@ -15,31 +15,10 @@ const POLL: Duration = Duration::from_secs(1);
 /// Lets a burst of events (write, rename, chmod) settle into one reload.
 const SETTLE: Duration = Duration::from_millis(50);
 
-/// Loads `files` and publishes them, or records why not. Returns the new version, if any.
+/// Loads `files` and publishes them (over the cluster's model, see [`compose`]), or records why
+/// not. Returns the new version, if any.
 pub fn apply(state: &State, files: Result<Texts, SourceError>) -> Option<u64> {
-    let mesh = match files.and_then(source::load) {
-        Ok(mesh) => mesh,
-        Err(e) => {
-            state.metrics.config_errors.inc();
-            tracing::error!("config rejected, keeping the last good snapshots:\n{e}");
-            state.status.set_config_error(Some(e));
-            return None;
-        }
-    };
-    state.status.set_config_error(None);
-    match state.snapshots.apply(&mesh) {
-        Ok(Some(version)) => {
-            state.metrics.config_version.set(i64::try_from(version).unwrap_or(i64::MAX));
-            tracing::info!(version, workloads = mesh.workloads.len(), "config published");
-            Some(version)
-        }
-        Ok(None) => None,
-        Err(e) => {
-            state.metrics.config_errors.inc();
-            tracing::error!(error = %e, "cannot serialise snapshots; keeping the last good ones");
-            None
-        }
-    }
+    compose::set_dir(state, files.and_then(source::load))
 }
 
 /// Re-reads `dir` whenever it changes, forever. `last` is what was loaded at start-up. The watch

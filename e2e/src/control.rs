@@ -29,6 +29,8 @@ pub struct Control {
     child: Option<Child>,
     keepalive: String,
     cert_ttl: String,
+    /// More environment for `serve` (the Kubernetes source's settings).
+    env: Vec<(String, String)>,
 }
 
 impl Control {
@@ -36,6 +38,26 @@ impl Control {
     /// each of `enrolled` (workload names), and starts the control plane with a `keepalive`
     /// interval, waiting until `/v1/status` answers.
     pub fn start(files: &[(&str, &str)], enrolled: &[&str], keepalive: &str) -> Self {
+        Self::start_with_env(files, enrolled, keepalive, Vec::new())
+    }
+
+    /// As [`Control::start`], with the Kubernetes source on (`--kubernetes --kubeconfig FILE`):
+    /// `files` become the directory laid over the cluster's model.
+    pub fn start_kubernetes(kubeconfig: &Path, files: &[(&str, &str)]) -> Self {
+        let env = vec![
+            ("PILLION_CONTROL_KUBERNETES".to_owned(), "true".to_owned()),
+            ("PILLION_CONTROL_KUBECONFIG".to_owned(), kubeconfig.display().to_string()),
+        ];
+        // A token file may not be empty; the one workload's token is never used by these tests.
+        Self::start_with_env(files, &["web.shop"], "1s", env)
+    }
+
+    fn start_with_env(
+        files: &[(&str, &str)],
+        enrolled: &[&str],
+        keepalive: &str,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = Pki::new(dir.path(), "pki");
         let config = dir.path().join("config");
@@ -59,6 +81,7 @@ impl Control {
             child: None,
             keepalive: keepalive.to_owned(),
             cert_ttl: "24h".into(),
+            env,
         };
         control.spawn();
         control
@@ -76,6 +99,7 @@ impl Control {
             .env("PILLION_CONTROL_TOKEN_FILE", dir.join("tokens"))
             .env("PILLION_CONTROL_KEEPALIVE", &self.keepalive)
             .env("PILLION_CONTROL_CERT_TTL", &self.cert_ttl)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("PILLION_LOG", "info,pillion_control=debug")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
