@@ -81,7 +81,8 @@ fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
          services:\n  - {{name: echo, protocol: http2, endpoints: [{{addr: \"{upstream}\"}}]}}\n  \
          - {{name: empty, protocol: http2, endpoints: []}}\n  \
          - {{name: hole, protocol: http2, endpoints: [{{addr: \"{hole_addr}\"}}]}}\n\
-         routes:\n  - {{name: slow, match: {{path: /pillion.Echo/Slow}}, backends: [{{service: echo}}], timeout: 200ms}}\n",
+         routes:\n  - {{name: slow, match: {{path: /pillion.Echo/Slow}}, backends: [{{service: echo}}], timeout: 200ms}}\n  \
+         - {{name: small, match: {{path: /pillion.Echo/Small}}, backends: [{{service: echo}}], max_request_bytes: 4}}\n",
         free_addr()
     );
     let proxy = Proxy::start(&cfg);
@@ -90,6 +91,7 @@ fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
     // The proxy's own replies, decoded by grpcio.
     assert_eq!(call(echo, "Slow"), "DEADLINE_EXCEEDED route-timeout");
     assert_eq!(call(empty, "Unary"), "UNAVAILABLE no-healthy-endpoint");
+    assert_eq!(call(echo, "Small"), "RESOURCE_EXHAUSTED request-too-large");
     // An unknown method is the server's own UNIMPLEMENTED, passed through.
     assert_eq!(call(echo, "Nope"), "UNIMPLEMENTED Method not found!");
     // A client's own `grpc-timeout` caps the call at the proxy (curl keeps no deadline of its
@@ -195,4 +197,31 @@ fn the_final_grpc_status_is_counted_retried_on_and_ejected_on() {
     }
     let ejected = ["service=\"found\"", "state=\"ejected\""];
     assert_eq!(proxy.metric("pillion_endpoints", &ejected), Some(0.0));
+}
+
+#[test]
+fn a_caller_outside_the_allow_list_reads_permission_denied() {
+    const ORDERS: &str = "spiffe://cluster.local/ns/shop/sa/orders";
+    let (_server, app) = serve();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = pillion_e2e::pki::Pki::new(dir.path(), "mesh");
+    let orders = pki.issue("orders", ORDERS, &[]);
+    let evil = pki.issue("evil", "spiffe://cluster.local/ns/other/sa/evil", &[]);
+    let inbound = free_addr();
+    let _b = Proxy::start(&format!(
+        "workload: {{name: orders, identity: \"{ORDERS}\"}}\n{}\nadmin: {{bind: \"{{admin}}\"}}\n\
+         inbound:\n  bind: \"{inbound}\"\n  app: \"{app}\"\n  mtls: strict\n  \
+         ports: [{{port: {}, protocol: http2, allow: [\"spiffe://cluster.local/ns/shop/*\"]}}]\n",
+        pillion_e2e::pki::tls_section(&orders),
+        app.port(),
+    ));
+    let listener = free_addr();
+    let _a = Proxy::start(&format!(
+        "workload: {{name: evil}}\n{}\nadmin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{}\"}}\n\
+         outbound:\n  listeners: [{{bind: \"{listener}\", service: orders}}]\n\
+         services:\n  - {{name: orders, protocol: http2, endpoints: [{{addr: \"{inbound}\", identity: \"{ORDERS}\"}}]}}\n",
+        pillion_e2e::pki::tls_section(&evil),
+        free_addr(),
+    ));
+    assert_eq!(call(listener, "Unary"), "PERMISSION_DENIED unauthorized");
 }

@@ -76,14 +76,8 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A client's body, streamed through frame by frame.
     Streaming(ClientBody),
-    /// A client's body that may carry at most `left` more bytes (a route's `max_request_bytes`).
-    Limited {
-        /// The body.
-        inner: ClientBody,
-        /// Bytes still allowed.
-        left: u64,
-    },
-    /// A client's body as one try of several sends it.
+    /// A client's body as one try sends it: kept for another try, held to a route's
+    /// `max_request_bytes`, or both.
     Replay(replay::ReplayBody),
 }
 
@@ -112,17 +106,6 @@ impl http_body::Body for Body {
             Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Self::Streaming(b) => Pin::new(b).poll_frame(cx),
             Self::Replay(b) => Pin::new(b).poll_frame(cx),
-            Self::Limited { inner, left } => {
-                let frame = std::task::ready!(Pin::new(inner).poll_frame(cx));
-                if let Some(Ok(f)) = &frame {
-                    let n = f.data_ref().map_or(0, |d| d.len() as u64);
-                    if n > *left {
-                        return Poll::Ready(Some(Err(Box::new(TooLarge))));
-                    }
-                    *left -= n;
-                }
-                Poll::Ready(frame)
-            }
         }
     }
 
@@ -130,7 +113,7 @@ impl http_body::Body for Body {
         match self {
             Self::Empty => true,
             Self::Full(b) => b.is_none(),
-            Self::Streaming(b) | Self::Limited { inner: b, .. } => b.is_end_stream(),
+            Self::Streaming(b) => b.is_end_stream(),
             Self::Replay(b) => b.is_end_stream(),
         }
     }
@@ -139,7 +122,7 @@ impl http_body::Body for Body {
         match self {
             Self::Empty => SizeHint::with_exact(0),
             Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Self::Streaming(b) | Self::Limited { inner: b, .. } => b.size_hint(),
+            Self::Streaming(b) => b.size_hint(),
             Self::Replay(b) => b.size_hint(),
         }
     }

@@ -34,6 +34,8 @@ struct State<B> {
     trailers: Option<HeaderMap>,
     /// The copy is gone (over `keep`, or the client's body failed): no later try.
     spent: bool,
+    /// The body went over `max`.
+    over: bool,
     /// The try whose body reads the client; older tries' bodies stop.
     current: u32,
 }
@@ -66,6 +68,7 @@ impl<B> Replay<B> {
             max,
             trailers: None,
             spent: false,
+            over: false,
             current: 0,
         };
         Self(Arc::new(Mutex::new(state)))
@@ -90,6 +93,12 @@ impl<B> Replay<B> {
     /// Whether another try can still send the whole body.
     pub fn can_resend(&self) -> bool {
         !lock(&self.0).spent
+    }
+
+    /// Whether the body went over its `max`: whatever the upstream made of the cut-off
+    /// request, the client's answer is that its body was too large.
+    pub fn over_limit(&self) -> bool {
+        lock(&self.0).over
     }
 }
 
@@ -138,6 +147,7 @@ where
                     this.sent += n;
                     if s.max.is_some_and(|max| s.read > max) {
                         s.spent = true;
+                        s.over = true;
                         return Poll::Ready(Some(Err(Box::new(TooLarge))));
                     }
                     if s.spent || s.read > s.keep {
@@ -307,6 +317,6 @@ mod tests {
     async fn the_route_limit_still_holds() {
         let r = Replay::new(client([data("abc"), data("def")]), 64, Some(4));
         assert!(r.next_try(false).expect("first").collect().await.is_err());
-        assert!(!r.can_resend());
+        assert!(!r.can_resend() && r.over_limit());
     }
 }

@@ -75,14 +75,16 @@ impl Resend {
 
     /// The body of the next try, or `None` when it cannot be sent (again). Taking it stops
     /// the previous try's body; the `last` try leaves no copy behind.
-    fn next_body(&mut self, max_body: Option<u64>, last: bool) -> Option<Body> {
+    /// Whether the body went over the route's `max_request_bytes`.
+    fn over_limit(&self) -> bool {
+        matches!(self, Self::Copy(r) if r.over_limit())
+    }
+
+    fn next_body(&mut self, last: bool) -> Option<Body> {
         match self {
             Self::Empty => Some(Body::Empty),
             Self::Copy(copy) => copy.next_try(last).map(Body::Replay),
-            Self::Never(body) => match (body.take()?, max_body) {
-                (inner, Some(left)) => Some(Body::Limited { inner, left }),
-                (inner, None) => Some(Body::Streaming(inner)),
-            },
+            Self::Never(body) => body.take().map(Body::Streaming),
         }
     }
 }
@@ -118,6 +120,8 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
         b if plan.retry.is_some() && b.size_hint().lower() <= MAX_REPLAY_BODY => {
             Resend::Copy(Replay::new(b, MAX_REPLAY_BODY, plan.max_body))
         }
+        // Held to the route's limit, and kept for no other try once a byte went out.
+        b if plan.max_body.is_some() => Resend::Copy(Replay::new(b, 0, plan.max_body)),
         b => Resend::Never(Some(b)),
     };
     let endpoints = plan.service.balancer.endpoints().len() as u32;
@@ -131,7 +135,7 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
     let method = parts.method.clone();
     let mut template = Some(parts);
     let mut tried = Tried::default();
-    let mut try_body = resend.next_body(plan.max_body, max_tries == 1);
+    let mut try_body = resend.next_body(max_tries == 1);
     let mut n = 0;
     loop {
         n += 1;
@@ -162,7 +166,11 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
         }
         let client_span = plan.span.map(|s| s.client(&mut try_parts.headers));
         let exchange = forward::send(endpoint, try_parts, body, version);
-        let result = Deadline::new(per_try, pin!(exchange)).await.unwrap_or(Err(LocalError::Timeout));
+        let result = match Deadline::new(per_try, pin!(exchange)).await.unwrap_or(Err(LocalError::Timeout)) {
+            // However the upstream took the cut-off request (HTTP/2 sees only a reset stream).
+            Err(_) if resend.over_limit() => Err(LocalError::TooLarge),
+            r => r,
+        };
         if let (Some(server), Some(span)) = (plan.span, client_span) {
             let end = ClientEnd {
                 endpoint: endpoint.addr,
@@ -205,7 +213,7 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
             return Sent { result, tls: meshed };
         }
         // Taken now, before the try is given up: its body might otherwise outgrow the copy.
-        try_body = resend.next_body(plan.max_body, n + 1 >= max_tries);
+        try_body = resend.next_body(n + 1 >= max_tries);
         if try_body.is_none() {
             return Sent { result, tls: meshed };
         }

@@ -12,7 +12,7 @@ use http::{
 use super::reply::LocalError;
 use crate::{
     balance::Endpoint,
-    body::{Body, TooLarge},
+    body::Body,
     upstream::log::{log_upstream_failure, source_chain},
     upstream::{ConnectError, SendError, UpstreamBody},
 };
@@ -60,9 +60,6 @@ pub async fn send(
 
 /// The local reply for a failed send.
 fn local_error(endpoint: &Endpoint, e: &SendError) -> LocalError {
-    if chain(e).any(|c| c.is::<TooLarge>()) {
-        return LocalError::TooLarge;
-    }
     match e {
         SendError::Connect(ConnectError::Overloaded(_)) => LocalError::Overloaded,
         SendError::Connect(_) => {
@@ -130,13 +127,6 @@ fn host_value(a: &Authority) -> Option<HeaderValue> {
         a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h)
     };
     HeaderValue::from_str(host).ok()
-}
-
-/// An error and its causes, outermost first.
-fn chain<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(e), |e| e.source())
 }
 
 #[cfg(test)]
