@@ -66,12 +66,17 @@ fn call(addr: SocketAddr, method: &str) -> String {
 #[test]
 fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
     let (_server, upstream) = serve();
-    // An upstream that accepts and never answers: only the proxy can end a call to it.
+    // An upstream that accepts and never answers: only the proxy can end a call to it. It says
+    // when a connection arrives.
     let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let hole_addr = hole.local_addr().expect("address");
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let held: Vec<_> = hole.incoming().flatten().collect();
-        drop(held);
+        let mut held = Vec::new();
+        for conn in hole.incoming().flatten() {
+            held.push(conn);
+            let _ = accepted_tx.send(());
+        }
     });
     let (echo, empty, silent) = (free_addr(), free_addr(), free_addr());
     let cfg = format!(
@@ -80,9 +85,10 @@ fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
          - {{bind: \"{silent}\", service: hole}}\n\
          services:\n  - {{name: echo, protocol: http2, endpoints: [{{addr: \"{upstream}\"}}]}}\n  \
          - {{name: empty, protocol: http2, endpoints: []}}\n  \
-         - {{name: hole, protocol: http2, endpoints: [{{addr: \"{hole_addr}\"}}]}}\n\
+         - {{name: hole, protocol: http2, limits: {{max_pending: 1}}, endpoints: [{{addr: \"{hole_addr}\"}}]}}\n\
          routes:\n  - {{name: slow, match: {{path: /pillion.Echo/Slow}}, backends: [{{service: echo}}], timeout: 200ms}}\n  \
-         - {{name: small, match: {{path: /pillion.Echo/Small}}, backends: [{{service: echo}}], max_request_bytes: 4}}\n",
+         - {{name: small, match: {{path: /pillion.Echo/Small}}, backends: [{{service: echo}}], max_request_bytes: 4}}\n  \
+         - {{name: held, match: {{host: hole}}, backends: [{{service: hole}}], timeout: 2s}}\n",
         free_addr()
     );
     let proxy = Proxy::start(&cfg);
@@ -92,6 +98,12 @@ fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
     assert_eq!(call(echo, "Slow"), "DEADLINE_EXCEEDED route-timeout");
     assert_eq!(call(empty, "Unary"), "UNAVAILABLE no-healthy-endpoint");
     assert_eq!(call(echo, "Small"), "RESOURCE_EXHAUSTED request-too-large");
+    // One call waits on the silent upstream until its route timeout; the service, at
+    // max_pending 1, takes no second one meanwhile.
+    let waiting = std::thread::spawn(move || call(silent, "Unary"));
+    accepted.recv_timeout(std::time::Duration::from_secs(30)).expect("the first call reached the upstream");
+    assert_eq!(call(silent, "Unary"), "RESOURCE_EXHAUSTED overloaded");
+    assert_eq!(waiting.join().expect("the waiting call"), "DEADLINE_EXCEEDED route-timeout");
     // An unknown method is the server's own UNIMPLEMENTED, passed through.
     assert_eq!(call(echo, "Nope"), "UNIMPLEMENTED Method not found!");
     // A client's own `grpc-timeout` caps the call at the proxy (curl keeps no deadline of its
@@ -108,7 +120,7 @@ fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
             "-H",
             "te: trailers",
         ])
-        .args(["-H", "grpc-timeout: 300m", "--data-binary"])
+        .args(["-H", "grpc-timeout: 200m", "--data-binary"])
         .arg(format!("@{}", message.path().display()))
         .arg(format!("http://{silent}/pillion.Echo/Unary"))
         .output()

@@ -1,10 +1,15 @@
 //! Span export: requests hand finished spans to a bounded queue without waiting; one task
 //! takes them off in batches and POSTs each batch to the collector as OTLP/HTTP protobuf. When
 //! the collector is slow or away, the queue fills and new spans are dropped and counted, so a
-//! request never waits on tracing and memory stays bounded.
+//! request never waits on tracing and memory stays bounded. The task wakes when a batch is full
+//! or a second has passed, never once per span: at full sampling a wake-up per request would
+//! cost more than the spans.
 
 use std::{
-    sync::{Arc, Weak},
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicUsize, Ordering::Relaxed},
+    },
     time::Duration,
 };
 
@@ -22,7 +27,10 @@ use opentelemetry_proto::tonic::{
 use pillion_config::trace::TracingConfig;
 use prometheus::IntCounter;
 use prost::Message;
-use tokio::{net::TcpStream, sync::mpsc};
+use tokio::{
+    net::TcpStream,
+    sync::{Notify, mpsc},
+};
 
 use super::span::{SpanData, Value, key_value};
 use crate::{live::Shared, metrics::Metrics};
@@ -40,44 +48,72 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Spans {
     tx: mpsc::Sender<SpanData>,
+    waiting: Arc<Waiting>,
     queue_full: IntCounter,
+}
+
+/// How many spans wait, and the exporter's bells: the first span, and a full batch.
+#[derive(Debug, Default)]
+struct Waiting {
+    count: AtomicUsize,
+    first: Notify,
+    full: Notify,
 }
 
 /// The exporter's end of the queue.
 #[derive(Debug)]
-pub struct Queue(mpsc::Receiver<SpanData>);
+pub struct Queue {
+    rx: mpsc::Receiver<SpanData>,
+    waiting: Arc<Waiting>,
+}
 
 impl Spans {
     /// A queue, and its other end for [`run`].
     pub fn new(metrics: &Metrics) -> (Self, Queue) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        (Self { tx, queue_full: metrics.trace_spans("queue_full") }, Queue(rx))
+        let waiting = Arc::new(Waiting::default());
+        let spans = Self { tx, waiting: Arc::clone(&waiting), queue_full: metrics.trace_spans("queue_full") };
+        (spans, Queue { rx, waiting })
     }
 
     /// Queues `span`, or drops it when the queue is full.
     pub fn record(&self, span: SpanData) {
+        // The receiver never waits on the channel itself, so a send wakes nobody.
         if self.tx.try_send(span).is_err() {
             self.queue_full.inc();
+            return;
+        }
+        match self.waiting.count.fetch_add(1, Relaxed) + 1 {
+            1 => self.waiting.first.notify_one(),
+            BATCH => self.waiting.full.notify_one(),
+            _ => {}
         }
     }
 }
 
 /// Exports queued spans to the collector the config in force names, until the proxy ends.
-pub async fn run(Queue(mut rx): Queue, shared: Weak<Shared>) {
+pub async fn run(Queue { mut rx, waiting }: Queue, shared: Weak<Shared>) {
     let mut conn: Option<SendRequest<Full<Bytes>>> = None;
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        let full = tokio::time::sleep(BATCH_DELAY);
-        tokio::pin!(full);
+    loop {
+        if waiting.count.load(Relaxed) == 0 {
+            // Nothing to send: no timer runs while tracing is idle or off.
+            waiting.first.notified().await;
+        }
+        if waiting.count.load(Relaxed) < BATCH {
+            // A full batch, or a second: whichever comes first.
+            let _ = tokio::time::timeout(BATCH_DELAY, waiting.full.notified()).await;
+        }
         while batch.len() < BATCH {
-            tokio::select! {
-                span = rx.recv() => match span {
-                    Some(s) => batch.push(s),
-                    None => break,
-                },
-                () = &mut full => break,
+            match rx.try_recv() {
+                Ok(span) => batch.push(span),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
             }
+        }
+        waiting.count.fetch_sub(batch.len(), Relaxed);
+        if batch.is_empty() {
+            continue;
         }
         let Some(shared) = shared.upgrade() else { return };
         let settings = shared.serving.load().config.tracing.clone();
