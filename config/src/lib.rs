@@ -8,6 +8,7 @@
 
 pub mod duration;
 pub mod grpc;
+pub mod keepalive;
 pub mod overlay;
 pub mod route;
 pub mod schema;
@@ -19,6 +20,7 @@ pub mod yaml;
 use std::{net::SocketAddr, path::Path, str::FromStr, sync::Arc, time::Duration};
 
 pub use grpc::GrpcCode;
+pub use keepalive::Keepalive;
 use route::RouteMatcher;
 pub use schema::{LbPolicy, MtlsMode, Protocol};
 
@@ -178,23 +180,6 @@ pub struct ServiceConfig {
     pub limits: ServiceLimits,
     /// Endpoints.
     pub endpoints: Vec<EndpointConfig>,
-}
-
-/// HTTP/2 keepalive: a connection that carries requests and has been quiet for `interval` gets a
-/// PING, and is closed when the answer takes longer than `timeout` (long-lived gRPC streams
-/// through NAT and load balancers need it, and it finds a dead peer before a request's timeout).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Keepalive {
-    /// Quiet time before a PING.
-    pub interval: Duration,
-    /// Longest wait for its answer.
-    pub timeout: Duration,
-}
-
-impl Keepalive {
-    /// What a service gets unless it says otherwise.
-    pub const DEFAULT: Keepalive =
-        Keepalive { interval: Duration::from_secs(30), timeout: Duration::from_secs(10) };
 }
 
 /// Outlier detection, defaults filled in.

@@ -244,7 +244,7 @@ pub struct Service {
     pub connect_timeout: Option<HumanDuration>,
     /// PINGs on upstream HTTP/2 connections while they carry requests.
     #[serde(default)]
-    pub http2_keepalive: Option<Http2Keepalive>,
+    pub http2_keepalive: Option<crate::keepalive::Http2Keepalive>,
     /// Passive health checking.
     #[serde(default)]
     pub outlier: Option<Outlier>,
@@ -254,18 +254,6 @@ pub struct Service {
     /// Where the service runs.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
-}
-
-/// HTTP/2 keepalive settings.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Http2Keepalive {
-    /// Quiet time before a PING; `0s` sends none.
-    #[serde(default)]
-    pub interval: Option<HumanDuration>,
-    /// Time a PING's answer may take before the connection is closed.
-    #[serde(default)]
-    pub timeout: Option<HumanDuration>,
 }
 
 /// Outlier detection settings.

@@ -6,11 +6,10 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use super::{
-    Config, EndpointConfig, InboundConfig, Keepalive, ListenerConfig, ListenerLimits, MtlsMode,
-    OutboundConfig, OutlierConfig, PortPolicy, RetryOn, RetryPolicy, RouteConfig, ServiceConfig,
-    ServiceLimits, schema,
+    Config, EndpointConfig, InboundConfig, ListenerConfig, ListenerLimits, MtlsMode, OutboundConfig,
+    OutlierConfig, PortPolicy, RetryOn, RetryPolicy, RouteConfig, ServiceConfig, ServiceLimits, schema,
 };
-use crate::route::RouteMatcher;
+use crate::{keepalive, route::RouteMatcher};
 
 /// One thing wrong with a config, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,7 +254,10 @@ fn services(c: &mut Checker, list: &[schema::Service]) -> Vec<ServiceConfig> {
         if max_ejected_percent > 100 {
             c.report(at("outlier.max_ejected_percent"), "a percentage must be between 0 and 100");
         }
-        let http2_keepalive = keepalive(c, &at("http2_keepalive"), s.http2_keepalive.as_ref());
+        let http2_keepalive = keepalive::validate(s.http2_keepalive.as_ref()).unwrap_or_else(|message| {
+            c.report(at("http2_keepalive.timeout"), message);
+            None
+        });
         out.push(ServiceConfig {
             name: Arc::from(s.name.as_str()),
             addresses: s.addresses.iter().map(|a| a.to_ascii_lowercase()).collect(),
@@ -276,23 +278,6 @@ fn services(c: &mut Checker, list: &[schema::Service]) -> Vec<ServiceConfig> {
         });
     }
     out
-}
-
-/// A service's keepalive, defaults filled in; an `interval` of zero turns it off.
-fn keepalive(c: &mut Checker, path: &str, k: Option<&schema::Http2Keepalive>) -> Option<Keepalive> {
-    let Some(k) = k else { return Some(Keepalive::DEFAULT) };
-    let interval = k.interval.map_or(Keepalive::DEFAULT.interval, |d| d.0);
-    let timeout = k.timeout.map_or(Keepalive::DEFAULT.timeout, |d| d.0);
-    if interval.is_zero() {
-        return None;
-    }
-    if timeout.is_zero() {
-        c.report(
-            format!("{path}.timeout"),
-            "timeout must be more than 0s (an interval of 0s turns keepalive off)",
-        );
-    }
-    Some(Keepalive { interval, timeout })
 }
 
 fn routes(

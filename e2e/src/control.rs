@@ -203,6 +203,49 @@ impl Control {
         serde_json::from_str(&body).expect("status is JSON")
     }
 
+    /// Waits (up to `limit`) until the control plane publishes `workload`, then opens its watch
+    /// with a certificate of `identity`.
+    pub fn watch_published(&self, workload: &str, identity: &str, limit: Duration) -> WatchStream {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = self.status();
+            let listed =
+                status["proxies"].as_array().is_some_and(|l| l.iter().any(|p| p["workload"] == workload));
+            if listed {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "workload {workload} never published: {status:#}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let cert = self.pki.issue(workload, identity, &[]);
+        self.watch(workload, "", &cert)
+    }
+
+    /// Reads `stream`'s snapshots until one satisfies `done`; panics with the last one (and the
+    /// control plane's log) after `limit`.
+    pub fn until(
+        &self,
+        stream: &WatchStream,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        let mut last = serde_json::Value::Null;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match stream.next_snapshot(left) {
+                Some(s) if done(&s) => return s,
+                Some(s) => last = s,
+                None => break,
+            }
+        }
+        panic!("no snapshot with {what}; last: {last:#}\n{}", self.log());
+    }
+
     /// Opens `GET /v1/watch/{workload}{query}` with a client certificate and follows its lines.
     pub fn watch(&self, workload: &str, query: &str, cert: &Path) -> WatchStream {
         let mut args = vec!["-sS".to_owned(), "-N".to_owned(), "-k".to_owned()];

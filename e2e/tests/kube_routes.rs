@@ -22,13 +22,7 @@ use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
 };
-use pillion_e2e::{
-    Backend, Proxy,
-    client::HttpClient,
-    control::{Control, WatchStream},
-    kube::KubeApi,
-    process::free_addr,
-};
+use pillion_e2e::{Backend, Proxy, client::HttpClient, control::Control, kube::KubeApi, process::free_addr};
 use serde_json::{Value, json};
 
 /// Generous: the API server and the control plane share two cores with builds.
@@ -89,33 +83,6 @@ fn mesh_route(kind: &str, name: &str, rules: Value) -> Value {
     json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": kind, "metadata": {"name": name},
            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "orders", "port": 80}],
                     "rules": rules}})
-}
-
-/// Waits for `web.shop` to be published, then opens its watch.
-fn watch_web(control: &Control) -> WatchStream {
-    let deadline = Instant::now() + WAIT;
-    while !control.status()["proxies"]
-        .as_array()
-        .is_some_and(|l| l.iter().any(|p| p["workload"] == "web.shop"))
-    {
-        assert!(Instant::now() < deadline, "web.shop never published:\n{}", control.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    control.watch("web.shop", "", &control.pki.issue("web.shop", WEB, &[]))
-}
-
-/// Reads snapshots until one satisfies `done`.
-fn until(control: &Control, stream: &WatchStream, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    let mut last = Value::Null;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match stream.next_snapshot(left) {
-            Some(s) if done(&s) => return s,
-            Some(s) => last = s,
-            None => break,
-        }
-    }
-    panic!("no snapshot with {what}; last: {last:#}\n{}", control.log());
 }
 
 fn route<'a>(snapshot: &'a Value, name: &str) -> Option<&'a Value> {
@@ -188,9 +155,9 @@ async fn an_httproute_weight_change_shifts_the_split_in_the_proxys_snapshot() {
     create(&grpc, mesh_route("GRPCRoute", "rpc", rpc)).await;
 
     let control = Control::start_kubernetes(kube.kubeconfig(), &[]);
-    let web = watch_web(&control);
+    let web = control.watch_published("web.shop", WEB, WAIT);
     let name = "httproute:shop/canary:0:0@orders.shop:80";
-    let first = until(&control, &web, "the 90/10 split", |s| split(s, name) == Some(weights(90, 10)));
+    let first = control.until(&web, WAIT, "the 90/10 split", |s| split(s, name) == Some(weights(90, 10)));
     let r = route(&first, name).expect("the route");
     assert_eq!(r["match"]["host"], "orders.shop:80", "{r:#}");
     assert_eq!(r["match"]["path_regex"], "/api(/.*)?", "{r:#}");
@@ -207,13 +174,13 @@ async fn an_httproute_weight_change_shifts_the_split_in_the_proxys_snapshot() {
 
     let patch = Patch::Merge(json!({"spec": {"rules": canary(20, 80)}}));
     http.patch("canary", &PatchParams::default(), &patch).await.expect("patch the weights");
-    until(&control, &web, "the 20/80 split", |s| split(s, name) == Some(weights(20, 80)));
+    control.until(&web, WAIT, "the 20/80 split", |s| split(s, name) == Some(weights(20, 80)));
     let accepted = condition(&control, &http, "canary", "Accepted", 2).await;
     assert_eq!(accepted["status"], "True", "{accepted:#}");
 
     // Deleted, it is gone from the snapshot; the gRPC route stays.
     http.delete("canary", &Default::default()).await.expect("delete the route");
-    let after = until(&control, &web, "the route gone", |s| route(s, name).is_none());
+    let after = control.until(&web, WAIT, "the route gone", |s| route(s, name).is_none());
     assert!(route(&after, "grpcroute:shop/rpc:0:0@orders.shop:80").is_some(), "{after:#}");
 }
 
@@ -254,14 +221,14 @@ async fn what_pillion_cannot_honour_is_accepted_false_with_a_reason_on_the_api_s
     assert_eq!(accepted["status"], "False", "left out, so not accepted: {accepted:#}");
 
     // Neither is served; once the filter is gone, the route is accepted and served.
-    let web = watch_web(&control);
+    let web = control.watch_published("web.shop", WEB, WAIT);
     let snapshot = web.next_snapshot(WAIT).expect("a snapshot");
     assert_eq!(snapshot["routes"], json!([]), "{snapshot:#}");
     let fixed =
         Patch::Merge(json!({"spec": {"rules": [{"backendRefs": [{"name": "orders-v2", "port": 80}]}]}}));
     http.patch("mirror", &PatchParams::default(), &fixed).await.expect("drop the filter");
     let name = "httproute:shop/mirror:0:0@orders.shop:80";
-    until(&control, &web, "the fixed route", |s| route(s, name).is_some());
+    control.until(&web, WAIT, "the fixed route", |s| route(s, name).is_some());
     let accepted = condition(&control, &http, "mirror", "Accepted", 2).await;
     assert_eq!(accepted["status"], "True", "{accepted:#}");
 }

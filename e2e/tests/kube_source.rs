@@ -101,42 +101,6 @@ async fn set_endpoints(client: &Client, endpoints: Value) {
         .expect("patch the slice");
 }
 
-/// Waits until the control plane publishes `workload`, then opens its watch with a certificate
-/// of its identity.
-fn watch(control: &Control, workload: &str, identity: &str) -> WatchStream {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = control.status();
-        let listed =
-            status["proxies"].as_array().is_some_and(|l| l.iter().any(|p| p["workload"] == workload));
-        if listed {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "workload {workload} never published: {status:#}\n{}",
-            control.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let cert = control.pki.issue(workload, identity, &[]);
-    control.watch(workload, "", &cert)
-}
-
-/// Reads snapshots until one satisfies `done`; panics with the last one after [`WAIT`].
-fn until(control: &Control, stream: &WatchStream, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    let mut last = Value::Null;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match stream.next_snapshot(left) {
-            Some(s) if done(&s) => return s,
-            Some(s) => last = s,
-            None => break,
-        }
-    }
-    panic!("no snapshot with {what}; last: {last:#}\n{}", control.log());
-}
-
 /// The endpoint addresses of mesh service `name` in a snapshot (`None` if it is not there).
 fn endpoints_of(snapshot: &Value, name: &str) -> Option<Vec<String>> {
     let service = snapshot["services"].as_array()?.iter().find(|s| s["name"] == name)?;
@@ -172,8 +136,8 @@ async fn endpoint_slice_changes_reach_the_proxy_and_another_namespace_needs_the_
     .await;
     let control = Control::start_kubernetes(kube.kubeconfig(), &[]);
 
-    let web = watch(&control, "web.shop", WEB);
-    let first = until(&control, &web, "orders' first endpoint", has_endpoints(&["10.1.0.5:8080"]));
+    let web = control.watch_published("web.shop", WEB, WAIT);
+    let first = control.until(&web, WAIT, "orders' first endpoint", has_endpoints(&["10.1.0.5:8080"]));
     let orders =
         first["services"].as_array().unwrap().iter().find(|s| s["name"] == "orders.shop:80").unwrap();
     assert_eq!(orders["endpoints"][0]["identity"], ORDERS);
@@ -189,19 +153,19 @@ async fn endpoint_slice_changes_reach_the_proxy_and_another_namespace_needs_the_
     let b = |c| endpoint("10.1.0.6", "orders-b", c);
     let c = |c| endpoint("10.1.0.7", "orders-c", c);
     set_endpoints(&client, json!([a(READY), b(READY)])).await;
-    until(&control, &web, "a second endpoint", has_endpoints(&["10.1.0.5:8080", "10.1.0.6:8080"]));
+    control.until(&web, WAIT, "a second endpoint", has_endpoints(&["10.1.0.5:8080", "10.1.0.6:8080"]));
     set_endpoints(&client, json!([a(NOT_READY), b(READY)])).await;
-    until(&control, &web, "the not-ready one gone", has_endpoints(&["10.1.0.6:8080"]));
+    control.until(&web, WAIT, "the not-ready one gone", has_endpoints(&["10.1.0.6:8080"]));
     set_endpoints(&client, json!([a(NOT_READY), b(TERMINATING), c(READY)])).await;
-    until(&control, &web, "the terminating one gone", has_endpoints(&["10.1.0.7:8080"]));
+    control.until(&web, WAIT, "the terminating one gone", has_endpoints(&["10.1.0.7:8080"]));
     // With nothing ready, the serving terminating endpoint stands in (as with kube-proxy).
     set_endpoints(&client, json!([b(TERMINATING)])).await;
-    until(&control, &web, "the stand-in", has_endpoints(&["10.1.0.6:8080"]));
+    control.until(&web, WAIT, "the stand-in", has_endpoints(&["10.1.0.6:8080"]));
     set_endpoints(&client, json!([])).await;
-    until(&control, &web, "no endpoint", has_endpoints(&[]));
+    control.until(&web, WAIT, "no endpoint", has_endpoints(&[]));
 
     // `ui` in `front` sees nothing of `shop`, until its namespace names the Service.
-    let ui = watch(&control, "ui.front", UI);
+    let ui = control.watch_published("ui.front", UI, WAIT);
     let first = ui.next_snapshot(WAIT).expect("ui's snapshot");
     assert_eq!(endpoints_of(&first, "orders.shop:80"), None, "{first:#}");
     let annotate = json!({"metadata": {"annotations": {"pillion.io/visible-services": "orders.shop"}}});
@@ -209,7 +173,7 @@ async fn endpoint_slice_changes_reach_the_proxy_and_another_namespace_needs_the_
         .patch("front", &PatchParams::default(), &Patch::Merge(annotate))
         .await
         .expect("annotate front");
-    until(&control, &ui, "orders visible to ui", |s| endpoints_of(s, "orders.shop:80").is_some());
+    control.until(&ui, WAIT, "orders visible to ui", |s| endpoints_of(s, "orders.shop:80").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,8 +184,8 @@ async fn the_last_snapshot_serves_while_the_api_server_is_down_and_changes_flow_
         .await;
     orders_service(&client, json!([endpoint("10.1.0.5", "orders-a", READY)])).await;
     let control = Control::start_kubernetes(kube.kubeconfig(), &[]);
-    let web = watch(&control, "web.shop", WEB);
-    let before = until(&control, &web, "the endpoint", has_endpoints(&["10.1.0.5:8080"]));
+    let web = control.watch_published("web.shop", WEB, WAIT);
+    let before = control.until(&web, WAIT, "the endpoint", has_endpoints(&["10.1.0.5:8080"]));
 
     kube.stop_apiserver();
     let deadline = Instant::now() + WAIT;
@@ -230,7 +194,7 @@ async fn the_last_snapshot_serves_while_the_api_server_is_down_and_changes_flow_
         std::thread::sleep(Duration::from_millis(200));
     }
     // A proxy connecting now gets the last good snapshot.
-    let late = watch(&control, "web.shop", WEB);
+    let late = control.watch_published("web.shop", WEB, WAIT);
     let served = late.next_snapshot(WAIT).expect("a snapshot while the API server is down");
     assert_eq!(served["services"], before["services"]);
 
@@ -241,8 +205,8 @@ async fn the_last_snapshot_serves_while_the_api_server_is_down_and_changes_flow_
     )
     .await;
     let both = ["10.1.0.5:8080", "10.1.0.6:8080"];
-    until(&control, &web, "the change made after the restart", has_endpoints(&both));
-    until(&control, &late, "the same change on the later stream", has_endpoints(&both));
+    control.until(&web, WAIT, "the change made after the restart", has_endpoints(&both));
+    control.until(&late, WAIT, "the same change on the later stream", has_endpoints(&both));
 }
 
 const OVERRIDE: &str = "\
@@ -267,13 +231,19 @@ async fn two_replicas_serve_the_same_snapshot_with_the_directory_laid_over_the_c
         Control::start_kubernetes(kube.kubeconfig(), &files),
         Control::start_kubernetes(kube.kubeconfig(), &files),
     ];
-    let streams: Vec<WatchStream> = replicas.iter().map(|c| watch(c, "web.shop", WEB)).collect();
+    let streams: Vec<WatchStream> =
+        replicas.iter().map(|c| c.watch_published("web.shop", WEB, WAIT)).collect();
 
     let content =
         |s: &Value| json!({"services": s["services"], "routes": s["routes"], "inbound": s["inbound"]});
     let mut seen = Vec::new();
     for (control, stream) in replicas.iter().zip(&streams) {
-        seen.push(content(&until(control, stream, "the first endpoint", has_endpoints(&["10.1.0.5:8080"]))));
+        seen.push(content(&control.until(
+            stream,
+            WAIT,
+            "the first endpoint",
+            has_endpoints(&["10.1.0.5:8080"]),
+        )));
     }
     assert_eq!(seen[0], seen[1], "the replicas differ");
     // The directory's service is visible to the cluster's workload, and its route is served.
@@ -290,9 +260,9 @@ async fn two_replicas_serve_the_same_snapshot_with_the_directory_laid_over_the_c
     let mut seen = Vec::new();
     for (control, stream) in replicas.iter().zip(&streams) {
         control.write("override.yaml", &clash);
-        seen.push(content(&until(
-            control,
+        seen.push(content(&control.until(
             stream,
+            WAIT,
             "the directory's orders",
             has_endpoints(&["10.9.9.9:8080"]),
         )));
@@ -302,6 +272,6 @@ async fn two_replicas_serve_the_same_snapshot_with_the_directory_laid_over_the_c
     // Removing the clash hands the service back to the cluster, at its latest state.
     for (control, stream) in replicas.iter().zip(&streams) {
         control.write("override.yaml", OVERRIDE);
-        until(control, stream, "the cluster's orders again", has_endpoints(&["10.1.0.6:8080"]));
+        control.until(stream, WAIT, "the cluster's orders again", has_endpoints(&["10.1.0.6:8080"]));
     }
 }

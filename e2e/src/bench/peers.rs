@@ -71,7 +71,7 @@ pub struct Target {
     pub note: String,
     /// Admin address of a proxy whose inbound requests must have come over mutual TLS.
     pub tls_admin: Option<SocketAddr>,
-    _dir: Option<tempfile::TempDir>,
+    pub(crate) _dir: Option<tempfile::TempDir>,
 }
 
 impl Target {
@@ -114,7 +114,12 @@ pub fn direct(upstream: SocketAddr) -> Target {
 }
 
 /// Starts `pillion run` on `config` (YAML; `{admin}` is filled in) and waits for `/ready`.
-fn start_pillion(bins: &Bins, name: &str, dir: &Path, config: &str) -> Result<(Pinned, SocketAddr)> {
+pub(crate) fn start_pillion(
+    bins: &Bins,
+    name: &str,
+    dir: &Path,
+    config: &str,
+) -> Result<(Pinned, SocketAddr)> {
     let admin = free_addr();
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, config.replace("{admin}", &admin.to_string()))?;
@@ -135,7 +140,7 @@ fn start_pillion(bins: &Bins, name: &str, dir: &Path, config: &str) -> Result<(P
 
 /// The listeners, transparent outbound and inbound addresses every Pillion config needs, on
 /// free ports so that several proxies can run side by side.
-fn pillion_base(inbound: SocketAddr, app: Option<SocketAddr>) -> String {
+pub(crate) fn pillion_base(inbound: SocketAddr, app: Option<SocketAddr>) -> String {
     let app = app.map(|a| format!(", app: \"{a}\"")).unwrap_or_default();
     format!(
         "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{inbound}\"{app}}}\noutbound:\n  bind: \"{}\"\n",
@@ -146,7 +151,7 @@ fn pillion_base(inbound: SocketAddr, app: Option<SocketAddr>) -> String {
 /// Explicit listeners `h1` and `h2` to `endpoint`: the HTTP/1.1 rows' through an `http1`
 /// service, the HTTP/2 rows' through one speaking `h2_protocol` (`http1` or `http2`).
 /// `identity` turns on mTLS to the endpoint.
-fn outbound_listeners(
+pub(crate) fn outbound_listeners(
     h1: SocketAddr,
     h2: SocketAddr,
     endpoint: SocketAddr,
@@ -187,45 +192,6 @@ pub fn pillion(bins: &Bins, upstream: SocketAddr) -> Result<Target> {
         tls_admin: None,
         _dir: Some(dir),
     })
-}
-
-/// One Pillion hop that traces: `sampling` of requests start a sampled trace (the load sends
-/// no trace context), and spans go to `collector` over OTLP/HTTP.
-pub fn pillion_traced(
-    bins: &Bins,
-    upstream: SocketAddr,
-    sampling: f64,
-    collector: SocketAddr,
-) -> Result<Target> {
-    let dir = tempfile::tempdir()?;
-    let (h1, h2) = (free_addr(), free_addr());
-    let config = pillion_base(free_addr(), None)
-        + &outbound_listeners(h1, h2, upstream, None, "http1")
-        + &format!("tracing: {{otlp: \"http://{collector}\", sampling: {sampling}}}\n");
-    let name = traced_name(sampling);
-    let (p, _) = start_pillion(bins, name, dir.path(), &config)?;
-    Ok(Target {
-        name,
-        h1,
-        h2,
-        procs: vec![p],
-        note: format!(
-            "as `pillion`, with tracing on: {}% of requests start a sampled trace, spans \
-                       exported over OTLP/HTTP to a sink that answers 200",
-            sampling * 100.0
-        ),
-        tls_admin: None,
-        _dir: Some(dir),
-    })
-}
-
-/// The row name of [`pillion_traced`] at `sampling` (0, 0.01 or 1).
-pub fn traced_name(sampling: f64) -> &'static str {
-    match sampling {
-        0.0 => "pillion trace 0%",
-        1.0 => "pillion trace 100%",
-        _ => "pillion trace 1%",
-    }
 }
 
 /// Workload certificates for the mTLS two-hop row.

@@ -23,8 +23,6 @@ mod client;
 mod env;
 #[path = "../bench/load.rs"]
 mod load;
-#[path = "../bench/otlp_sink.rs"]
-mod otlp_sink;
 #[path = "../bench/peers.rs"]
 mod peers;
 #[path = "../bench/procs.rs"]
@@ -33,6 +31,8 @@ mod procs;
 mod report;
 #[path = "../bench/results.rs"]
 mod results;
+#[path = "../bench/traced.rs"]
+mod traced;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -189,10 +189,10 @@ fn start_all(
         ("haproxy", Box::new(move || peers::haproxy(upstream))),
         ("pillion x2 plain", Box::new(move || peers::two_hop(bins, upstream, None))),
     ];
-    let sink = otlp_sink::start()?;
+    let sink = traced::start_sink()?;
     for sampling in [0.0, 0.01, 1.0] {
-        let start: Start<'_> = Box::new(move || peers::pillion_traced(bins, upstream, sampling, sink));
-        starters.push((peers::traced_name(sampling), start));
+        let start: Start<'_> = Box::new(move || traced::pillion_traced(bins, upstream, sampling, sink));
+        starters.push((traced::traced_name(sampling), start));
     }
     if let Some(certs) = mtls {
         starters.push(("pillion x2 mTLS", Box::new(move || peers::two_hop(bins, upstream, Some(certs)))));

@@ -128,6 +128,7 @@ impl Record {
         let status = self.grpc.then(|| {
             grpc::head_status(resp.status(), resp.headers(), http_body::Body::is_end_stream(resp.body()))
         });
+        let mut grpc_status = status.flatten();
         let mut sample = Sample {
             direction: conn.direction.as_str(),
             service,
@@ -135,10 +136,9 @@ impl Record {
             client_id: conn.client.as_ref().map_or("", |c| &*c.label),
             tls,
             code: resp.status(),
-            grpc_status: status.flatten().map_or("", GrpcCode::as_str),
+            grpc_status: grpc_status.map_or("", GrpcCode::as_str),
             seconds: elapsed.as_secs_f64(),
         };
-        let mut grpc_status = status.flatten();
         if status == Some(None) {
             let (parts, body) = resp.into_parts();
             match body {
