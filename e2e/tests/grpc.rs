@@ -78,16 +78,17 @@ fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
             let _ = accepted_tx.send(());
         }
     });
-    let (echo, empty, silent) = (free_addr(), free_addr(), free_addr());
+    let (echo, empty, silent, small) = (free_addr(), free_addr(), free_addr(), free_addr());
     let cfg = format!(
         "admin: {{bind: \"{{admin}}\"}}\ninbound: {{bind: \"{}\"}}\noutbound:\n  listeners:\n    \
          - {{bind: \"{echo}\", service: echo}}\n    - {{bind: \"{empty}\", service: empty}}\n    \
-         - {{bind: \"{silent}\", service: hole}}\n\
+         - {{bind: \"{silent}\", service: hole}}\n    - {{bind: \"{small}\", service: small}}\n\
          services:\n  - {{name: echo, protocol: http2, endpoints: [{{addr: \"{upstream}\"}}]}}\n  \
+         - {{name: small, protocol: http2, endpoints: [{{addr: \"{upstream}\"}}]}}\n  \
          - {{name: empty, protocol: http2, endpoints: []}}\n  \
          - {{name: hole, protocol: http2, limits: {{max_pending: 1}}, endpoints: [{{addr: \"{hole_addr}\"}}]}}\n\
          routes:\n  - {{name: slow, match: {{path: /pillion.Echo/Slow}}, backends: [{{service: echo}}], timeout: 200ms}}\n  \
-         - {{name: small, match: {{path: /pillion.Echo/Small}}, backends: [{{service: echo}}], max_request_bytes: 4}}\n  \
+         - {{name: small, match: {{host: small}}, backends: [{{service: small}}], max_request_bytes: 4}}\n  \
          - {{name: held, match: {{host: hole}}, backends: [{{service: hole}}], timeout: 2s}}\n",
         free_addr()
     );
@@ -97,7 +98,9 @@ fn grpc_calls_pass_and_local_replies_are_grpc_statuses() {
     // The proxy's own replies, decoded by grpcio.
     assert_eq!(call(echo, "Slow"), "DEADLINE_EXCEEDED route-timeout");
     assert_eq!(call(empty, "Unary"), "UNAVAILABLE no-healthy-endpoint");
-    assert_eq!(call(echo, "Small"), "RESOURCE_EXHAUSTED request-too-large");
+    // A method the server implements: it reads the whole message before it answers, so the
+    // proxy's limit is what ends the call.
+    assert_eq!(call(small, "Unary"), "RESOURCE_EXHAUSTED request-too-large");
     // One call waits on the silent upstream until its route timeout; the service, at
     // max_pending 1, takes no second one meanwhile.
     let waiting = std::thread::spawn(move || call(silent, "Unary"));
@@ -151,8 +154,8 @@ fn the_final_grpc_status_is_counted_retried_on_and_ejected_on() {
          services:\n  - {{name: echo, protocol: http2, endpoints: [{{addr: \"{echo}\"}}]}}\n  \
          - {{name: pair, protocol: http2, lb: round_robin, endpoints: [{{addr: \"{down}\"}}, {{addr: \"{up}\"}}]}}\n  \
          - {{name: streams, protocol: http2, endpoints: [{{addr: \"{a}\"}}, {{addr: \"{b}\"}}]}}\n  \
-         - {{name: flaky, protocol: http2, {outlier}, endpoints: [{{addr: \"{down}\"}}, {{addr: \"{up}\"}}]}}\n  \
-         - {{name: found, protocol: http2, {outlier}, endpoints: [{{addr: \"{echo}\"}}, {{addr: \"{a}\"}}]}}\n\
+         - {{name: flaky, protocol: http2, lb: round_robin, {outlier}, endpoints: [{{addr: \"{down}\"}}, {{addr: \"{up}\"}}]}}\n  \
+         - {{name: found, protocol: http2, lb: round_robin, {outlier}, endpoints: [{{addr: \"{echo}\"}}, {{addr: \"{a}\"}}]}}\n\
          routes:\n  - {{name: pair, match: {{host: pair}}, backends: [{{service: pair}}], retry: {{attempts: 1, on: [unavailable]}}}}\n  \
          - {{name: streams, match: {{host: streams}}, backends: [{{service: streams}}], retry: {{attempts: 1, on: [unavailable]}}}}\n",
         free_addr()
