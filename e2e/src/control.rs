@@ -44,12 +44,17 @@ impl Control {
     /// As [`Control::start`], with the Kubernetes source on (`--kubernetes --kubeconfig FILE`):
     /// `files` become the directory laid over the cluster's model.
     pub fn start_kubernetes(kubeconfig: &Path, files: &[(&str, &str)]) -> Self {
+        Self::start_kubernetes_with_keepalive(kubeconfig, files, "1s")
+    }
+
+    /// As [`Control::start_kubernetes`], with watch streams kept alive every `keepalive`.
+    pub fn start_kubernetes_with_keepalive(kubeconfig: &Path, files: &[(&str, &str)], keepalive: &str) -> Self {
         let env = vec![
             ("PILLION_CONTROL_KUBERNETES".to_owned(), "true".to_owned()),
             ("PILLION_CONTROL_KUBECONFIG".to_owned(), kubeconfig.display().to_string()),
         ];
         // A token file may not be empty; the one workload's token is never used by these tests.
-        Self::start_with_env(files, &["web.shop"], "1s", env)
+        Self::start_with_env(files, &["web.shop"], keepalive, env)
     }
 
     fn start_with_env(
@@ -206,13 +211,21 @@ impl Control {
     /// Waits (up to `limit`) until the control plane publishes `workload`, then opens its watch
     /// with a certificate of `identity`.
     pub fn watch_published(&self, workload: &str, identity: &str, limit: Duration) -> WatchStream {
+        self.until_published(workload, limit);
+        let cert = self.pki.issue(workload, identity, &[]);
+        self.watch(workload, "", &cert)
+    }
+
+    /// Waits (up to `limit`) until `/v1/status` lists `workload`; panics with the status and
+    /// the log after that.
+    pub fn until_published(&self, workload: &str, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
             let status = self.status();
             let listed =
                 status["proxies"].as_array().is_some_and(|l| l.iter().any(|p| p["workload"] == workload));
             if listed {
-                break;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -221,8 +234,6 @@ impl Control {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let cert = self.pki.issue(workload, identity, &[]);
-        self.watch(workload, "", &cert)
     }
 
     /// Reads `stream`'s snapshots until one satisfies `done`; panics with the last one (and the
@@ -269,6 +280,11 @@ impl Control {
             }
         });
         WatchStream { child, lines: rx }
+    }
+
+    /// The running control plane's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Everything the control plane logged so far.

@@ -55,6 +55,8 @@ pub struct KubeApi {
     kubeconfig: PathBuf,
     etcd_client: SocketAddr,
     apiserver_addr: SocketAddr,
+    /// `--service-cluster-ip-range`, kept for restarts.
+    service_cidr: String,
     etcd: Child,
     /// `None` while stopped by [`KubeApi::stop_apiserver`].
     apiserver: Option<Child>,
@@ -68,20 +70,34 @@ impl KubeApi {
     /// them), says SKIPPED for `test` (which fails a CI run) and returns `None`. Panics on any
     /// other failure, with the logs.
     pub async fn start_or_skip(test: &str) -> Option<KubeApi> {
+        if !Self::can_start_or_skip(test) {
+            return None;
+        }
+        Some(KubeApi::start().await.unwrap_or_else(|e| panic!("{e:#}")))
+    }
+
+    /// Whether the tools are here (built if need be), or, when they cannot be had, says SKIPPED
+    /// for `test` and returns false; for a test that starts its API server some other way.
+    pub fn can_start_or_skip(test: &str) -> bool {
         match KubeTools::get() {
-            Ok(_) => {}
+            Ok(_) => true,
             Err(tools::Unavailable::NoGo(why)) => {
                 crate::skip("needs go", &format!("{test} ({why})"));
-                return None;
+                false
             }
             Err(tools::Unavailable::Broken(why)) => panic!("kube tools: {why}"),
         }
-        Some(KubeApi::start().await.unwrap_or_else(|e| panic!("{e:#}")))
     }
 
     /// Starts etcd, then kube-apiserver against it, waits for `/readyz`, and installs the
     /// Gateway API CRDs (see [`crds`]). Errors carry the tail of the failing process's log.
     pub async fn start() -> Result<KubeApi> {
+        Self::start_with_service_cidr(SERVICE_CIDR).await
+    }
+
+    /// As [`KubeApi::start`], allocating ClusterIPs from `cidr` (the default /24 holds 254
+    /// Services; the scale benchmark needs thousands).
+    pub async fn start_with_service_cidr(cidr: &str) -> Result<KubeApi> {
         let begun = Instant::now();
         let tools = KubeTools::get().map_err(|e| anyhow::anyhow!("kube tools: {e:?}"))?;
         let dir = tempfile::Builder::new().prefix("pillion-kube-").tempdir().context("temp dir")?;
@@ -94,7 +110,17 @@ impl KubeApi {
         let etcd =
             spawn(etcd_command(&tools, dir.path(), etcd_client, etcd_peer), &dir.path().join("etcd.log"))?;
         let mut kube =
-            KubeApi { tools, certs, kubeconfig, etcd_client, apiserver_addr, etcd, apiserver: None, dir };
+            KubeApi {
+            tools,
+            certs,
+            kubeconfig,
+            etcd_client,
+            apiserver_addr,
+            service_cidr: cidr.to_owned(),
+            etcd,
+            apiserver: None,
+            dir,
+        };
         kube.wait_etcd().await?;
         kube.start_apiserver().await?;
         let ready = begun.elapsed();
@@ -176,7 +202,7 @@ impl KubeApi {
             bail!("the API server is already running");
         }
         let log = self.dir.path().join("kube-apiserver.log");
-        let command = apiserver_command(&self.tools, &self.certs, self.etcd_client, self.apiserver_addr);
+        let command = apiserver_command(self);
         self.apiserver = Some(spawn(command, &log)?);
         self.wait_ready().await.map_err(|e| self.with_log(e))
     }
@@ -281,7 +307,8 @@ fn etcd_command(tools: &KubeTools, dir: &Path, client: SocketAddr, peer: SocketA
     c
 }
 
-fn apiserver_command(tools: &KubeTools, certs: &KubeCerts, etcd: SocketAddr, addr: SocketAddr) -> Command {
+fn apiserver_command(kube: &KubeApi) -> Command {
+    let (tools, certs, etcd, addr) = (&kube.tools, &kube.certs, kube.etcd_client, kube.apiserver_addr);
     let path = |p: &Path| p.display().to_string();
     let mut c = Command::new(tools.kube_apiserver());
     c.arg(format!("--etcd-servers=http://{etcd}"))
@@ -299,7 +326,7 @@ fn apiserver_command(tools: &KubeTools, certs: &KubeCerts, etcd: SocketAddr, add
         .arg(format!("--service-account-issuer={SA_ISSUER}"))
         .arg(format!("--service-account-key-file={}", path(&certs.sa_pub)))
         .arg(format!("--service-account-signing-key-file={}", path(&certs.sa_key)))
-        .arg(format!("--service-cluster-ip-range={SERVICE_CIDR}"))
+        .arg(format!("--service-cluster-ip-range={}", kube.service_cidr))
         // Unset, it would write self-signed certificates to /var/run/kubernetes.
         .arg(format!("--cert-dir={}", path(certs.ca_pem.parent().expect("pki dir"))))
         .arg("--profiling=false");

@@ -11,7 +11,9 @@ pub mod kube;
 pub mod netns;
 pub mod pki;
 pub mod process;
+pub mod procstat;
 pub mod recorder;
+pub mod scale;
 
 pub use process::{Backend, Proxy, free_port, workspace_bin};
 

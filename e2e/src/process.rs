@@ -258,12 +258,7 @@ impl Proxy {
     pub fn fds_and_rss(&self) -> (usize, u64) {
         let pid = self.pid();
         let fds = fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
-        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0);
+        let rss = crate::procstat::status_kib(pid, "VmRSS").unwrap_or(0);
         (fds, rss)
     }
 
