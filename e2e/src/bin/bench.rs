@@ -322,8 +322,13 @@ fn write_report(rows: &[Row], s: &Settings, m: &env::Machine, out: &std::path::P
         eprintln!("bench: no chart: {e:#}");
         text.push_str(&format!("\nChart not drawn: {e:#}\n"));
     }
-    std::fs::write(out, &text).with_context(|| format!("write {}", out.display()))?;
     println!("{text}");
+    // `kube-scale` writes its own section: carry it over.
+    if let Some(scale) = pillion_e2e::scale::report::existing(out) {
+        text.push('\n');
+        text.push_str(&scale);
+    }
+    std::fs::write(out, &text).with_context(|| format!("write {}", out.display()))?;
     eprintln!("bench: wrote {} and {}", out.display(), png.display());
     Ok(())
 }

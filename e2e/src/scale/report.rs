@@ -67,19 +67,28 @@ pub fn section(r: &Results, when: &str, command: &str) -> String {
     out
 }
 
+/// This section as the file at `path` has it, if it does: for a writer that rewrites the rest.
+pub fn existing(path: &Path) -> Option<String> {
+    let old = std::fs::read_to_string(path).ok()?;
+    span(&old).map(|(start, end)| old[start..end].to_owned())
+}
+
 /// Writes `section` into the file at `path` in place of its old one, or at its end.
 pub fn splice(path: &Path, section: &str) -> Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let new = match old.find(HEADING) {
-        Some(start) => {
-            let rest = &old[start + HEADING.len()..];
-            let end = rest.find("\n## ").map_or(old.len(), |i| start + HEADING.len() + i + 1);
-            format!("{}{}{}", &old[..start], section, &old[end..])
-        }
+    let new = match span(&old) {
+        Some((start, end)) => format!("{}{}{}", &old[..start], section, &old[end..]),
         None if old.is_empty() => section.to_owned(),
-        None => format!("{}\n{section}", old.trim_end_matches('\n').to_owned() + "\n"),
+        None => format!("{}\n\n{section}", old.trim_end_matches('\n')),
     };
     std::fs::write(path, new).with_context(|| format!("write {}", path.display()))
+}
+
+/// Where the section is in `text`: its heading up to the next `## ` heading or the end.
+fn span(text: &str) -> Option<(usize, usize)> {
+    let start = text.find(HEADING)?;
+    let after = start + HEADING.len();
+    Some((start, text[after..].find("\n## ").map_or(text.len(), |i| after + i + 1)))
 }
 
 fn secs(s: f64) -> String {
