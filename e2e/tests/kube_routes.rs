@@ -16,7 +16,7 @@ use k8s_openapi::{
         core::v1::{Namespace, Pod, Service, ServiceAccount},
         discovery::v1::EndpointSlice,
     },
-    serde::{Serialize, de::DeserializeOwned},
+    serde::{Deserialize, Serialize, de::DeserializeOwned},
 };
 use kube::{
     Api, Client,
@@ -322,4 +322,38 @@ async fn an_httproute_weight_change_shifts_a_sidecars_traffic() {
     eprintln!("50/50 split: {to_a} to orders, {to_b} to orders-v2");
     http.patch("split", &PatchParams::default(), &patch(split(0, 1))).await.expect("all to v2");
     until_split(&proxy, listener, 20, "went all to orders-v2", |t| t == (0, 20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_routes_in_deploy_are_accepted_and_served() {
+    let Some(kube) = KubeApi::start_or_skip("kube_routes::examples").await else { return };
+    let client = kube.client().await.expect("client");
+    shop(&client).await;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes/examples/routes.yaml");
+    let text = std::fs::read_to_string(path).expect("read the example routes");
+    let mut names = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let route: Value = serde_yaml::Value::deserialize(doc)
+            .ok()
+            .and_then(|v| serde_json::to_value(v).ok())
+            .expect("a YAML document");
+        let (kind, name) = (route["kind"].as_str().expect("kind"), route["metadata"]["name"].as_str().expect("name"));
+        names.push((kind.to_owned(), name.to_owned()));
+        create(&routes_api(&client, kind), route.clone()).await;
+    }
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    let control = Control::start_kubernetes(kube.kubeconfig(), &[]);
+    let web = control.watch_published("web.shop", WEB, WAIT);
+    let canary = "httproute:shop/orders-canary:1:0@orders.shop:80";
+    let served = control.until(&web, WAIT, "the example routes", |s| {
+        route(s, canary).is_some() && route(s, "grpcroute:shop/orders-rpc:0:0@orders.shop:80").is_some()
+    });
+    assert_eq!(split(&served, canary), Some(weights(90, 10)), "{served:#}");
+    let header = route(&served, "httproute:shop/orders-canary:0:0@orders.shop:80").expect("the header rule");
+    assert_eq!(header["match"]["headers"], json!({"x-canary": "true"}), "{header:#}");
+    for (kind, name) in &names {
+        let accepted = condition(&control, &routes_api(&client, kind), name, "Accepted", 1).await;
+        assert_eq!(accepted["status"], "True", "{kind} {name}: {accepted:#}");
+    }
 }
