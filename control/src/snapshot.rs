@@ -5,7 +5,10 @@
 //! workload's snapshot carries the version at which *its* content last changed, so a change to
 //! another workload's routes pushes nothing to it (and its acked version stays current).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    sync::Arc,
+};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -16,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::{
     source::{Mesh, WorkloadInbound, WorkloadSpec},
-    view::view,
+    view::{Names, View, ViewKey, view_in},
 };
 
 /// One workload's current snapshot.
@@ -82,9 +85,17 @@ impl Snapshots {
     /// Called by one task only (the directory watcher), so there is no race between updates.
     pub fn apply(&self, mesh: &Mesh) -> Result<Option<u64>, serde_json::Error> {
         let old = self.table.load_full();
+        let names = Names::new(mesh);
+        // Workloads that see the same are pushed the same bytes: serialised once, shared.
+        let mut made: HashMap<ViewKey, Bytes> = HashMap::new();
         let mut contents = HashMap::with_capacity(mesh.workloads.len());
         for (name, (w, _)) in &mesh.workloads {
-            contents.insert(name.clone(), content(mesh, w)?);
+            let v = view_in(mesh, &names, Some(w));
+            let c = match made.entry(ViewKey::new(&v, w)) {
+                Entry::Occupied(e) => e.get().clone(),
+                Entry::Vacant(e) => e.insert(content(mesh, &v, w)?).clone(),
+            };
+            contents.insert(name.clone(), c);
         }
         let unchanged = old.version > 0
             && contents.len() == old.workloads.len()
@@ -124,8 +135,7 @@ impl Snapshots {
     }
 }
 
-fn content(mesh: &Mesh, w: &WorkloadSpec) -> Result<Bytes, serde_json::Error> {
-    let v = view(mesh, Some(w));
+fn content(mesh: &Mesh, v: &View, w: &WorkloadSpec) -> Result<Bytes, serde_json::Error> {
     let c = Content {
         services: v.services.iter().map(|&i| &mesh.services[i].0).collect(),
         routes: v.routes.iter().map(|&i| &mesh.routes[i].0).collect(),

@@ -5,13 +5,13 @@
 //! The validator speaks in paths of that per-workload config (`routes[3].backends[0].service`);
 //! they are mapped back to the file and list index each item came from, then to line and column.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use pillion_config::{schema, validate::Problem as ProxyProblem};
 
 use crate::{
     source::{Mesh, Origin, Problem, SourceError, WorkloadSpec},
-    view::{View, view},
+    view::{Names, View, ViewKey, view_in},
 };
 
 /// Checks the whole mesh and every workload's view of it.
@@ -21,10 +21,14 @@ pub fn validate(mesh: &Mesh) -> Result<(), SourceError> {
     let mut add = |p: Problem| {
         problems.insert((p.file.clone(), p.line, p.col, p.message));
     };
+    let names = Names::new(mesh);
     // Everything at once, so that a service no workload sees is still checked.
-    check(mesh, None, &view(mesh, None), &mut add);
+    check(mesh, None, &view_in(mesh, &names, None), &mut add);
+    // Workloads with the same view and inbound ports get the same services, routes and ports:
+    // those are checked once, and each workload's own fields (name, identity) on their own.
+    let mut checked = HashSet::new();
     for (w, origin) in mesh.workloads.values() {
-        let v = view(mesh, Some(w));
+        let v = view_in(mesh, &names, Some(w));
         for &k in &v.unknown_services {
             let mut p = mesh.locate(origin.file, &format!("workloads[{}].services[{k}]", origin.index));
             p.message = format!("unknown service {:?}", w.services.as_deref().unwrap_or_default()[k]);
@@ -39,7 +43,11 @@ pub fn validate(mesh: &Mesh) -> Result<(), SourceError> {
             );
             add(p);
         }
-        check(mesh, Some((w, *origin)), &v, &mut add);
+        if checked.insert(ViewKey::new(&v, w)) {
+            check(mesh, Some((w, *origin)), &v, &mut add);
+        } else {
+            check(mesh, Some((w, *origin)), &View::default(), &mut add);
+        }
     }
     if problems.is_empty() {
         return Ok(());

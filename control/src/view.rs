@@ -5,7 +5,7 @@
 //! other workloads); a route that mixes visible and hidden backends is an error, since dropping
 //! it would silently change where the workload's traffic goes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::source::{Mesh, WorkloadSpec};
 
@@ -22,21 +22,64 @@ pub struct View {
     pub unknown_services: Vec<usize>,
 }
 
+/// What a workload's snapshot is made of: its view's services and routes, and its inbound ports
+/// (as JSON). Workloads with equal keys are pushed equal content.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ViewKey(Vec<usize>, Vec<usize>, String);
+
+impl ViewKey {
+    /// The key of `workload`, whose view is `v`.
+    pub fn new(v: &View, workload: &WorkloadSpec) -> Self {
+        // Serialising plain data cannot fail; an empty string would only merge no-port keys.
+        let inbound = serde_json::to_string(&workload.inbound).unwrap_or_default();
+        Self(v.services.clone(), v.routes.clone(), inbound)
+    }
+}
+
+/// The services of one mesh by name, built once for every view taken of it.
+#[derive(Debug)]
+pub struct Names<'a>(HashMap<&'a str, usize>);
+
+impl<'a> Names<'a> {
+    /// Indexes `mesh`'s services.
+    pub fn new(mesh: &'a Mesh) -> Self {
+        Self(mesh.services.iter().enumerate().map(|(i, (s, _))| (s.name.as_str(), i)).collect())
+    }
+}
+
 /// The view of `workload` (or of everything when `None`).
 pub fn view(mesh: &Mesh, workload: Option<&WorkloadSpec>) -> View {
-    let allowed: Option<HashSet<&str>> =
-        workload.and_then(|w| w.services.as_ref()).map(|list| list.iter().map(String::as_str).collect());
-    let known: HashSet<&str> = mesh.services.iter().map(|(s, _)| s.name.as_str()).collect();
+    view_in(mesh, &Names::new(mesh), workload)
+}
+
+/// As [`view`], with the mesh's [`Names`] at hand: what a workload's `services` list names, not
+/// the whole mesh, is what each view costs.
+pub fn view_in(mesh: &Mesh, names: &Names<'_>, workload: Option<&WorkloadSpec>) -> View {
+    let list = workload.and_then(|w| w.services.as_ref());
+    let allowed: Option<HashSet<&str>> = list.map(|l| l.iter().map(String::as_str).collect());
     let visible = |name: &str| allowed.as_ref().is_none_or(|a| a.contains(name));
 
-    let services = (0..mesh.services.len()).filter(|&i| visible(&mesh.services[i].0.name)).collect();
-    let mut v = View { services, ..View::default() };
+    let mut v = View::default();
+    match list {
+        None => v.services = (0..mesh.services.len()).collect(),
+        Some(list) => {
+            for (k, name) in list.iter().enumerate() {
+                match names.0.get(name.as_str()) {
+                    Some(&i) => v.services.push(i),
+                    None => v.unknown_services.push(k),
+                }
+            }
+            // Mesh order, as the proxy's config lists them; a name listed twice is one service.
+            v.services.sort_unstable();
+            v.services.dedup();
+        }
+    }
     for (i, (route, _)) in mesh.routes.iter().enumerate() {
         // An unknown backend counts as visible, so that the proxy validator reports it.
         let hidden: Vec<usize> = (0..route.backends.len())
             .filter(|&k| {
                 let name = route.backends[k].service.as_str();
-                known.contains(name) && !visible(name)
+                names.0.contains_key(name) && !visible(name)
             })
             .collect();
         if hidden.len() == route.backends.len() && !hidden.is_empty() {
@@ -44,9 +87,6 @@ pub fn view(mesh: &Mesh, workload: Option<&WorkloadSpec>) -> View {
         }
         v.hidden_backends.extend(hidden.into_iter().map(|k| (i, k)));
         v.routes.push(i);
-    }
-    if let Some(list) = workload.and_then(|w| w.services.as_ref()) {
-        v.unknown_services = (0..list.len()).filter(|&k| !known.contains(list[k].as_str())).collect();
     }
     v
 }
