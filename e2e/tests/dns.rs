@@ -94,10 +94,10 @@ async fn wait_answering(c: &HttpClient, l: SocketAddr, want: &[&str]) {
 /// The proxy's upstream connection to `backend`: the peer address that backend sees.
 async fn connection_to(c: &HttpClient, l: SocketAddr, backend: &str) -> String {
     for _ in 0..20 {
-        if let Ok((name, peer)) = ask(c, l, "/peer").await {
-            if name == backend {
-                return peer;
-            }
+        if let Ok((name, peer)) = ask(c, l, "/peer").await
+            && name == backend
+        {
+            return peer;
         }
     }
     panic!("{backend} never answered /peer");
