@@ -168,6 +168,24 @@ async fn with_the_resolver_down_the_last_good_endpoints_keep_serving() {
     dns.restart(&[(NAME, "127.0.0.4")]);
     wait_answering(&c, l, &["c"]).await;
     assert!(proxy.log().contains("keeping the last good answer"), "the failure was not logged");
+    promtool_passes(&proxy.metrics());
+}
+
+/// `promtool check metrics` accepts the text (with both results of the DNS family in it).
+fn promtool_passes(text: &str) {
+    use std::{io::Write, process::Stdio};
+    assert!(text.contains("result=\"ok\"") && text.contains("result=\"failed\""), "{text}");
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (package prometheus)");
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool: {said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! Names resolved to addresses: the one resolver (hickory, on Tokio) built from the `resolver`
-//! section, asking A and AAAA together and telling a definitive answer (records, or none) from a
-//! failure (timeout, SERVFAIL, nameserver away). [`watch`] keeps services' `dns` endpoints
+//! section, asking A and AAAA together and telling, for each, a definitive answer (records, or
+//! none) from a failure (timeout, SERVFAIL, nameserver away). [`watch`] keeps services' `dns` endpoints
 //! current with it; the control-plane client resolves its address with it too.
 
 pub mod watch;
@@ -36,13 +36,17 @@ pub struct ResolveFailure {
     pub error: ResolveError,
 }
 
-/// What the nameservers said about a name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the nameservers said about a name, per address family: each answered (its addresses,
+/// sorted, maybe none: NXDOMAIN or no such records is an answer too) or failed.
+#[derive(Debug)]
 pub struct Answer {
-    /// Its A and AAAA addresses, sorted, without repeats; empty when it has none (NXDOMAIN or
-    /// no such records), which is an answer too.
-    pub ips: Vec<IpAddr>,
-    /// When to ask again: the shortest record TTL, clamped into `[min_ttl, max_ttl]`.
+    /// The A records.
+    pub v4: Result<Vec<IpAddr>, ResolveFailure>,
+    /// The AAAA records.
+    pub v6: Result<Vec<IpAddr>, ResolveFailure>,
+    /// When to ask again: the shortest record TTL of the answered families, clamped into
+    /// `[min_ttl, max_ttl]`; `min_ttl` with no records, so that the first pod of a headless
+    /// Service is seen soon.
     pub ttl: Duration,
 }
 
@@ -88,50 +92,50 @@ impl Resolver {
         &self.config
     }
 
-    /// Asks for `host`'s A and AAAA records at once. Both must be answered (with records or
-    /// with none) for an answer: one family timing out is a failure, not half an answer.
-    pub async fn resolve(&self, host: &str) -> Result<Answer, ResolveFailure> {
-        let fail = |error| ResolveFailure { host: host.to_owned(), error };
-        let (v4, v6) = tokio::join!(self.inner.ipv4_lookup(host), self.inner.ipv6_lookup(host));
+    /// Asks for `host`'s A and AAAA records at once.
+    pub async fn resolve(&self, host: &str) -> Answer {
+        let (a, aaaa) = tokio::join!(self.inner.ipv4_lookup(host), self.inner.ipv6_lookup(host));
         let now = Instant::now();
-        let mut ips = Vec::new();
         let mut until: Option<Instant> = None;
-        let mut note = |valid_until: Instant| until = Some(until.map_or(valid_until, |u| u.min(valid_until)));
-        match v4 {
-            Ok(l) => {
-                note(l.valid_until());
-                ips.extend(l.iter().map(|a| IpAddr::V4(a.0)));
+        let mut family = |r: Result<Vec<IpAddr>, ResolveError>, valid_until: Option<Instant>| {
+            if let Some(v) = valid_until {
+                until = Some(until.map_or(v, |u| u.min(v)));
             }
-            Err(e) if e.is_no_records_found() => {}
-            Err(e) => return Err(fail(e)),
-        }
-        match v6 {
-            Ok(l) => {
-                note(l.valid_until());
-                ips.extend(l.iter().map(|a| IpAddr::V6(a.0)));
+            match r {
+                Ok(mut ips) => {
+                    ips.sort_unstable();
+                    ips.dedup();
+                    Ok(ips)
+                }
+                Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+                Err(error) => Err(ResolveFailure { host: host.to_owned(), error }),
             }
-            Err(e) if e.is_no_records_found() => {}
-            Err(e) => return Err(fail(e)),
-        }
-        ips.sort_unstable();
-        ips.dedup();
-        // No records: ask again soon, so that the first pod of a headless service is seen.
+        };
+        let v4_until = a.as_ref().ok().map(|l| l.valid_until());
+        let v6_until = aaaa.as_ref().ok().map(|l| l.valid_until());
+        let v4 = family(a.map(|l| l.iter().map(|r| IpAddr::V4(r.0)).collect()), v4_until);
+        let v6 = family(aaaa.map(|l| l.iter().map(|r| IpAddr::V6(r.0)).collect()), v6_until);
         let ttl = until.map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
-        Ok(Answer { ips, ttl: self.config.clamp(ttl) })
+        Answer { v4, v6, ttl: self.config.clamp(ttl) }
     }
 
     /// `host:port`'s addresses: an IP literal as it is, a name through [`resolve`](Self::resolve).
-    /// A name with no records is an error here: a caller wants something to connect to.
+    /// The families that answered count; a name with no address is an error here: a caller
+    /// wants something to connect to.
     pub async fn socket_addrs(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveFailure> {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
-        let answer = self.resolve(host).await?;
-        if answer.ips.is_empty() {
+        let answer = self.resolve(host).await;
+        let ips: Vec<IpAddr> = match (answer.v4, answer.v6) {
+            (Err(e), Err(_)) => return Err(e),
+            (v4, v6) => v4.into_iter().chain(v6).flatten().collect(),
+        };
+        if ips.is_empty() {
             let error = ResolveError::from(format!("{host} has no A or AAAA records"));
             return Err(ResolveFailure { host: host.to_owned(), error });
         }
-        Ok(answer.ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
+        Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
     }
 }

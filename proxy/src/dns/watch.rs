@@ -1,11 +1,11 @@
 //! Keeps services' `dns` endpoints current: one task per process follows the config in force
 //! and runs a task per name it lists, which resolves the name, hands each changed answer to
 //! [`update::resolved`], and asks again at the answer's TTL (clamped into `[min_ttl, max_ttl]`).
-//! A failed resolution (timeout, SERVFAIL, nameserver away) keeps the last good answer and is
-//! retried with backoff from `min_ttl` up to `max_ttl`; a definitive answer with no records
+//! A failed resolution (timeout, SERVFAIL, nameserver away; of A or AAAA alone, or both) keeps
+//! that family's last good answer and is retried with backoff from `min_ttl` up to `max_ttl`; a definitive answer with no records
 //! (NXDOMAIN, as a headless Service with no ready pod gives) removes the name's endpoints.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc};
 
 use pillion_config::dns::{DnsName, ResolverConfig};
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -109,22 +109,34 @@ async fn keep_resolved(
     let (min, max) = (resolver.config().min_ttl, resolver.config().max_ttl);
     let mut backoff = min;
     let mut first = Some(first);
+    // The last good answer per family: a family that fails keeps its own, so that a resolver
+    // that answers A but fails AAAA (or the reverse) neither loses nor blocks the other.
+    let (mut last_v4, mut last_v6) = (Vec::new(), Vec::new());
     let mut had_records = false;
     loop {
-        let wait = match resolver.resolve(&name.host).await {
-            Ok(answer) => {
-                services.iter().for_each(|s| shared.metrics.dns_resolutions(s, true).inc());
-                if answer.ips.is_empty() && had_records {
-                    tracing::warn!(%name, "the name has no A or AAAA records now; its endpoints are removed");
-                }
-                had_records = !answer.ips.is_empty();
-                let addrs = answer.ips.iter().map(|&ip| std::net::SocketAddr::new(ip, name.port)).collect();
-                update::resolved(&shared, &name, addrs);
+        let answer = resolver.resolve(&name.host).await;
+        let mut failure = None;
+        for (got, last) in [(answer.v4, &mut last_v4), (answer.v6, &mut last_v6)] {
+            match got {
+                Ok(ips) => *last = ips,
+                Err(e) => failure = Some(e),
+            }
+        }
+        let ok = failure.is_none();
+        services.iter().for_each(|s| shared.metrics.dns_resolutions(s, ok).inc());
+        let ips: Vec<_> = last_v4.iter().chain(&last_v6).copied().collect();
+        if ips.is_empty() && had_records && ok {
+            tracing::warn!(%name, "the name has no A or AAAA records now; its endpoints are removed");
+        }
+        had_records = !ips.is_empty();
+        let addrs = ips.into_iter().map(|ip| std::net::SocketAddr::new(ip, name.port)).collect();
+        update::resolved(&shared, &name, addrs);
+        let wait = match failure {
+            None => {
                 backoff = min;
                 answer.ttl
             }
-            Err(e) => {
-                services.iter().for_each(|s| shared.metrics.dns_resolutions(s, false).inc());
+            Some(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "DNS resolution failed; keeping the last good answer");
                 let wait = backoff;
                 backoff = (backoff * 2).min(max);
@@ -134,6 +146,6 @@ async fn keep_resolved(
         if let Some(tx) = first.take() {
             let _ = tx.send(());
         }
-        tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        tokio::time::sleep(wait).await;
     }
 }
