@@ -33,21 +33,31 @@ fn backend(name: &str, n: u8, port: u16) -> Backend {
 /// A proxy whose service `orders` has only `dns: [NAME:port]`, asking `dns`; returns it with
 /// its explicit listener for `orders`.
 fn proxy(dns: &Dnsmasq, port: u16, min_ttl: &str, max_ttl: &str) -> (Proxy, SocketAddr) {
-    let listener = free_addr();
-    let cfg = format!(
+    let (listener, inbound) = (free_addr(), free_addr());
+    (Proxy::start(&config(dns, &format!("{NAME}:{port}"), min_ttl, max_ttl, listener, inbound)), listener)
+}
+
+/// That proxy's config, with `name` under `dns`.
+fn config(
+    dns: &Dnsmasq,
+    name: &str,
+    min_ttl: &str,
+    max_ttl: &str,
+    listener: SocketAddr,
+    inbound: SocketAddr,
+) -> String {
+    format!(
         r#"
 admin: {{bind: "{{admin}}"}}
 inbound: {{bind: "{inbound}"}}
 outbound:
   listeners: [{{bind: "{listener}", service: orders}}]
 services:
-  - {{name: orders, lb: round_robin, dns: ["{NAME}:{port}"]}}
+  - {{name: orders, lb: round_robin, dns: ["{name}"]}}
 resolver: {{nameservers: ["{ns}"], min_ttl: {min_ttl}, max_ttl: {max_ttl}}}
 "#,
-        inbound = free_addr(),
         ns = dns.addr,
-    );
-    (Proxy::start(&cfg), listener)
+    )
 }
 
 /// Which backend answered `path`, and its body.
@@ -110,6 +120,8 @@ async fn endpoints_follow_dns_and_the_ones_that_stay_keep_their_pools() {
     let (_a, _b) = (backend("a", 2, port), backend("b", 3, port));
     let (proxy, l) = proxy(&dns, port, "200ms", "2s");
     let c = HttpClient::http1();
+    // Ready means the name has had its first answer: the first request already has an endpoint.
+    assert_eq!(ask(&c, l, "/").await.map(|r| r.0), Ok("a".to_owned()), "ready before the first answer");
     wait_answering(&c, l, &["a"]).await;
     let to_a = connection_to(&c, l, "a").await;
 
@@ -186,6 +198,25 @@ fn promtool_passes(text: &str) {
     let out = child.wait_with_output().expect("promtool");
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "promtool: {said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_lists_another_name_follows_it() {
+    let other = "other.mesh.test";
+    let records = [(NAME, "127.0.0.2"), (other, "127.0.0.3")];
+    let Some(dns) = dnsmasq(1, &records, "dns::a_reload_that_lists_another_name") else { return };
+    let port = free_port();
+    let (_a, _b) = (backend("a", 2, port), backend("b", 3, port));
+    let (l, inbound) = (free_addr(), free_addr());
+    let proxy = Proxy::start(&config(&dns, &format!("{NAME}:{port}"), "200ms", "2s", l, inbound));
+    let c = HttpClient::http1();
+    wait_answering(&c, l, &["a"]).await;
+    proxy.write_config(&config(&dns, &format!("{other}:{port}"), "200ms", "2s", l, inbound));
+    wait_answering(&c, l, &["b"]).await;
+    assert_eq!(
+        proxy.metric("pillion_config_updates_total", &["result=\"applied\"", "source=\"file\""]),
+        Some(2.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
