@@ -59,7 +59,7 @@ pub struct RunOptions {
 /// Runs the proxy until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let (config, loaded_text) = pillion_config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let resolver = dns::Resolver::new(&config.resolver)?;
+    let resolver = dns::Resolver::new(&config.resolver);
     let enrollment = match (&config.control, &config.tls) {
         (Some(ctl), Some(paths)) => Some(enroll(ctl, paths, resolver.clone()).await?),
         _ => None,

@@ -7,6 +7,7 @@ pub mod watch;
 
 use std::{
     net::{IpAddr, SocketAddr},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -53,14 +54,24 @@ pub struct Answer {
 /// The process's resolver and its TTL bounds.
 #[derive(Debug, Clone)]
 pub struct Resolver {
-    inner: TokioResolver,
+    /// Or why there is none (`/etc/resolv.conf` unreadable): every name then fails to resolve,
+    /// while IP literals still work and a proxy without names runs as before.
+    inner: Result<TokioResolver, Arc<str>>,
     config: ResolverConfig,
 }
 
 impl Resolver {
     /// A resolver asking `config.nameservers`, or those of `/etc/resolv.conf` (with its search
     /// domains and options, and `/etc/hosts`) when none are given.
-    pub fn new(config: &ResolverConfig) -> Result<Self, SetupError> {
+    pub fn new(config: &ResolverConfig) -> Self {
+        let inner = Self::build(config).map_err(|e| {
+            tracing::warn!(error = %e, "no DNS resolver: names in `dns` and control.address will not resolve");
+            Arc::from(e.to_string())
+        });
+        Self { inner, config: config.clone() }
+    }
+
+    fn build(config: &ResolverConfig) -> Result<TokioResolver, SetupError> {
         let mut builder = if config.nameservers.is_empty() {
             TokioResolver::builder_tokio()?
         } else {
@@ -84,7 +95,7 @@ impl Resolver {
         opts.positive_max_ttl = Some(config.max_ttl);
         opts.negative_min_ttl = None;
         opts.negative_max_ttl = Some(config.min_ttl);
-        Ok(Self { inner: builder.build(), config: config.clone() })
+        Ok(builder.build())
     }
 
     /// The settings this resolver was built from.
@@ -94,7 +105,15 @@ impl Resolver {
 
     /// Asks for `host`'s A and AAAA records at once.
     pub async fn resolve(&self, host: &str) -> Answer {
-        let (a, aaaa) = tokio::join!(self.inner.ipv4_lookup(host), self.inner.ipv6_lookup(host));
+        let inner = match &self.inner {
+            Ok(r) => r,
+            Err(why) => {
+                let fail =
+                    || ResolveFailure { host: host.to_owned(), error: ResolveError::from(why.to_string()) };
+                return Answer { v4: Err(fail()), v6: Err(fail()), ttl: self.config.min_ttl };
+            }
+        };
+        let (a, aaaa) = tokio::join!(inner.ipv4_lookup(host), inner.ipv6_lookup(host));
         let now = Instant::now();
         let mut until: Option<Instant> = None;
         let mut family = |r: Result<Vec<IpAddr>, ResolveError>, valid_until: Option<Instant>| {

@@ -62,14 +62,9 @@ async fn follow(
         changes.mark_unchanged();
         let (names, config) = wanted(&shared);
         if &config != resolver.config() {
-            match Resolver::new(&config) {
-                Ok(r) => {
-                    tracing::info!("resolver settings changed; resolving every name again");
-                    resolver = r;
-                    running.clear();
-                }
-                Err(e) => tracing::error!(error = %e, "keeping the previous resolver"),
-            }
+            tracing::info!("resolver settings changed; resolving every name again");
+            resolver = Resolver::new(&config);
+            running.clear();
         }
         running.retain(|name, task| {
             let keep = names.get(name) == Some(&task.services);
