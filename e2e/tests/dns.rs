@@ -201,6 +201,17 @@ fn promtool_passes(text: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_and_aaaa_records_are_both_endpoints() {
+    let records = [(NAME, "127.0.0.2"), (NAME, "::1")];
+    let Some(dns) = dnsmasq(1, &records, "dns::a_and_aaaa_records_are_both_endpoints") else { return };
+    let port = free_port();
+    let _v4 = backend("v4", 2, port);
+    let _v6 = Backend::start_with("v6", SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)), 0);
+    let (_proxy, l) = proxy(&dns, port, "200ms", "2s");
+    wait_answering(&HttpClient::http1(), l, &["v4", "v6"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_lists_another_name_follows_it() {
     let other = "other.mesh.test";
     let records = [(NAME, "127.0.0.2"), (other, "127.0.0.3")];
