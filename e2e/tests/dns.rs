@@ -263,15 +263,18 @@ async fn a_zero_ttl_is_floored_at_min_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_control_plane_address_is_resolved_with_the_configured_nameservers() {
+async fn the_control_plane_address_and_its_dns_services_resolve_with_the_configured_nameservers() {
     const WEB: &str = "spiffe://cluster.local/ns/shop/sa/web";
-    let a = Backend::start("a");
-    let mesh = format!("services:\n  - {{name: orders, endpoints: [{{addr: \"{}\"}}]}}\n", a.addr);
+    let port = free_port();
+    let _a = backend("a", 2, port);
+    // The control plane's services may name `dns` too: the sidecar resolves them.
+    let mesh = format!("services:\n  - {{name: orders, dns: [\"{NAME}:{port}\"]}}\n");
     let workloads = format!("workloads:\n  - {{name: web, identity: \"{WEB}\"}}\n");
     let control = Control::start(&[("mesh.yaml", &mesh), ("workloads.yaml", &workloads)], &["web"], "1s");
     // A name only this dnsmasq knows: neither /etc/hosts nor resolv.conf's servers have it.
     let host = "pillion-control.mesh.test";
-    let Some(dns) = dnsmasq(1, &[(host, "127.0.0.1")], "dns::the_control_plane_address") else { return };
+    let records = [(host, "127.0.0.1"), (NAME, "127.0.0.2")];
+    let Some(dns) = dnsmasq(1, &records, "dns::the_control_plane_address") else { return };
     let certs = tempfile::tempdir().unwrap();
     std::fs::copy(control.pki.ca_pem(), certs.path().join("ca.pem")).unwrap();
     let listener = free_addr();
@@ -279,7 +282,7 @@ async fn the_control_plane_address_is_resolved_with_the_configured_nameservers()
         r#"
 workload: {{name: web, identity: "{WEB}"}}
 tls: {{cert: "{d}/cert.pem", key: "{d}/key.pem", trust: "{d}/ca.pem"}}
-control: {{address: "https://{host}:{port}", token_file: "{token}"}}
+control: {{address: "https://{host}:{control_port}", token_file: "{token}"}}
 resolver: {{nameservers: ["{ns}"]}}
 admin: {{bind: "{{admin}}"}}
 inbound: {{bind: "{inbound}"}}
@@ -287,14 +290,13 @@ outbound:
   listeners: [{{bind: "{listener}", service: orders}}]
 "#,
         d = certs.path().display(),
-        port = control.addr.port(),
+        control_port = control.addr.port(),
         token = control.token_file("web").display(),
         ns = dns.addr,
         inbound = free_addr(),
     );
     let _proxy = Proxy::start(&cfg);
-    let (name, _) = ask(&HttpClient::http1(), listener, "/").await.expect("a request through the sidecar");
-    assert_eq!(name, "a");
+    wait_answering(&HttpClient::http1(), listener, &["a"]).await;
     assert!(dns.log().contains(host), "dnsmasq was never asked for {host}");
 }
 
