@@ -212,6 +212,21 @@ async fn a_and_aaaa_records_are_both_endpoints() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_with_more_records_than_a_udp_answer_holds_gives_them_all() {
+    // 200 A records (3.2 KB of answers): truncated over plain UDP, so EDNS or TCP must carry them.
+    let ips: Vec<String> = (0..200).map(|i| format!("127.0.{}.{}", 1 + i / 100, 1 + i % 100)).collect();
+    let records: Vec<(&str, &str)> = ips.iter().map(|ip| (NAME, ip.as_str())).collect();
+    let Some(dns) = dnsmasq(1, &records, "dns::a_name_with_more_records") else { return };
+    let (proxy, _) = proxy(&dns, free_port(), "1s", "2s");
+    proxy.wait_metric(
+        "pillion_endpoints",
+        &["service=\"orders\"", "state=\"healthy\""],
+        "200 endpoints",
+        |v| v == 200.0,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_lists_another_name_follows_it() {
     let other = "other.mesh.test";
     let records = [(NAME, "127.0.0.2"), (other, "127.0.0.3")];
