@@ -1,7 +1,7 @@
 //! Names resolved to addresses: the one resolver (hickory, on Tokio) built from the `resolver`
 //! section, asking A and AAAA together and telling, for each, a definitive answer (records, or
-//! none) from a failure (timeout, SERVFAIL, nameserver away). [`watch`] keeps services' `dns` endpoints
-//! current with it; the control-plane client resolves its address with it too.
+//! none) from a failure (timeout, SERVFAIL, nameserver away). [`watch`] keeps services' `dns`
+//! endpoints current with it; the control-plane client resolves its address with it too.
 
 pub mod watch;
 
@@ -65,7 +65,7 @@ impl Resolver {
     /// domains and options, and `/etc/hosts`) when none are given.
     pub fn new(config: &ResolverConfig) -> Self {
         let inner = Self::build(config).map_err(|e| {
-            tracing::warn!(error = %e, "no DNS resolver: names in `dns` and control.address will not resolve");
+            tracing::warn!(error = %e, "no DNS resolver: `dns` names and control.address cannot resolve");
             Arc::from(e.to_string())
         });
         Self { inner, config: config.clone() }

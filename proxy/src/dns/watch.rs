@@ -2,8 +2,9 @@
 //! and runs a task per name it lists, which resolves the name, hands each changed answer to
 //! [`update::resolved`], and asks again at the answer's TTL (clamped into `[min_ttl, max_ttl]`).
 //! A failed resolution (timeout, SERVFAIL, nameserver away; of A or AAAA alone, or both) keeps
-//! that family's last good answer and is retried with backoff from `min_ttl` up to `max_ttl`; a definitive answer with no records
-//! (NXDOMAIN, as a headless Service with no ready pod gives) removes the name's endpoints.
+//! that family's last good answer and is retried with backoff from `min_ttl` up to `max_ttl`;
+//! a definitive answer with no records (NXDOMAIN, as a headless Service with no ready pod gives)
+//! removes the name's endpoints: those pods are gone, and their addresses may be reused.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -132,7 +133,8 @@ async fn keep_resolved(
                 answer.ttl
             }
             Some(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "DNS resolution failed; keeping the last good answer");
+                let retry_in = backoff;
+                tracing::warn!(error = %e, ?retry_in, "DNS resolution failed; keeping the last good answer");
                 let wait = backoff;
                 backoff = (backoff * 2).min(max);
                 wait
