@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Pillion's tests drive: curl, promtool (prometheus), h2load
-# (nghttp2-client), openssl, iptables, iproute2, testssl.sh, Python's h2 and grpcio, and nginx and haproxy
+# (nghttp2-client), openssl, iptables, iproute2, testssl.sh, dnsmasq (a real DNS server for the DNS
+# endpoint tests), Python's h2 and grpcio, and nginx and haproxy
 # (the differential test's comparison), and kubernetes-validate from PyPI (checks deploy/kubernetes/)
 # in a venv of its own under the tools cache. Installs only what is missing; needs root (or sudo)
 # only when a Debian package is missing.
@@ -18,6 +19,7 @@ declare -A NEED=(
   [ps]=procps
   [nginx]=nginx
   [haproxy]=haproxy
+  [dnsmasq]=dnsmasq-base
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -6,6 +6,7 @@
 //! swaps the result in whole. The hot path only ever sees `Config`.
 #![forbid(unsafe_code)]
 
+pub mod dns;
 pub mod duration;
 pub mod grpc;
 pub mod keepalive;
@@ -45,6 +46,8 @@ pub struct Config {
     pub control: Option<ControlConfig>,
     /// Tracing, when on.
     pub tracing: Option<trace::TracingConfig>,
+    /// How `dns` names and the control-plane address are resolved.
+    pub resolver: dns::ResolverConfig,
     /// The file as given, for `/config`.
     pub file: schema::File,
 }
@@ -178,8 +181,12 @@ pub struct ServiceConfig {
     pub outlier: OutlierConfig,
     /// Circuit breaking.
     pub limits: ServiceLimits,
-    /// Endpoints.
+    /// Endpoints: those listed, then (once merged in by the proxy) those resolved from `dns`.
     pub endpoints: Vec<EndpointConfig>,
+    /// Names whose A and AAAA records are endpoints too.
+    pub dns: Vec<dns::DnsName>,
+    /// What every endpoint from `dns` must prove.
+    pub identity: Option<pillion_types::SpiffeId>,
 }
 
 /// Outlier detection, defaults filled in.

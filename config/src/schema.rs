@@ -40,6 +40,9 @@ pub struct File {
     /// Where spans go, and how many requests start a trace.
     #[serde(default)]
     pub tracing: Option<crate::trace::Tracing>,
+    /// How `dns` endpoints and the control-plane address are resolved.
+    #[serde(default)]
+    pub resolver: Option<crate::dns::Resolver>,
 }
 
 /// The workload this proxy serves.
@@ -254,6 +257,13 @@ pub struct Service {
     /// Where the service runs.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// `host:port` names whose A and AAAA records are endpoints too, re-resolved at their TTL.
+    /// Left out of the JSON when empty, so that a proxy that predates it still reads snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    /// The SPIFFE identity every `dns` endpoint must prove (mTLS when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 /// Outlier detection settings.

@@ -70,6 +70,12 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
                     "an endpoint identity means mTLS, which needs a `tls` section",
                 );
             }
+            if s.identity.is_some() {
+                c.report(
+                    format!("services[{i}].identity"),
+                    "a service identity means mTLS to its DNS endpoints, which needs a `tls` section",
+                );
+            }
         }
     }
     let index: HashMap<&str, usize> =
@@ -135,6 +141,10 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
         }
     });
     let outbound_limits = listener_limits(&mut c, "outbound.limits", file.outbound.limits.as_ref());
+    let resolver = crate::dns::validate(file.resolver.as_ref()).unwrap_or_else(|problems| {
+        problems.into_iter().for_each(|(path, message)| c.report(path, message));
+        crate::dns::ResolverConfig::default()
+    });
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
@@ -152,6 +162,7 @@ pub fn validate(file: schema::File) -> Result<Config, Vec<Problem>> {
         routes,
         control,
         tracing,
+        resolver,
         file,
     })
 }
@@ -249,6 +260,20 @@ fn services(c: &mut Checker, list: &[schema::Service]) -> Vec<ServiceConfig> {
                 endpoints.push(EndpointConfig { addr, identity, weight: e.weight });
             }
         }
+        let mut dns = Vec::with_capacity(s.dns.len());
+        for (k, name) in s.dns.iter().enumerate() {
+            match crate::dns::parse_name(name) {
+                Ok(n) => dns.push(n),
+                Err(e) => c.report(at(&format!("dns[{k}]")), e),
+            }
+        }
+        let identity = s.identity.as_ref().and_then(|id| c.identity(at("identity"), id));
+        if s.identity.is_some() && s.dns.is_empty() {
+            c.report(
+                at("identity"),
+                "`identity` is what `dns` endpoints must prove; this service has no `dns`",
+            );
+        }
         let outlier = s.outlier.as_ref();
         let max_ejected_percent = outlier.and_then(|o| o.max_ejected_percent).unwrap_or(50);
         if max_ejected_percent > 100 {
@@ -275,6 +300,8 @@ fn services(c: &mut Checker, list: &[schema::Service]) -> Vec<ServiceConfig> {
                 max_pending: s.limits.as_ref().and_then(|l| l.max_pending).unwrap_or(1024),
             },
             endpoints,
+            dns,
+            identity,
         });
     }
     out

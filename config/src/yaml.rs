@@ -279,6 +279,20 @@ routes:
     }
 
     #[test]
+    fn dns_problems_are_located() {
+        let text = "services:\n  - name: a\n    endpoints: [{addr: \"127.0.0.1:1\"}]\n  - name: b\n    dns: [\"b.local:80\", \"b.local\"]\n    identity: \"orders\"\nresolver: {nameservers: [\"dns:53\"]}\n";
+        let err = load_str(Path::new("f.yaml"), text).unwrap_err();
+        let found: Vec<_> = err.problems.iter().map(|p| (p.line, p.message.as_str())).collect();
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert_eq!(found[0].0, 5);
+        assert!(found[0].1.starts_with("services[1].dns[1]: \"b.local\" is not host:port"), "{found:?}");
+        // Not a SPIFFE ID, and mTLS without a `tls` section.
+        assert!(found[1..3].iter().all(|(line, m)| *line == 6 && m.starts_with("services[1].identity: ")));
+        assert_eq!(found[3].0, 7);
+        assert!(found[3].1.starts_with("resolver.nameservers[0]: \"dns:53\" is not an IP:port"), "{found:?}");
+    }
+
+    #[test]
     fn zero_listener_limits_are_errors_at_their_key() {
         let text = "outbound:\n  limits: {idle_timeout: 0s, max_request_line_bytes: 0}\n";
         let err = load_str(Path::new("f.yaml"), text).unwrap_err();

@@ -40,12 +40,12 @@ pub struct Behaviour {
 pub async fn serve(listener: TcpListener, name: String, behaviour: Behaviour) {
     let name: &'static str = Box::leak(name.into_boxed_str());
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(req, name, behaviour));
+            let svc = hyper::service::service_fn(move |req| handle(req, name, peer, behaviour));
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .await;
@@ -64,6 +64,7 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
 async fn handle(
     mut req: Request<Incoming>,
     name: &'static str,
+    peer: std::net::SocketAddr,
     b: Behaviour,
 ) -> Result<Response<Body>, Infallible> {
     if !b.delay.is_zero() {
@@ -144,6 +145,8 @@ async fn handle(
             Response::new(BodyExt::boxed(StreamBody::new(frames)))
         }
         "/fixed" => Response::new(full(Bytes::from_static(&[b'x'; 1024]))),
+        // Which connection the request came on: a kept upstream pool shows the same one.
+        "/peer" => Response::new(full(peer.to_string())),
         "/ws" => return Ok(websocket(&mut req)),
         _ => Response::new(full(format!("backend {name}\n"))),
     };

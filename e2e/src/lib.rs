@@ -1,11 +1,13 @@
 //! Pillion's end-to-end harness: starts the real binaries (`pillion`, the test backend) on free
 //! loopback ports, drives them with real clients (curl, hyper, WebSocket), and cleans up.
 //! Also home to the quickstart demo, the benchmark driver, and a real Kubernetes API server for
-//! tests of Pillion's Kubernetes side ([`kube`]), and a real Jaeger for tests of its traces ([`jaeger`]).
+//! tests of Pillion's Kubernetes side ([`kube`]), a real Jaeger for tests of its traces ([`jaeger`]),
+//! and a real DNS server (dnsmasq, [`dns`]) for DNS endpoints.
 
 pub mod backend;
 pub mod client;
 pub mod control;
+pub mod dns;
 pub mod jaeger;
 pub mod kube;
 pub mod netns;

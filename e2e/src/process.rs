@@ -69,7 +69,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     panic!("{name} is not built next to {}; run `cargo build --workspace --bins` first", dir.display());
 }
 
-fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) {
+pub(crate) fn wait_for_port(addr: SocketAddr, child: &mut Child, what: &str) {
     let deadline = Instant::now() + START_WAIT;
     while Instant::now() < deadline {
         if TcpStream::connect(addr).is_ok() {

@@ -10,13 +10,15 @@
 //! - `live`: the config version in force and its one update path;
 //! - `http`: one request's life (route, attempt, forward, local replies, headers);
 //! - `listen`: accepting connections, what each is for, detection, the guard, metering;
-//! - `admin`, `control` (the control-plane client), `iptables` (`pillion init`), and `run` here.
+//! - `admin`, `control` (the control-plane client), `dns` (resolving names: services' `dns`
+//!   endpoints, the control-plane address), `iptables` (`pillion init`), and `run` here.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod balance;
 pub mod body;
 pub mod control;
+pub mod dns;
 pub mod drain;
 pub mod http;
 pub mod http1;
@@ -40,6 +42,9 @@ use crate::{
     metrics::{Metrics, UpdateSource},
 };
 
+/// Longest wait at start for the first answers for `dns` names before reporting ready.
+const FIRST_ANSWERS_WAIT: Duration = Duration::from_secs(5);
+
 /// How `pillion run` was asked to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -54,8 +59,9 @@ pub struct RunOptions {
 /// Runs the proxy until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let (config, loaded_text) = pillion_config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let resolver = dns::Resolver::new(&config.resolver);
     let enrollment = match (&config.control, &config.tls) {
-        (Some(ctl), Some(paths)) => Some(enroll(ctl, paths).await?),
+        (Some(ctl), Some(paths)) => Some(enroll(ctl, paths, resolver.clone()).await?),
         _ => None,
     };
     // With a control plane and no services of its own, the proxy has nothing to serve until the
@@ -97,11 +103,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // `/ready` answers must not fall in a gap before the watch exists.
     tokio::spawn(live::file::watch(opts.config.clone(), loaded_text, Arc::clone(&shared)));
     tokio::spawn(publish_endpoints(Arc::clone(&shared)));
+    let first_answers = dns::watch::spawn(Arc::clone(&shared), resolver);
     drop(rt);
 
     if let (Some(e), Some(tls)) = (enrollment, &shared.tls) {
         tokio::spawn(e.clone().renew_forever(Arc::clone(&tls.store)));
         tokio::spawn(control::run(Arc::clone(&shared), e.client, e.workload, Arc::clone(&tls.store)));
+    }
+    // Ready once each `dns` name has had its first answer or failure (bounded): a sidecar that
+    // answers 503 for a name about to resolve would be ready too early, but one whose DNS is
+    // away must not stay unready for it.
+    if tokio::time::timeout(FIRST_ANSWERS_WAIT, first_answers).await.is_err() {
+        tracing::warn!(waited = ?FIRST_ANSWERS_WAIT, "some dns names have no answer yet; ready without them");
     }
     if wait_for_control {
         tracing::info!("listening; ready once the control plane's first snapshot is applied");
@@ -161,8 +174,9 @@ async fn publish_endpoints(shared: Arc<Shared>) {
 async fn enroll(
     ctl: &pillion_config::ControlConfig,
     paths: &pillion_config::schema::Tls,
+    resolver: dns::Resolver,
 ) -> anyhow::Result<control::certificate::Enrollment> {
-    let client = control::client::ControlClient::new(&ctl.address, ctl.identity.trust_domain())?;
+    let client = control::client::ControlClient::new(&ctl.address, ctl.identity.trust_domain(), resolver)?;
     let e = control::certificate::Enrollment {
         client,
         workload: ctl.workload.clone(),

@@ -121,6 +121,8 @@ pub struct Metrics {
     connections_refused: IntCounterVec,
     /// Client connections the guard ended (bad framing, timeouts, floods), by direction and reason.
     http_rejected: IntCounterVec,
+    /// DNS resolutions of services' `dns` names, by service and result.
+    dns_resolutions: IntCounterVec,
     /// Times the control-plane watch was lost and reconnected.
     pub control_reconnects: IntCounter,
     /// 1 while the control-plane watch is open.
@@ -236,6 +238,11 @@ impl Metrics {
                 "Client connections ended before routing: malformed framing, header timeout, HTTP/2 control-frame flood.",
                 &["direction", "reason"],
             ),
+            dns_resolutions: counter(
+                "pillion_dns_resolutions_total",
+                "Resolutions of services' dns names: answered (ok, records or none) or failed.",
+                &["service", "result"],
+            ),
             control_reconnects,
             control_connected,
             runtime_tasks,
@@ -331,6 +338,11 @@ impl Metrics {
     pub fn config_updates(&self, applied: bool, source: UpdateSource) -> IntCounter {
         let result = if applied { "applied" } else { "rejected" };
         self.config_updates.with_label_values(&[result, source.as_str()])
+    }
+
+    /// `pillion_dns_resolutions_total`: a name of `service` answered, or not.
+    pub fn dns_resolutions(&self, service: &str, ok: bool) -> IntCounter {
+        self.dns_resolutions.with_label_values(&[service, if ok { "ok" } else { "failed" }])
     }
 
     /// `pillion_listener_connections_refused_total`.

@@ -94,6 +94,8 @@ pub(super) fn translate(index: &mut Index<'_>, svc: &Service) -> Vec<Built> {
                 outlier: None,
                 limits: None,
                 endpoints,
+                dns: Vec::new(),
+                identity: None,
             },
             namespace: namespace.to_owned(),
             name: name.to_owned(),

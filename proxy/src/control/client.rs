@@ -1,6 +1,7 @@
 //! A small HTTPS client for pillion-control: one HTTP/1.1 connection per call (the watch stream
 //! keeps its own), mutual TLS with the workload's certificate or, before it has one, server
-//! authentication only. The control plane must prove its SPIFFE identity.
+//! authentication only. The control plane must prove its SPIFFE identity. Its host, when a name,
+//! is resolved on every connection with the proxy's resolver, each address tried in turn.
 
 use std::sync::Arc;
 
@@ -13,6 +14,8 @@ use pillion_certs::{SpiffeId, tls::ALPN_HTTP11};
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use crate::dns::Resolver;
 
 /// Why a call to the control plane failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,23 +51,46 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct ControlClient {
     authority: String,
+    host: String,
+    port: u16,
+    resolver: Resolver,
     /// The identity the control plane must present.
     pub identity: SpiffeId,
 }
 
 impl ControlClient {
-    /// A client for `address` (`https://host:port`); the control plane is expected to be
-    /// `spiffe://TD/ns/pillion-system/sa/pillion-control` in our trust domain.
-    pub fn new(address: &str, trust_domain: &str) -> Result<Self, ClientError> {
+    /// A client for `address` (`https://host:port`), its host resolved with `resolver`; the
+    /// control plane is expected to be `spiffe://TD/ns/pillion-system/sa/pillion-control` in
+    /// our trust domain.
+    pub fn new(address: &str, trust_domain: &str, resolver: Resolver) -> Result<Self, ClientError> {
         let uri: Uri = address.parse().map_err(|_| ClientError::Address(address.into()))?;
         let (Some("https"), Some(auth)) = (uri.scheme_str(), uri.authority()) else {
             return Err(ClientError::Address(address.into()));
         };
-        let authority = if auth.port().is_some() { auth.to_string() } else { format!("{auth}:443") };
+        let port = auth.port_u16().unwrap_or(443);
+        let authority = format!("{}:{port}", auth.host());
         let identity =
             SpiffeId::parse(&format!("spiffe://{trust_domain}/ns/pillion-system/sa/pillion-control"))
                 .map_err(|_| ClientError::Address(address.into()))?;
-        Ok(Self { authority, identity })
+        Ok(Self { authority, host: auth.host().to_owned(), port, resolver, identity })
+    }
+
+    /// A TCP connection to the first of the control plane's addresses that accepts one.
+    async fn connect(&self) -> Result<TcpStream, ClientError> {
+        let connect_err = |error| ClientError::Connect { addr: self.authority.clone(), error };
+        let addrs = self
+            .resolver
+            .socket_addrs(&self.host, self.port)
+            .await
+            .map_err(|e| connect_err(std::io::Error::other(e)))?;
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(tcp) => return Ok(tcp),
+                Err(e) => last = Some(std::io::Error::new(e.kind(), format!("{addr}: {e}"))),
+            }
+        }
+        Err(connect_err(last.unwrap_or_else(|| std::io::Error::other("no address"))))
     }
 
     /// The TLS config for talking to it, offering HTTP/1.1 only.
@@ -82,7 +108,7 @@ impl ControlClient {
         mut req: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, ClientError> {
         let connect_err = |error| ClientError::Connect { addr: self.authority.clone(), error };
-        let tcp = TcpStream::connect(&self.authority).await.map_err(connect_err)?;
+        let tcp = self.connect().await?;
         let _ = tcp.set_nodelay(true);
         let name = pillion_certs::tls::server_name(&self.identity);
         let stream = TlsConnector::from(tls).connect(name, tcp).await.map_err(connect_err)?;

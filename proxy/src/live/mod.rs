@@ -9,15 +9,19 @@ pub mod update;
 
 pub use serving::Serving;
 
-use std::sync::{
-    Arc, Mutex, MutexGuard,
-    atomic::{AtomicBool, Ordering::Relaxed},
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
 };
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use pillion_config::{overlay::Overlay, schema};
+use pillion_config::{dns::DnsName, overlay::Overlay, schema};
 
 use crate::{
     balance::direct::Direct,
@@ -44,17 +48,25 @@ pub struct Shared {
     pub spans: crate::trace::Spans,
     /// Services for the local app's ports and passthrough destinations.
     pub direct: Direct,
-    /// What the config in force was made from: the file and the control plane's sections.
+    /// Ticks whenever a version is swapped in: the DNS watch follows the names it lists.
+    pub config_changed: watch::Sender<()>,
+    /// What the config in force was made from: the file, the control plane's sections, DNS.
     layers: Mutex<Layers>,
 }
 
-/// The two sources of config: the file, and what the control plane pushed over it.
+/// The addresses each `dns` name resolved to last, sorted.
+pub type Resolved = BTreeMap<DnsName, Vec<SocketAddr>>;
+
+/// The sources of config: the file, what the control plane pushed over it, and the endpoints
+/// DNS answered for the names its services list.
 #[derive(Debug)]
 pub struct Layers {
     /// The file as last accepted.
     pub base: schema::File,
     /// The control plane's sections as last accepted.
     pub overlay: Option<Overlay>,
+    /// The last good answer for each name.
+    pub resolved: Resolved,
 }
 
 impl Shared {
@@ -75,7 +87,8 @@ impl Shared {
             access_log,
             ready: AtomicBool::new(false),
             drain,
-            layers: Mutex::new(Layers { base: file, overlay: None }),
+            config_changed: watch::channel(()).0,
+            layers: Mutex::new(Layers { base: file, overlay: None, resolved: Resolved::new() }),
             tls,
             spans,
             direct: Direct::default(),
