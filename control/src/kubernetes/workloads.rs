@@ -5,7 +5,7 @@
 //! Pods names in the [`VISIBLE_ANNOTATION`], so that a proxy's snapshot (and memory) grows with
 //! what it calls, not with the whole mesh.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::api::core::v1::Pod;
 use pillion_certs::SpiffeId;
@@ -103,6 +103,11 @@ pub(super) fn translate<'a>(
         }
         gathered.insert(name, entry);
     }
+    // Each workload looks up the namespaces it sees, not every service of the mesh.
+    let mut by_namespace: HashMap<&str, Vec<&Built>> = HashMap::new();
+    for b in services {
+        by_namespace.entry(b.namespace.as_str()).or_default().push(b);
+    }
     let mut out = BTreeMap::new();
     for (name, mut g) in gathered {
         let namespace: Option<&'a k8s_openapi::api::core::v1::Namespace> =
@@ -114,16 +119,15 @@ pub(super) fn translate<'a>(
                 Err(e) => index.skip("Namespace", g.namespace.clone(), e),
             }
         }
-        let mut seen: Vec<String> = services
-            .iter()
-            .filter(|b| {
-                g.visible.iter().any(|v| match v {
-                    Visible::Namespace(ns) => *ns == b.namespace,
-                    Visible::Service { namespace, name } => *namespace == b.namespace && *name == b.name,
-                })
-            })
-            .map(|b| b.service.name.clone())
-            .collect();
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        for v in &g.visible {
+            let (ns, only) = match v {
+                Visible::Namespace(ns) => (ns, None),
+                Visible::Service { namespace, name } => (namespace, Some(name)),
+            };
+            let there = by_namespace.get(ns.as_str()).into_iter().flatten();
+            seen.extend(there.filter(|b| only.is_none_or(|n| *n == b.name)).map(|b| b.service.name.clone()));
+        }
         // A route of a service it sees may send elsewhere: it sees those backends too (and so
         // on), or the route would send it to a service its snapshot lacks. A route it gets
         // because it sees one of the backends (snapshots carry every route whose backends are
@@ -135,15 +139,11 @@ pub(super) fn translate<'a>(
                 let host_seen = r.route.matches.host.as_ref().is_some_and(|h| seen.contains(h));
                 if host_seen || r.route.backends.iter().any(|b| seen.contains(&b.service)) {
                     for b in &r.route.backends {
-                        if !seen.contains(&b.service) {
-                            seen.push(b.service.clone());
-                            grown = true;
-                        }
+                        grown |= seen.insert(b.service.clone());
                     }
                 }
             }
         }
-        seen.sort();
         let sa = name.split_once('.').map_or(name.as_str(), |(sa, _)| sa);
         let origin = format!("ServiceAccount {}/{sa}", g.namespace);
         let spec = WorkloadSpec {
@@ -151,7 +151,7 @@ pub(super) fn translate<'a>(
             identity: g.identity,
             // Who may call it stays open (every mesh identity) until policy objects exist.
             inbound: WorkloadInbound::default(),
-            services: Some(seen),
+            services: Some(seen.into_iter().collect()),
         };
         out.insert(name, (spec, origin));
     }
