@@ -71,7 +71,10 @@ fn wait_for_backend(client: &MeshPod, to: SocketAddr, backend: &str, limit: Dura
         if got.as_deref() == Ok(backend) {
             return;
         }
-        assert!(Instant::now() < deadline, "{backend} never answered at {to} within {limit:?}; last: {got:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{backend} never answered at {to} within {limit:?}; last: {got:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -124,7 +127,10 @@ async fn a_rolling_replacement_of_every_pod_fails_no_request() {
     std::thread::sleep(Duration::from_secs(2));
     let report = load.finish();
     let total: u64 = report.ok.values().sum();
-    eprintln!("rolling: {total} requests answered, by backend {:?}; failures: {:?}", report.ok, report.failures);
+    eprintln!(
+        "rolling: {total} requests answered, by backend {:?}; failures: {:?}",
+        report.ok, report.failures
+    );
     assert!(report.failures.is_empty(), "{} requests failed: {:#?}", report.failures.len(), report.failures);
     for name in &new_names {
         assert!(report.ok.get(name).is_some_and(|n| *n > 0), "{name} took no traffic: {:?}", report.ok);
@@ -189,9 +195,14 @@ async fn a_change_only_one_workload_sees_is_pushed_to_that_workload_alone() {
     let control = Control::start_kubernetes(kube.kubeconfig(), &[]);
     let web = control.watch_published("web.shop", WEB, WAIT);
     let ui = control.watch_published("ui.front", UI, WAIT);
-    let endpoints = |s: &Value| s["services"].as_array().map_or(0, |l| {
-        l.iter().filter(|s| s["name"] == "orders.shop:80").map(|s| s["endpoints"].as_array().map_or(0, Vec::len)).sum()
-    });
+    let endpoints = |s: &Value| {
+        s["services"].as_array().map_or(0, |l| {
+            l.iter()
+                .filter(|s| s["name"] == "orders.shop:80")
+                .map(|s| s["endpoints"].as_array().map_or(0, Vec::len))
+                .sum()
+        })
+    };
     control.until(&web, WAIT, "orders' endpoint", |s| endpoints(s) == 1);
     let first = ui.next_snapshot(WAIT).expect("ui's first snapshot");
     assert_eq!(endpoints(&first), 0, "ui sees orders: {first:#}");
@@ -205,4 +216,10 @@ async fn a_change_only_one_workload_sees_is_pushed_to_that_workload_alone() {
     let keepalives = lines.iter().filter(|l| l.contains("\"keepalive\"")).count();
     assert!(keepalives >= 1, "ui's stream went quiet: {lines:?}");
     assert_eq!(keepalives, lines.len(), "ui was pushed what it does not see: {lines:?}");
+    // And a change in ui's own namespace does reach it.
+    c.service("front", "catalog", "catalog", service_ports(), None).await.unwrap();
+    let catalog = |s: &Value| {
+        s["services"].as_array().is_some_and(|l| l.iter().any(|s| s["name"] == "catalog.front:80"))
+    };
+    control.until(&ui, PROPAGATION, "front's new service", catalog);
 }

@@ -157,6 +157,7 @@ pub async fn create<K>(api: &Api<K>, value: Value) -> Result<K>
 where
     K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
-    let object: K = serde_json::from_value(value.clone()).with_context(|| format!("not an object: {value}"))?;
+    let object: K =
+        serde_json::from_value(value.clone()).with_context(|| format!("not an object: {value}"))?;
     api.create(&PostParams::default(), &object).await.with_context(|| format!("create {value}"))
 }

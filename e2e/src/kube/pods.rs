@@ -143,7 +143,8 @@ impl MeshPod {
     pub fn load(&self, to: SocketAddr, threads: u32) -> Load {
         let stop = self.pod.path("load.stop");
         let _ = fs::remove_file(&stop);
-        let args = [to.ip().to_string(), to.port().to_string(), stop.display().to_string(), threads.to_string()];
+        let args =
+            [to.ip().to_string(), to.port().to_string(), stop.display().to_string(), threads.to_string()];
         let mut all = vec!["-u", "-c", LOAD_CLIENT];
         all.extend(args.iter().map(String::as_str));
         let process = self.pod.spawn("load", self.pod.exec("python3", &all));
