@@ -87,6 +87,9 @@ mod tests {
         assert!(retry(&p5, &Method::PUT, TryResult::Status(500)));
         assert!(retry(&p5, &Method::GET, TryResult::Failed(LocalError::Timeout)));
         assert!(!retry(&p5, &Method::GET, TryResult::Status(404)));
+        // A peer's GOAWAY reads as a reset: idempotent methods only.
+        assert!(retry(&p5, &Method::GET, TryResult::Failed(LocalError::UpstreamClosing)));
+        assert!(!retry(&p5, &Method::POST, TryResult::Failed(LocalError::UpstreamClosing)));
     }
 
     #[test]
