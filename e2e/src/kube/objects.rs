@@ -64,17 +64,24 @@ impl Cluster {
         Ok(())
     }
 
-    /// Pod `name` running as ServiceAccount `sa`, then its status as the kubelet writes it once
-    /// the containers run and are ready: `Running`, `podIP`/`podIPs` `ip`, `Ready=True`.
-    pub async fn running_pod(&self, ns: &str, name: &str, sa: &str, ip: IpAddr) -> Result<()> {
-        let pods = self.api::<Pod>(ns);
+    /// Pod `name` of ServiceAccount `sa`, labelled `app: SA`, as a Deployment's ReplicaSet would
+    /// make it (scheduled to `node-1`, no status yet).
+    pub async fn pod(&self, ns: &str, name: &str, sa: &str) -> Result<()> {
         create(
-            &pods,
+            &self.api::<Pod>(ns),
             json!({"metadata": {"name": name, "labels": {"app": sa}},
                    "spec": {"serviceAccountName": sa, "nodeName": "node-1",
                             "containers": [{"name": "app", "image": "example.com/app:1"}]}}),
         )
-        .await?;
+        .await
+        .map(drop)
+    }
+
+    /// [`Cluster::pod`], then its status as the kubelet writes it once the containers run and
+    /// are ready: `Running`, `podIP`/`podIPs` `ip`, `Ready=True`.
+    pub async fn running_pod(&self, ns: &str, name: &str, sa: &str, ip: IpAddr) -> Result<()> {
+        self.pod(ns, name, sa).await?;
+        let pods = self.api::<Pod>(ns);
         let ready = |status: &str| json!({"type": "Ready", "status": status});
         let status = json!({"status": {"phase": "Running", "podIP": ip.to_string(),
                                        "podIPs": [{"ip": ip.to_string()}], "hostIP": "10.0.0.1",
