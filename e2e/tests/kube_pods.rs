@@ -97,7 +97,8 @@ async fn a_rolling_replacement_of_every_pod_fails_no_request() {
     c.set_endpoints("shop", "orders-1", json!([ep(&a, READY), ep(&b, READY)])).await.unwrap();
     wait_for_backend(&web, cluster_ip(&svc), "orders-b", PROPAGATION);
 
-    let load = web.load(cluster_ip(&svc), 2);
+    // Six keep-alive loops: enough that requests meet every step of each replacement.
+    let load = web.load(cluster_ip(&svc), 6);
     let mut serving = vec![a, b];
     let mut new_names = Vec::new();
     for next in ["orders-c", "orders-d"] {
@@ -123,7 +124,7 @@ async fn a_rolling_replacement_of_every_pod_fails_no_request() {
         c.set_endpoints("shop", "orders-1", Value::Array(list)).await.unwrap();
         c.delete_pod("shop", &old.name).await.unwrap();
     }
-    // Long enough for the last new pod to have its share of a stream of about 100 requests/s.
+    // Long enough for the last new pod to have its share of a stream of some 150 requests/s.
     std::thread::sleep(Duration::from_secs(2));
     let report = load.finish();
     let total: u64 = report.ok.values().sum();

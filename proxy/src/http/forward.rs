@@ -53,7 +53,8 @@ pub async fn send(
         pin!(pool.send_http2(Request::from_parts(parts, body))).await
     } else {
         http1_target(&mut parts, endpoint);
-        pin!(pool.send_http1(Request::from_parts(parts, body))).await
+        let resendable = matches!(body, Body::Empty) && super::retry::idempotent(&parts.method);
+        pin!(pool.send_http1(Request::from_parts(parts, body), resendable)).await
     };
     sent.map_err(|e| local_error(endpoint, &e))
 }
