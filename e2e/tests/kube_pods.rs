@@ -7,7 +7,8 @@
 //!
 //! A pod added to a slice takes traffic within 10 s; a rolling replacement of every pod behind a
 //! Service fails none of a steady stream of requests; a Service recreated with a new ClusterIP is
-//! followed; a change only one workload sees is pushed to that workload alone.
+//! followed; a change only one workload sees is pushed to that workload alone, and one no
+//! snapshot shows to none.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -16,7 +17,7 @@ use std::{
 
 use k8s_openapi::api::core::v1::Service;
 use pillion_e2e::{
-    control::Control,
+    control::{Control, WatchStream},
     kube::{
         KubeApi,
         objects::{Cluster, READY, TERMINATING, endpoint},
@@ -213,10 +214,21 @@ async fn a_change_only_one_workload_sees_is_pushed_to_that_workload_alone() {
     c.set_endpoints("shop", "orders-1", two).await.unwrap();
     control.until(&web, PROPAGATION, "the second endpoint", |s| endpoints(s) == 2);
     // ui's stream stays open (its keep-alives, one a second, arrive) and carries no snapshot.
-    let lines = ui.lines_for(Duration::from_secs(3));
-    let keepalives = lines.iter().filter(|l| l.contains("\"keepalive\"")).count();
-    assert!(keepalives >= 1, "ui's stream went quiet: {lines:?}");
-    assert_eq!(keepalives, lines.len(), "ui was pushed what it does not see: {lines:?}");
+    let quiet = |stream: &WatchStream, who: &str| {
+        let lines = stream.lines_for(Duration::from_secs(3));
+        let keepalives = lines.iter().filter(|l| l.contains("\"keepalive\"")).count();
+        assert!(keepalives >= 1, "{who}'s stream went quiet: {lines:?}");
+        assert_eq!(keepalives, lines.len(), "{who} was pushed what it does not see: {lines:?}");
+    };
+    quiet(&ui, "ui");
+    // A change no snapshot shows (one more Pod of a ServiceAccount that has Pods) is translated
+    // and pushes nothing to anyone.
+    let translations = || control.log().matches("cluster translated").count();
+    let before = translations();
+    c.running_pod("shop", "orders-c", "orders", ip(9)).await.unwrap();
+    quiet(&web, "web");
+    quiet(&ui, "ui");
+    assert!(translations() > before, "the new Pod was never translated:\n{}", control.log());
     // And a change in ui's own namespace does reach it.
     c.service("front", "catalog", "catalog", service_ports(), None).await.unwrap();
     let catalog = |s: &Value| {
