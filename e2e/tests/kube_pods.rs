@@ -98,8 +98,10 @@ async fn a_rolling_replacement_of_every_pod_fails_no_request() {
     c.set_endpoints("shop", "orders-1", json!([ep(&a, READY), ep(&b, READY)])).await.unwrap();
     wait_for_backend(&web, cluster_ip(&svc), "orders-b", PROPAGATION);
 
-    // Six keep-alive loops: enough that requests meet every step of each replacement.
-    let load = web.load(cluster_ip(&svc), 6);
+    // Six keep-alive loops, two of requests that take 50 ms at the app: enough that requests
+    // meet every step of each replacement, and that a stopping app has some to finish.
+    let paths = ["/", "/", "/", "/", "/delay?ms=50", "/delay?ms=50"];
+    let load = web.load(cluster_ip(&svc), &paths);
     let mut serving = vec![a, b];
     let mut new_names = Vec::new();
     for next in ["orders-c", "orders-d"] {
@@ -125,7 +127,7 @@ async fn a_rolling_replacement_of_every_pod_fails_no_request() {
         c.set_endpoints("shop", "orders-1", Value::Array(list)).await.unwrap();
         c.delete_pod("shop", &old.name).await.unwrap();
     }
-    // Long enough for the last new pod to have its share of a stream of some 150 requests/s.
+    // Long enough for the last new pod to have its share of a stream of some 100 requests/s.
     std::thread::sleep(Duration::from_secs(2));
     let report = load.finish();
     let total: u64 = report.ok.values().sum();

@@ -139,14 +139,13 @@ impl MeshPod {
         }
     }
 
-    /// Starts `threads` keep-alive GET loops from the app side of this pod to `to`.
-    pub fn load(&self, to: SocketAddr, threads: u32) -> Load {
+    /// Starts keep-alive GET loops from the app side of this pod to `to`, one per path.
+    pub fn load(&self, to: SocketAddr, paths: &[&str]) -> Load {
         let stop = self.pod.path("load.stop");
         let _ = fs::remove_file(&stop);
-        let args =
-            [to.ip().to_string(), to.port().to_string(), stop.display().to_string(), threads.to_string()];
-        let mut all = vec!["-u", "-c", LOAD_CLIENT];
-        all.extend(args.iter().map(String::as_str));
+        let (ip, port, stop_file) = (to.ip().to_string(), to.port().to_string(), stop.display().to_string());
+        let mut all = vec!["-u", "-c", LOAD_CLIENT, &ip, &port, &stop_file];
+        all.extend_from_slice(paths);
         let process = self.pod.spawn("load", self.pod.exec("python3", &all));
         Load { process: Some(process), stop }
     }
@@ -191,23 +190,24 @@ impl Load {
     }
 }
 
-/// `python3 -c LOAD_CLIENT HOST PORT STOP_FILE THREADS`: one keep-alive connection per thread
+/// `python3 -c LOAD_CLIENT HOST PORT STOP_FILE PATH...`: a thread per path, each with one
+/// keep-alive connection
 /// (a new one after an error or `connection: close`), a GET every 10 ms or so, until the stop
 /// file exists; then one JSON line of counts.
 const LOAD_CLIENT: &str = r#"
 import http.client, json, os, sys, threading, time
-host, port, stop, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+host, port, stop, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 lock, ok, failures = threading.Lock(), {}, []
 def fail(what):
     with lock:
         failures.append("%.3f %s" % (time.time(), what))
-def run():
+def run(path):
     conn = None
     while not os.path.exists(stop):
         try:
             if conn is None:
                 conn = http.client.HTTPConnection(host, port, timeout=10)
-            conn.request("GET", "/")
+            conn.request("GET", path)
             r = conn.getresponse()
             body = r.read()
             if 200 <= r.status < 300:
@@ -225,7 +225,7 @@ def run():
                 conn.close()
             conn = None
         time.sleep(0.01)
-ts = [threading.Thread(target=run) for _ in range(threads)]
+ts = [threading.Thread(target=run, args=(p,)) for p in paths]
 for t in ts:
     t.start()
 for t in ts:
