@@ -38,19 +38,48 @@ pub struct Behaviour {
 
 /// Serves forever on `listener`.
 pub async fn serve(listener: TcpListener, name: String, behaviour: Behaviour) {
+    serve_until(listener, name, behaviour, std::future::pending()).await
+}
+
+/// Serves on `listener` until `stop` resolves, then stops as a well-behaved server does on
+/// SIGTERM: it closes the listener, lets every connection finish the request it is on, closes
+/// it (an idle HTTP/1.1 keep-alive connection at once, HTTP/2 with a GOAWAY), and returns once
+/// every connection has closed.
+pub async fn serve_until(
+    listener: TcpListener,
+    name: String,
+    behaviour: Behaviour,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let name: &'static str = Box::leak(name.into_boxed_str());
+    let (stopping, stop_rx) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut stop = std::pin::pin!(stop);
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
+        let (stream, peer) = tokio::select! {
+            () = &mut stop => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => continue,
+            },
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
+        let mut stop_rx = stop_rx.clone();
+        conns.spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(req, name, peer, behaviour));
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut conn = std::pin::pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc));
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop_rx.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
         });
     }
+    drop(listener);
+    let _ = stopping.send(true);
+    while conns.join_next().await.is_some() {}
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
@@ -196,10 +225,15 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Binds `addr` and serves there; for the binary.
+/// Binds `addr` and serves there until SIGTERM, then stops gracefully (see [`serve_until`]);
+/// for the binary.
 pub async fn run(addr: SocketAddr, name: String, behaviour: Behaviour) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    serve(listener, name, behaviour).await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    serve_until(listener, name, behaviour, async move {
+        term.recv().await;
+    })
+    .await;
     Ok(())
 }
 

@@ -38,23 +38,44 @@ impl Control {
     /// each of `enrolled` (workload names), and starts the control plane with a `keepalive`
     /// interval, waiting until `/v1/status` answers.
     pub fn start(files: &[(&str, &str)], enrolled: &[&str], keepalive: &str) -> Self {
-        Self::start_with_env(files, enrolled, keepalive, Vec::new())
+        Self::start_with_env(files, enrolled, keepalive, Vec::new(), free_addr())
     }
 
     /// As [`Control::start`], with the Kubernetes source on (`--kubernetes --kubeconfig FILE`):
     /// `files` become the directory laid over the cluster's model.
     pub fn start_kubernetes(kubeconfig: &Path, files: &[(&str, &str)]) -> Self {
-        Self::start_kubernetes_with_keepalive(kubeconfig, files, "1s")
+        Self::start_kubernetes_with(kubeconfig, files, &["web.shop"], free_addr(), "1s")
     }
 
     /// As [`Control::start_kubernetes`], with watch streams kept alive every `keepalive`.
     pub fn start_kubernetes_with_keepalive(kubeconfig: &Path, files: &[(&str, &str)], keepalive: &str) -> Self {
+        Self::start_kubernetes_with(kubeconfig, files, &["web.shop"], free_addr(), keepalive)
+    }
+
+    /// As [`Control::start_kubernetes`], serving on `addr` (e.g. the host's address on a pods'
+    /// bridge, see `Network::attach_host`), with bootstrap tokens for `enrolled` (`SA.NS`).
+    pub fn start_kubernetes_at(
+        kubeconfig: &Path,
+        files: &[(&str, &str)],
+        enrolled: &[&str],
+        addr: SocketAddr,
+    ) -> Self {
+        Self::start_kubernetes_with(kubeconfig, files, enrolled, addr, "1s")
+    }
+
+    fn start_kubernetes_with(
+        kubeconfig: &Path,
+        files: &[(&str, &str)],
+        enrolled: &[&str],
+        addr: SocketAddr,
+        keepalive: &str,
+    ) -> Self {
         let env = vec![
             ("PILLION_CONTROL_KUBERNETES".to_owned(), "true".to_owned()),
             ("PILLION_CONTROL_KUBECONFIG".to_owned(), kubeconfig.display().to_string()),
         ];
-        // A token file may not be empty; the one workload's token is never used by these tests.
-        Self::start_with_env(files, &["web.shop"], keepalive, env)
+        // A token file may not be empty: tests that never enrol still get one workload's token.
+        Self::start_with_env(files, enrolled, keepalive, env, addr)
     }
 
     fn start_with_env(
@@ -62,6 +83,7 @@ impl Control {
         enrolled: &[&str],
         keepalive: &str,
         env: Vec<(String, String)>,
+        addr: SocketAddr,
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = Pki::new(dir.path(), "pki");
@@ -79,7 +101,7 @@ impl Control {
             tokens.insert((*workload).to_owned(), token);
         }
         let mut control = Self {
-            addr: free_addr(),
+            addr,
             pki,
             dir,
             tokens,

@@ -12,6 +12,8 @@
 
 pub mod certs;
 pub mod crds;
+pub mod objects;
+pub mod pods;
 pub mod tools;
 
 use std::{

@@ -155,6 +155,19 @@ impl Network {
         Network { ns, prefix, index, next_host: AtomicU8::new(2) }
     }
 
+    /// Gives this process's own namespace (the host's) the address `.254` on the bridge, over a
+    /// veth pair, so that a process run on the host (a control plane) and the pods reach each
+    /// other. The host end goes with the network: deleting its namespace destroys the pair.
+    pub fn attach_host(&self) -> Ipv4Addr {
+        let addr = Ipv4Addr::new(10, 231, self.index, 254);
+        let host = format!("plh{}-{}", std::process::id(), self.index);
+        ip(&["link", "add", &host, "type", "veth", "peer", "name", "host0", "netns", self.ns.name()]);
+        ip(&["-n", self.ns.name(), "link", "set", "host0", "master", "br0", "up"]);
+        ip(&["addr", "add", &format!("{addr}/24"), "dev", &host]);
+        ip(&["link", "set", &host, "up"]);
+        addr
+    }
+
     /// Adds pod `name` (a short word) with the next free address.
     pub fn pod(&self, name: &str) -> Pod {
         let host = self.next_host.fetch_add(1, Ordering::SeqCst);
@@ -329,6 +342,22 @@ impl PodProcess {
     /// Everything it wrote so far (stdout and stderr).
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl PodProcess {
+    /// Sends SIGTERM, as the kubelet stops a container, and waits up to `limit` for it to exit.
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        // `ip netns exec` and `setpriv` exec what they run: the child is the program itself.
+        must(Command::new("kill").args(["-TERM", &self.child.id().to_string()]));
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} still running {limit:?} after SIGTERM", self.what);
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -11,20 +11,17 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::{
-    api::{
-        core::v1::{Namespace, Pod, Service, ServiceAccount},
-        discovery::v1::EndpointSlice,
-    },
-    serde::de::DeserializeOwned,
-};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client,
-    api::{Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams},
 };
 use pillion_e2e::{
     control::{Control, WatchStream},
-    kube::KubeApi,
+    kube::{
+        KubeApi,
+        objects::{self, Cluster, NOT_READY, READY, TERMINATING},
+    },
 };
 use serde_json::{Value, json};
 
@@ -32,73 +29,35 @@ use serde_json::{Value, json};
 /// API server on two shared cores, or a watch resuming after a restart, may take a while.
 const WAIT: Duration = Duration::from_secs(90);
 
-fn from_json<K: DeserializeOwned>(value: Value) -> K {
-    serde_json::from_value(value).expect("a valid object")
-}
-
-async fn create<K>(api: Api<K>, value: Value)
-where
-    K: Clone + DeserializeOwned + k8s_openapi::serde::Serialize + std::fmt::Debug,
-{
-    let object: K = from_json(value);
-    api.create(&PostParams::default(), &object).await.unwrap_or_else(|e| panic!("create {object:?}: {e}"));
-}
-
 /// A namespace with ServiceAccounts and a Pod of each: no controller makes either here.
 async fn namespace_with_pods(client: &Client, ns: &str, pods: &[(&str, &str)]) {
-    create(Api::<Namespace>::all(client.clone()), json!({"metadata": {"name": ns}})).await;
+    let cluster = Cluster::new(client.clone());
     let mut accounts: Vec<&str> = pods.iter().map(|(_, sa)| *sa).collect();
     accounts.sort();
     accounts.dedup();
-    for sa in accounts {
-        create(Api::<ServiceAccount>::namespaced(client.clone(), ns), json!({"metadata": {"name": sa}}))
-            .await;
-    }
+    cluster.namespace(ns, &accounts).await.expect("namespace");
     for (name, sa) in pods {
-        create(
-            Api::<Pod>::namespaced(client.clone(), ns),
-            json!({"metadata": {"name": name}, "spec": {"serviceAccountName": sa,
-                   "containers": [{"name": "app", "image": "example.com/app:1"}]}}),
-        )
-        .await;
+        cluster.pod(ns, name, sa).await.expect("pod");
     }
 }
 
 /// Service `orders` (port 80, named `http`, to target port `http`) and its slice `orders-1`.
 async fn orders_service(client: &Client, endpoints: Value) {
-    create(
-        Api::<Service>::namespaced(client.clone(), "shop"),
-        json!({"metadata": {"name": "orders"},
-               "spec": {"selector": {"app": "orders"},
-                        "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
-    )
-    .await;
-    create(
-        Api::<EndpointSlice>::namespaced(client.clone(), "shop"),
-        json!({"metadata": {"name": "orders-1", "labels": {"kubernetes.io/service-name": "orders"}},
-               "addressType": "IPv4",
-               "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-               "endpoints": endpoints}),
-    )
-    .await;
+    let cluster = Cluster::new(client.clone());
+    let ports = json!([{"name": "http", "port": 80, "targetPort": "http"}]);
+    let svc = cluster.service("shop", "orders", "orders", ports, None).await.expect("service");
+    let ports = json!([{"name": "http", "port": 8080, "protocol": "TCP"}]);
+    cluster.slice(&svc, "orders-1", ports, endpoints).await.expect("slice");
 }
 
-/// An endpoint of Pod `pod` at `ip`, with conditions (ready, serving, terminating).
-fn endpoint(ip: &str, pod: &str, (ready, serving, terminating): (bool, bool, bool)) -> Value {
-    json!({"addresses": [ip], "targetRef": {"kind": "Pod", "name": pod, "namespace": "shop"},
-           "conditions": {"ready": ready, "serving": serving, "terminating": terminating}})
+/// An endpoint of Pod `shop/pod` at `ip`, with conditions (ready, serving, terminating).
+fn endpoint(ip: &str, pod: &str, conditions: objects::Conditions) -> Value {
+    objects::endpoint(ip.parse().expect("an IP"), "shop", pod, conditions)
 }
 
-const READY: (bool, bool, bool) = (true, true, false);
-const NOT_READY: (bool, bool, bool) = (false, false, false);
-const TERMINATING: (bool, bool, bool) = (false, true, true);
-
-/// Replaces the endpoints of slice `orders-1` (a merge patch replaces a list whole).
+/// Replaces the endpoints of slice `orders-1`.
 async fn set_endpoints(client: &Client, endpoints: Value) {
-    Api::<EndpointSlice>::namespaced(client.clone(), "shop")
-        .patch("orders-1", &PatchParams::default(), &Patch::Merge(json!({"endpoints": endpoints})))
-        .await
-        .expect("patch the slice");
+    Cluster::new(client.clone()).set_endpoints("shop", "orders-1", endpoints).await.expect("patch the slice");
 }
 
 /// The endpoint addresses of mesh service `name` in a snapshot (`None` if it is not there).

@@ -170,7 +170,8 @@ async fn publish_endpoints(shared: Arc<Shared>) {
 }
 
 /// Makes sure the workload has a certificate, asking the control plane for one if need be, and
-/// retrying with backoff while it cannot be reached.
+/// retrying with backoff while it cannot be reached or does not know the workload yet (a Pod
+/// starts before the control plane's watch has seen it). Any other refusal is final.
 async fn enroll(
     ctl: &pillion_config::ControlConfig,
     paths: &pillion_config::schema::Tls,
@@ -192,7 +193,7 @@ async fn enroll(
     loop {
         match e.ensure().await {
             Ok(()) => return Ok(e),
-            Err(err @ control::client::ClientError::Status { status: 400..=499, .. }) => {
+            Err(err @ control::client::ClientError::Status { status: 400..=403 | 405..=499, .. }) => {
                 return Err(anyhow::anyhow!("the control plane refused to issue a certificate: {err}"));
             }
             Err(err) => {

@@ -1,6 +1,6 @@
 //! One Service to mesh services, one per TCP port: its ClusterIPs (every family) and its short,
 //! namespaced and FQDN names as addresses, its endpoints from the EndpointSlices that name it,
-//! each with the identity of the Pod behind it.
+//! each with the identity of the Pod behind it, and the protocol its port's `appProtocol` names.
 //!
 //! In rotation are endpoints that are ready and not terminating; when a port has none of those,
 //! its serving terminating endpoints stand in (as kube-proxy does), so that a rollout's last old
@@ -87,7 +87,7 @@ pub(super) fn translate(index: &mut Index<'_>, svc: &Service) -> Vec<Built> {
             service: schema::Service {
                 name: service_name(name, namespace, number),
                 addresses,
-                protocol: schema::Protocol::default(),
+                protocol: app_protocol(port.app_protocol.as_deref()),
                 lb: schema::LbPolicy::default(),
                 connect_timeout: None,
                 http2_keepalive: None,
@@ -103,6 +103,19 @@ pub(super) fn translate(index: &mut Index<'_>, svc: &Service) -> Vec<Built> {
         });
     }
     out
+}
+
+/// The proxy's protocol for a port's `appProtocol`. Anything else, including TLS the app speaks
+/// itself and other implementations' names, keeps `auto` (follow the client's bytes): a wrong pin
+/// would break a port that detection serves.
+pub fn app_protocol(app_protocol: Option<&str>) -> schema::Protocol {
+    match app_protocol {
+        // `kubernetes.io/ws` is WebSocket, which goes upstream over HTTP/1.1.
+        Some("http" | "kubernetes.io/ws") => schema::Protocol::Http1,
+        Some("http2" | "kubernetes.io/h2c" | "grpc") => schema::Protocol::Http2,
+        Some("tcp") => schema::Protocol::Tcp,
+        _ => schema::Protocol::Auto,
+    }
 }
 
 fn cluster_ips(index: &mut Index<'_>, object: &str, ips: Option<&[String]>, ip: Option<&str>) -> Vec<IpAddr> {

@@ -170,6 +170,26 @@ fn serving_terminating_endpoints_stand_in_only_when_nothing_is_ready() {
 }
 
 #[test]
+fn a_ports_app_protocol_pins_the_protocol_and_anything_else_keeps_detection() {
+    use pillion_config::schema::Protocol;
+    let ports = json!([{"name": "a", "port": 1, "appProtocol": "kubernetes.io/h2c"},
+                       {"name": "b", "port": 2, "appProtocol": "http"},
+                       {"name": "c", "port": 3, "appProtocol": "grpc"},
+                       {"name": "d", "port": 4, "appProtocol": "tcp"},
+                       {"name": "e", "port": 5, "appProtocol": "kubernetes.io/ws"},
+                       {"name": "f", "port": 6, "appProtocol": "https"},
+                       {"name": "g", "port": 7, "appProtocol": "example.com/custom"},
+                       {"name": "h", "port": 8}]);
+    let objects =
+        Objects { services: vec![service("shop", "p", &["10.96.0.20"], ports)], ..Objects::default() };
+    let t = translate(&objects, &settings());
+    let got: Vec<Protocol> = (1..=8).map(|port| svc(&t, &format!("p.shop:{port}")).protocol).collect();
+    use Protocol::{Auto, Http1, Http2, Tcp};
+    assert_eq!(got, [Http2, Http1, Http2, Tcp, Http1, Auto, Auto, Auto]);
+    assert!(t.skipped.is_empty(), "{:?}", t.skipped);
+}
+
+#[test]
 fn bad_objects_are_skipped_with_their_name_and_the_rest_still_translates() {
     let mut objects = fixture();
     objects.slices.push(slice(

@@ -186,6 +186,11 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
                 in_flight.finish();
                 let head = (resp.status(), resp.headers(), resp.body().is_end_stream());
                 match plan.grpc.then(|| grpc::head_status(head.0, head.1, head.2)).flatten() {
+                    // The peer's sidecar could not reach its app (one stopping in a rollout):
+                    // nothing reached an app, so it is retried as a connect failure of ours is.
+                    _ if meshed && peer_connect_failed(resp.headers()) => {
+                        TryResult::Failed(LocalError::ConnectFailed)
+                    }
                     Some(code) if resp.status() == StatusCode::OK => TryResult::Grpc(code),
                     _ => TryResult::Status(resp.status().as_u16()),
                 }
@@ -205,10 +210,14 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
         };
         plan.service.balancer.report(i, outcome);
 
-        let wanted = match plan.retry {
-            Some(p) => retry::should_retry(p, &method, plan.grpc, judged),
-            None => judged == TryResult::Failed(LocalError::ConnectFailed),
-        };
+        // A stopping peer's GOAWAY may have caught the request unprocessed, or not: retried,
+        // policy or not, when sending it twice is harmless.
+        let closing = judged == TryResult::Failed(LocalError::UpstreamClosing) && retry::idempotent(&method);
+        let wanted = closing
+            || match plan.retry {
+                Some(p) => retry::should_retry(p, &method, plan.grpc, judged),
+                None => judged == TryResult::Failed(LocalError::ConnectFailed),
+            };
         if n >= max_tries || !wanted || !resend.possible() || !budget.try_withdraw(percent) {
             return Sent { result, tls: meshed };
         }
@@ -220,11 +229,18 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
         shared.metrics.retries(plan.service_name).inc();
         tracing::debug!(service = plan.service_name, endpoint = %endpoint.addr, try_ = n, result = ?judged, "retrying");
         drop(result);
-        // A connect failure sent nothing: go straight to the next endpoint.
-        if judged != TryResult::Failed(LocalError::ConnectFailed) {
+        // A connect failure sent nothing, and a peer going away is no overload: go straight to
+        // the next endpoint.
+        if !closing && judged != TryResult::Failed(LocalError::ConnectFailed) {
             tokio::time::sleep(retry::backoff(n)).await;
         }
     }
+}
+
+/// Whether a meshed peer's answer is its own `connect-failed` reply (an inbound proxy strips
+/// `x-pillion-error` from its app's responses, so only the proxy can have set it).
+fn peer_connect_failed(headers: &http::HeaderMap) -> bool {
+    headers.get(&headers::ERROR).is_some_and(|v| v == LocalError::ConnectFailed.status_and_code().1)
 }
 
 /// A copy of the request head for one try (extensions are not carried).

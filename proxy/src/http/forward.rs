@@ -53,7 +53,8 @@ pub async fn send(
         pin!(pool.send_http2(Request::from_parts(parts, body))).await
     } else {
         http1_target(&mut parts, endpoint);
-        pin!(pool.send_http1(Request::from_parts(parts, body))).await
+        let resendable = matches!(body, Body::Empty) && super::retry::idempotent(&parts.method);
+        pin!(pool.send_http1(Request::from_parts(parts, body), resendable)).await
     };
     sent.map_err(|e| local_error(endpoint, &e))
 }
@@ -69,11 +70,28 @@ fn local_error(endpoint: &Endpoint, e: &SendError) -> LocalError {
         // The client's own body failed (bad chunk, reset mid-upload): its fault, not the upstream's.
         SendError::Http1(h) if h.is_client() => client_body_failed(endpoint, e),
         SendError::Http2(h) if h.is_user() => client_body_failed(endpoint, e),
+        SendError::Http2(h) if went_away(h) => {
+            tracing::debug!(endpoint = %endpoint.addr, error = %source_chain(e), "upstream went away");
+            LocalError::UpstreamClosing
+        }
         SendError::Http1(_) | SendError::Http2(_) => {
             log_upstream_failure(endpoint.addr, "upstream request failed", e);
             LocalError::UpstreamReset
         }
     }
+}
+
+/// Whether the stream ended with the peer's GOAWAY: it was above the GOAWAY's last stream (never
+/// processed), or left open when the connection then closed (h2 gives both the same error).
+fn went_away(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.is_go_away() && h2.is_remote();
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn client_body_failed(endpoint: &Endpoint, e: &SendError) -> LocalError {

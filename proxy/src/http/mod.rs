@@ -253,6 +253,11 @@ pub async fn handle(
                 if survey.hop_by_hop {
                     headers::strip_hop_by_hop(resp.headers_mut(), switching);
                 }
+                // Only the proxy names a local reply's cause: a peer's proxy trusts it (and
+                // retries a `connect-failed` one elsewhere), so the app may not say it.
+                if survey.ours && conn.direction == Direction::Inbound {
+                    resp.headers_mut().remove(&headers::ERROR);
+                }
                 *resp.version_mut() = Version::default();
                 resp.map(ResponseBody::from)
             }

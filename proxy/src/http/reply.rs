@@ -26,6 +26,9 @@ pub enum LocalError {
     ConnectFailed,
     /// The upstream reset, closed, or spoke broken HTTP.
     UpstreamReset,
+    /// The upstream's HTTP/2 connection went away (GOAWAY) before it answered, as a stopping
+    /// peer's does: replied as a reset, but an idempotent request is first tried elsewhere.
+    UpstreamClosing,
     /// The route's timeout passed before the upstream answered.
     Timeout,
     /// The service's limits are reached.
@@ -93,7 +96,7 @@ impl LocalError {
             Self::NoEndpoint => (StatusCode::SERVICE_UNAVAILABLE, "no-healthy-endpoint"),
             Self::ConnectFailed => (StatusCode::SERVICE_UNAVAILABLE, "connect-failed"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            Self::UpstreamReset => (StatusCode::BAD_GATEWAY, "upstream-reset"),
+            Self::UpstreamReset | Self::UpstreamClosing => (StatusCode::BAD_GATEWAY, "upstream-reset"),
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "route-timeout"),
             Self::Unauthorized => (StatusCode::FORBIDDEN, "unauthorized"),
             Self::NoRoute => (StatusCode::NOT_FOUND, "no-route"),
@@ -114,7 +117,9 @@ impl LocalError {
     /// would give it, but for the causes that mapping cannot tell apart (a timeout, a denial).
     fn grpc_status(self) -> GrpcCode {
         match self {
-            Self::NoEndpoint | Self::ConnectFailed | Self::UpstreamReset => GrpcCode::UNAVAILABLE,
+            Self::NoEndpoint | Self::ConnectFailed | Self::UpstreamReset | Self::UpstreamClosing => {
+                GrpcCode::UNAVAILABLE
+            }
             Self::Timeout | Self::HeaderTimeout => GrpcCode::DEADLINE_EXCEEDED,
             Self::Overloaded | Self::TooLarge => GrpcCode::RESOURCE_EXHAUSTED,
             Self::Unauthorized => GrpcCode::PERMISSION_DENIED,

@@ -45,7 +45,7 @@ pub fn should_retry(policy: &RetryPolicy, method: &Method, grpc: bool, result: T
         TryResult::Failed(LocalError::ConnectFailed) => policy.on.contains(&RetryOn::ConnectFailure),
         _ if grpc_code.is_some() => grpc_code.is_some_and(|c| policy.on.contains(&RetryOn::Grpc(c))),
         _ if !idempotent(method) => false,
-        TryResult::Failed(LocalError::UpstreamReset | LocalError::Timeout) => {
+        TryResult::Failed(LocalError::UpstreamReset | LocalError::UpstreamClosing | LocalError::Timeout) => {
             policy.on.iter().any(|o| matches!(o, RetryOn::Reset | RetryOn::Status5xx))
         }
         TryResult::Failed(_) | TryResult::Grpc(_) => false,
@@ -87,6 +87,9 @@ mod tests {
         assert!(retry(&p5, &Method::PUT, TryResult::Status(500)));
         assert!(retry(&p5, &Method::GET, TryResult::Failed(LocalError::Timeout)));
         assert!(!retry(&p5, &Method::GET, TryResult::Status(404)));
+        // A peer's GOAWAY reads as a reset: idempotent methods only.
+        assert!(retry(&p5, &Method::GET, TryResult::Failed(LocalError::UpstreamClosing)));
+        assert!(!retry(&p5, &Method::POST, TryResult::Failed(LocalError::UpstreamClosing)));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, request::Parts};
 
 pub use body::ResponseBody;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -97,6 +97,11 @@ impl Error {
     pub fn is_client(&self) -> bool {
         matches!(self, Self::RequestBody(_) | Self::RequestLength)
     }
+
+    /// The upstream closed or reset the connection (rather than answering badly).
+    pub fn is_upstream_close(&self) -> bool {
+        matches!(self, Self::ClosedBeforeHead | Self::Write(_) | Self::Read(_))
+    }
 }
 
 /// A stream to an upstream.
@@ -155,14 +160,27 @@ impl<S: Transport> Conn<S> {
     /// Sends `req` and reads the response head; the body is read from the socket as the response
     /// body is polled. Dropping either closes the connection (nothing half-done is reused).
     pub async fn send<B: WriteBody>(
-        mut self: Box<Self>,
+        self: Box<Self>,
         req: Request<B>,
     ) -> Result<Response<ResponseBody<S, B>>, Error> {
+        self.send_or_give_back(req).await.map_err(|(e, _)| e)
+    }
+
+    /// [`Conn::send`], giving the request's head back with the error when the upstream sent
+    /// not one byte of a response, for a caller that may send it again.
+    pub async fn send_or_give_back<B: WriteBody>(
+        mut self: Box<Self>,
+        req: Request<B>,
+    ) -> Result<Response<ResponseBody<S, B>>, (Error, Option<Parts>)> {
         let (parts, body) = req.into_parts();
         let framing = encode::head(&parts, &body, &mut self.out.buf);
         let mut writer = Some(Writer::new(body, framing));
         let mut write_failed = None;
-        let head = poll_fn(|cx| self.poll_head(cx, &parts.method, &mut writer, &mut write_failed)).await?;
+        let head = match poll_fn(|cx| self.poll_head(cx, &parts.method, &mut writer, &mut write_failed)).await
+        {
+            Ok(head) => head,
+            Err(e) => return Err((e, self.read.is_empty().then_some(parts))),
+        };
         let status = head.parts.status;
         super::maps::give(parts.headers);
         Ok(Response::from_parts(

@@ -33,18 +33,24 @@ impl Http1 {
         Self { connector, idle: Mutex::new(Vec::new()) }
     }
 
-    /// An idle connection, or a new one. A request is never sent twice: a pooled connection that
-    /// the upstream closed is seen as closed before anything is written on it.
+    /// An idle connection, or a new one, and whether it was pooled. A pooled connection that the
+    /// upstream closed is seen as closed before anything is written on it, unless the close
+    /// crosses the request on the wire (see `Pool::send_http1`).
     ///
     /// It takes no request, so the request does not pass through one more future on its way
     /// (each async fn copies its arguments in, 300 bytes for a request).
-    pub(super) async fn conn(&self) -> Result<Box<Conn>, SendError> {
+    pub(super) async fn conn(&self) -> Result<(Box<Conn>, bool), SendError> {
         match self.checkout() {
-            Some(conn) => Ok(conn),
+            Some(conn) => Ok((conn, true)),
             // Boxed: a connect (and its TLS handshake) is rare next to a pooled send, and inline
             // it would make every request's future that much larger.
-            None => Box::pin(self.connect()).await,
+            None => Ok((Box::pin(self.connect()).await?, false)),
         }
+    }
+
+    /// A new connection, never a pooled one.
+    pub(super) async fn fresh(&self) -> Result<Box<Conn>, SendError> {
+        Box::pin(self.connect()).await
     }
 
     /// The most recently idle connection that is still open and not expired. Connections passed

@@ -67,14 +67,26 @@ impl Pool {
     }
 
     /// Sends `req` (origin-form URI, `Host` set) over HTTP/1.1. The connection returns to the
-    /// pool when the response body has been read to its end.
+    /// pool when the response body has been read to its end. With `resendable` (an idempotent
+    /// request without a body), a request that a pooled connection's close crossed on the wire
+    /// (an idle timeout, a server stopping) with not a byte of answer goes once more, on a new
+    /// connection.
     pub async fn send_http1(
         self: &Arc<Self>,
         req: Request<Body>,
+        resendable: bool,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let conn = self.h1.conn().await?;
+        let (conn, pooled) = self.h1.conn().await?;
         // The response body owns the connection and checks it back in once it is read.
-        let resp = pin!(conn.send(req)).await.map_err(SendError::Http1)?;
+        let resp = match pin!(conn.send_or_give_back(req)).await {
+            Ok(resp) => resp,
+            Err((e, Some(head))) if pooled && resendable && e.is_upstream_close() => {
+                tracing::debug!(endpoint = %self.h1.addr(), error = %e, "pooled HTTP/1.1 connection closed under the request; sending it on a new one");
+                let conn = self.h1.fresh().await?;
+                pin!(conn.send(Request::from_parts(head, Body::Empty))).await.map_err(SendError::Http1)?
+            }
+            Err((e, _)) => return Err(SendError::Http1(e)),
+        };
         let addr = self.h1.addr();
         Ok(resp.map(|body| UpstreamBody::http1(body, addr, Arc::clone(self))))
     }

@@ -142,7 +142,7 @@ fn pool_to(addr: SocketAddr, limit: Arc<ConnLimit>) -> Arc<Pool> {
 
 async fn get_h1(pool: &Arc<Pool>) -> Result<Response<UpstreamBody>, SendError> {
     let req = Request::get("/").header(header::HOST, "test").body(Body::Empty).unwrap();
-    pool.send_http1(req).await
+    pool.send_http1(req, true).await
 }
 
 async fn get_h2(pool: &Arc<Pool>) -> Result<Response<UpstreamBody>, SendError> {
@@ -291,4 +291,45 @@ async fn http2_connect_failures_reach_every_waiting_request() {
     for r in all.join_all().await {
         assert!(matches!(r, Err(SendError::Connect(ConnectError::Io(..)))), "{r:?}");
     }
+}
+
+/// Answers the first request on each connection, keeps it open, and closes it when the next
+/// request arrives, unanswered: a server stopping just as a pooled connection is used.
+fn closes_at_the_second_request() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&accepts);
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            counted.fetch_add(1, SeqCst);
+            std::thread::spawn(move || {
+                let head = |s: &mut std::net::TcpStream| {
+                    let mut got = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !got.ends_with(b"\r\n\r\n") && s.read(&mut byte).is_ok_and(|n| n == 1) {
+                        got.push(byte[0]);
+                    }
+                };
+                head(&mut s);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                head(&mut s);
+            });
+        }
+    });
+    (addr, accepts)
+}
+
+#[tokio::test]
+async fn a_resendable_request_a_pooled_connection_closes_under_goes_once_more_on_a_new_one() {
+    let (addr, accepts) = closes_at_the_second_request();
+    let pool = pool_to(addr, ConnLimit::new(100));
+    assert_eq!(read_all(get_h1(&pool).await.unwrap()).await, "ok");
+    // The pooled connection closes under the GET; a new one answers it.
+    assert_eq!(read_all(get_h1(&pool).await.expect("sent again")).await, "ok");
+    assert_eq!(accepts.load(SeqCst), 2);
+    // Not resendable (a POST, a body): the close is the request's outcome.
+    let post = Request::post("/").header(header::HOST, "test").body(Body::Empty).unwrap();
+    assert!(matches!(pool.send_http1(post, false).await, Err(SendError::Http1(_))));
+    assert_eq!(accepts.load(SeqCst), 2);
 }
