@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashSet};
 use pillion_config::{schema, validate::Problem as ProxyProblem};
 
 use crate::{
-    source::{Mesh, Origin, Problem, SourceError, WorkloadSpec},
+    source::{Mesh, Origin, Problem, SourceError, WorkloadInbound, WorkloadSpec},
     view::{Names, View, ViewKey, view_in},
 };
 
@@ -23,10 +23,12 @@ pub fn validate(mesh: &Mesh) -> Result<(), SourceError> {
     };
     let names = Names::new(mesh);
     // Everything at once, so that a service no workload sees is still checked.
-    check(mesh, None, &view_in(mesh, &names, None), &mut add);
+    let everything = view_in(mesh, &names, None);
+    check(mesh, None, &everything, &mut add);
     // Workloads with the same view and inbound ports get the same services, routes and ports:
-    // those are checked once, and each workload's own fields (name, identity) on their own.
-    let mut checked = HashSet::new();
+    // those are checked once, and each workload's own fields (name, identity) on their own. A
+    // workload that sees everything and has no ports was checked just now.
+    let mut checked = HashSet::from([ViewKey::of(&everything, &WorkloadInbound::default())]);
     for (w, origin) in mesh.workloads.values() {
         let v = view_in(mesh, &names, Some(w));
         for &k in &v.unknown_services {

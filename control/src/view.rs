@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::source::{Mesh, WorkloadSpec};
+use crate::source::{Mesh, WorkloadInbound, WorkloadSpec};
 
 /// One workload's view, as indices into the mesh's lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,8 +30,13 @@ pub struct ViewKey(Vec<usize>, Vec<usize>, String);
 impl ViewKey {
     /// The key of `workload`, whose view is `v`.
     pub fn new(v: &View, workload: &WorkloadSpec) -> Self {
+        Self::of(v, &workload.inbound)
+    }
+
+    /// The key of a view with these inbound ports.
+    pub fn of(v: &View, inbound: &WorkloadInbound) -> Self {
         // Serialising plain data cannot fail; an empty string would only merge no-port keys.
-        let inbound = serde_json::to_string(&workload.inbound).unwrap_or_default();
+        let inbound = serde_json::to_string(inbound).unwrap_or_default();
         Self(v.services.clone(), v.routes.clone(), inbound)
     }
 }
