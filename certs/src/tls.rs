@@ -114,8 +114,16 @@ pub fn client_config(store: &Arc<CredentialStore>, expected: &SpiffeId) -> Resul
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_cert_resolver(Arc::new(StoreCertResolver::new(store.clone())));
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    // Every peer of one identity is reached under one server name (the trust domain), so the
+    // cache needs room for that one name's tickets, not rustls's default of 256 names: that
+    // default is allocated up front and, kept per identity, was most of a proxy's memory in a
+    // mesh of thousands of identities.
+    config.resumption = rustls::client::Resumption::in_memory_sessions(SESSION_NAMES);
     Ok(Arc::new(config))
 }
+
+/// Server names a client config's resumption cache holds (see [`client_config`]).
+const SESSION_NAMES: usize = 2;
 
 /// Outbound config without a client certificate, verifying the server against a
 /// fixed bundle: for bootstrapping (fetching a first certificate from the control
@@ -144,15 +152,19 @@ pub fn server_name(expected: &SpiffeId) -> ServerName<'static> {
         .unwrap_or(ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()))
 }
 
-/// Outbound configs cached per expected peer identity, all reading one store.
+/// Outbound configs cached per expected peer identity and ALPN offer, all reading one store.
 ///
-/// Endpoints with the same identity share a config (and its resumption cache).
+/// Endpoints with the same identity share a config (and its resumption cache), so a proxy
+/// holds one per identity and protocol, not one per endpoint.
 /// The lock is taken when a new connection is set up, not per request.
 #[derive(Debug)]
 pub struct ClientConfigs {
     store: Arc<CredentialStore>,
-    by_identity: Mutex<HashMap<SpiffeId, Arc<ClientConfig>>>,
+    by_identity: Mutex<HashMap<ConfigKey, Arc<ClientConfig>>>,
 }
+
+/// A peer identity and the one ALPN protocol offered to it (`None`: h2, then http/1.1).
+type ConfigKey = (SpiffeId, Option<&'static [u8]>);
 
 impl ClientConfigs {
     /// An empty cache over `store`.
@@ -160,15 +172,22 @@ impl ClientConfigs {
         ClientConfigs { store, by_identity: Mutex::new(HashMap::new()) }
     }
 
-    /// The config for connecting to `expected`, built on first use.
-    pub fn get(&self, expected: &SpiffeId) -> Result<Arc<ClientConfig>> {
+    /// The config for connecting to `expected`, offering `alpn` only (or, when `None`, h2 then
+    /// http/1.1), built on first use.
+    pub fn get(&self, expected: &SpiffeId, alpn: Option<&'static [u8]>) -> Result<Arc<ClientConfig>> {
         // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
         let mut map = self.by_identity.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(config) = map.get(expected) {
+        let key = (expected.clone(), alpn);
+        if let Some(config) = map.get(&key) {
             return Ok(config.clone());
         }
-        let config = client_config(&self.store, expected)?;
-        map.insert(expected.clone(), config.clone());
+        let mut config = client_config(&self.store, expected)?;
+        if let Some(alpn) = alpn {
+            let mut one = (*config).clone();
+            one.alpn_protocols = vec![alpn.to_vec()];
+            config = Arc::new(one);
+        }
+        map.insert(key, config.clone());
         Ok(config)
     }
 }

@@ -210,9 +210,13 @@ fn client_configs_are_cached_per_identity() {
     let pki = TestPki::new("cluster.local");
     let web = pod(&pki, WEB);
     let cache = tls::ClientConfigs::new(web.store.clone());
-    let a = cache.get(&id(ORDERS)).unwrap();
-    let b = cache.get(&id(ORDERS)).unwrap();
-    let c = cache.get(&id("spiffe://cluster.local/ns/shop/sa/payments")).unwrap();
+    let a = cache.get(&id(ORDERS), None).unwrap();
+    let b = cache.get(&id(ORDERS), None).unwrap();
+    let c = cache.get(&id("spiffe://cluster.local/ns/shop/sa/payments"), None).unwrap();
     assert!(Arc::ptr_eq(&a, &b));
     assert!(!Arc::ptr_eq(&a, &c));
+    let h2 = cache.get(&id(ORDERS), Some(tls::ALPN_H2)).unwrap();
+    assert!(Arc::ptr_eq(&h2, &cache.get(&id(ORDERS), Some(tls::ALPN_H2)).unwrap()));
+    assert!(!Arc::ptr_eq(&h2, &a));
+    assert_eq!(h2.alpn_protocols, vec![tls::ALPN_H2.to_vec()]);
 }

@@ -73,11 +73,9 @@ impl Tls {
     }
 
     /// Outbound TLS for an endpoint that must be `identity`, offering `alpn` only.
-    pub fn target(&self, identity: &SpiffeId, alpn: &[u8]) -> Result<TlsTarget, pillion_certs::Error> {
-        let mut config = (*self.clients.get(identity)?).clone();
-        config.alpn_protocols = vec![alpn.to_vec()];
+    pub fn target(&self, identity: &SpiffeId, alpn: &'static [u8]) -> Result<TlsTarget, pillion_certs::Error> {
         Ok(TlsTarget {
-            config: Arc::new(config),
+            config: self.clients.get(identity, Some(alpn))?,
             server_name: certs_tls::server_name(identity),
             identity: identity.clone(),
         })
