@@ -7,7 +7,7 @@ pub mod watch;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -54,9 +54,11 @@ pub struct Answer {
 /// The process's resolver and its TTL bounds.
 #[derive(Debug, Clone)]
 pub struct Resolver {
-    /// Or why there is none (`/etc/resolv.conf` unreadable): every name then fails to resolve,
-    /// while IP literals still work and a proxy without names runs as before.
-    inner: Result<TokioResolver, Arc<str>>,
+    /// Built at the first name asked for (a proxy that only ever meets IP literals never pays
+    /// for a resolver and its cache), shared by every clone. Or why there is none
+    /// (`/etc/resolv.conf` unreadable): every name then fails to resolve, while IP literals
+    /// still work and a proxy without names runs as before.
+    inner: Arc<OnceLock<Result<TokioResolver, Arc<str>>>>,
     config: ResolverConfig,
 }
 
@@ -64,11 +66,16 @@ impl Resolver {
     /// A resolver asking `config.nameservers`, or those of `/etc/resolv.conf` (with its search
     /// domains and options, and `/etc/hosts`) when none are given.
     pub fn new(config: &ResolverConfig) -> Self {
-        let inner = Self::build(config).map_err(|e| {
-            tracing::warn!(error = %e, "no DNS resolver: `dns` names and control.address cannot resolve");
-            Arc::from(e.to_string())
-        });
-        Self { inner, config: config.clone() }
+        Self { inner: Arc::default(), config: config.clone() }
+    }
+
+    fn inner(&self) -> &Result<TokioResolver, Arc<str>> {
+        self.inner.get_or_init(|| {
+            Self::build(&self.config).map_err(|e| {
+                tracing::warn!(error = %e, "no DNS resolver: `dns` names and control.address cannot resolve");
+                Arc::from(e.to_string())
+            })
+        })
     }
 
     fn build(config: &ResolverConfig) -> Result<TokioResolver, SetupError> {
@@ -105,7 +112,7 @@ impl Resolver {
 
     /// Asks for `host`'s A and AAAA records at once.
     pub async fn resolve(&self, host: &str) -> Answer {
-        let inner = match &self.inner {
+        let inner = match self.inner() {
             Ok(r) => r,
             Err(why) => {
                 let fail =
