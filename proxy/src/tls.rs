@@ -73,7 +73,11 @@ impl Tls {
     }
 
     /// Outbound TLS for an endpoint that must be `identity`, offering `alpn` only.
-    pub fn target(&self, identity: &SpiffeId, alpn: &'static [u8]) -> Result<TlsTarget, pillion_certs::Error> {
+    pub fn target(
+        &self,
+        identity: &SpiffeId,
+        alpn: &'static [u8],
+    ) -> Result<TlsTarget, pillion_certs::Error> {
         Ok(TlsTarget {
             config: self.clients.get(identity, Some(alpn))?,
             server_name: certs_tls::server_name(identity),
