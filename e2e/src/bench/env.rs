@@ -59,6 +59,13 @@ impl Machine {
             ("h2load", version("h2load", &["--version"])),
             ("nginx", version_of_sbin("nginx", &["-v"])),
             ("haproxy", version_of_sbin("haproxy", &["-v"])),
+            (
+                "envoy",
+                super::envoy::program().map_or_else(
+                    || "not installed".into(),
+                    |p| version(p.to_str().unwrap_or("envoy"), &["--version"]),
+                ),
+            ),
             ("gnuplot", version("gnuplot", &["--version"])),
         ];
         Self {
