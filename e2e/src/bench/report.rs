@@ -305,4 +305,28 @@ mod tests {
         assert_eq!(thousands(1234567.4), "1,234,567");
         assert_eq!(thousands(999.0), "999");
     }
+
+    #[test]
+    fn best_peer_is_taken_within_the_layout() {
+        let row = |name, layout, kib| {
+            let mut r = Row::new(name, layout, String::new(), true);
+            r.rss_idle_kib = Some(kib);
+            r
+        };
+        let rows = [
+            row("nginx", Layout::Proxy, 100),
+            row("envoy", Layout::Proxy, 300),
+            row("nginx", Layout::Pod, 500),
+            row("envoy", Layout::Pod, 400),
+            row("pillion", Layout::Pod, 50),
+        ];
+        let m = Measure {
+            rows: &rows,
+            get: Box::new(|r| r.rss_idle_kib.map(|v| v as f64)),
+            higher_is_better: false,
+        };
+        assert_eq!(m.best_peer(Layout::Proxy), Some(100.0));
+        assert_eq!(m.best_peer(Layout::Pod), Some(400.0));
+        assert_eq!(m.of("nginx", Layout::Pod), Some(500.0));
+    }
 }
