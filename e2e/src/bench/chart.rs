@@ -14,7 +14,7 @@ pub fn draw(rows: &[Row], rate: u32, png: &Path) -> Result<()> {
     let data = dir.path().join("bench.dat");
     std::fs::write(&data, data_file(rows))?;
     let mut last_err = String::new();
-    for terminal in ["pngcairo size 1200,520 font 'sans,10'", "png size 1200,520"] {
+    for terminal in ["pngcairo size 1600,560 font 'sans,10'", "png size 1600,560"] {
         let script = dir.path().join("bench.gp");
         std::fs::write(&script, script_text(terminal, &data, png, rate))?;
         let out = procs::run_bounded(Command::new(&gnuplot).arg(&script), Duration::from_secs(60))?;
