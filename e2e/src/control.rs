@@ -48,11 +48,7 @@ impl Control {
     }
 
     /// As [`Control::start_kubernetes`], with watch streams kept alive every `keepalive`.
-    pub fn start_kubernetes_with_keepalive(
-        kubeconfig: &Path,
-        files: &[(&str, &str)],
-        keepalive: &str,
-    ) -> Self {
+    pub fn start_kubernetes_with_keepalive(kubeconfig: &Path, files: &[(&str, &str)], keepalive: &str) -> Self {
         Self::start_kubernetes_with(kubeconfig, files, &["web.shop"], free_addr(), keepalive)
     }
 

@@ -111,7 +111,8 @@ impl KubeApi {
 
         let etcd =
             spawn(etcd_command(&tools, dir.path(), etcd_client, etcd_peer), &dir.path().join("etcd.log"))?;
-        let mut kube = KubeApi {
+        let mut kube =
+            KubeApi {
             tools,
             certs,
             kubeconfig,

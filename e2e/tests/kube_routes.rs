@@ -337,8 +337,7 @@ async fn the_example_routes_in_deploy_are_accepted_and_served() {
             .ok()
             .and_then(|v| serde_json::to_value(v).ok())
             .expect("a YAML document");
-        let (kind, name) =
-            (route["kind"].as_str().expect("kind"), route["metadata"]["name"].as_str().expect("name"));
+        let (kind, name) = (route["kind"].as_str().expect("kind"), route["metadata"]["name"].as_str().expect("name"));
         names.push((kind.to_owned(), name.to_owned()));
         create(&routes_api(&client, kind), route.clone()).await;
     }

@@ -191,6 +191,7 @@ fn read_in_background<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread:
     })
 }
 
+
 /// Pins the bench process itself (the load generators it runs in-process) to `core`. Threads
 /// started afterwards inherit it.
 pub fn pin_self(core: usize) -> Result<()> {

@@ -140,8 +140,7 @@ pub async fn run(opts: Options) -> Result<Results> {
     let mut seen = HashSet::new();
     while seen.len() < certs.len() {
         let line = tokio::time::timeout(WAIT, streams.lines.recv()).await.ok().flatten();
-        let line =
-            line.with_context(|| format!("only {} of {} watchers got a snapshot", seen.len(), certs.len()))?;
+        let line = line.with_context(|| format!("only {} of {} watchers got a snapshot", seen.len(), certs.len()))?;
         seen.insert(line.watcher);
     }
     r.first_snapshots_secs = begun.elapsed().as_secs_f64();
@@ -198,8 +197,7 @@ async fn changes(
         let mut waiting = affected.clone();
         let mut last = sent;
         while !waiting.is_empty() {
-            let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(30), streams.lines.recv()).await
-            else {
+            let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(30), streams.lines.recv()).await else {
                 r.missed += waiting.len();
                 break;
             };

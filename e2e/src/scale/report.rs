@@ -39,10 +39,7 @@ pub fn section(r: &Results, when: &str, command: &str) -> String {
     };
     row("objects written through the API", format!("{} in {:.1} s", r.objects, r.load_secs));
     row("control plane start to every workload published", secs(r.published_secs));
-    row(
-        &format!("watchers opened to all {} served their first snapshot", r.watchers),
-        secs(r.first_snapshots_secs),
-    );
+    row(&format!("watchers opened to all {} served their first snapshot", r.watchers), secs(r.first_snapshots_secs));
     row("control-plane CPU from start to all served", secs(r.sync_cpu_secs));
     row(
         &format!("change to its last affected proxy, p50 / p90 / max over {} changes", r.propagation.len()),
@@ -56,19 +53,13 @@ pub fn section(r: &Results, when: &str, command: &str) -> String {
         &format!("control-plane CPU, idle with every stream open (keep-alive {})", super::KEEPALIVE),
         format!("{:.2} ms/s", r.idle_cpu_ms_per_s),
     );
-    row(
-        "control-plane RSS with every stream open (peak)",
-        format!("{} ({})", mib(r.control_rss_kib), mib(r.control_peak_kib)),
-    );
+    row("control-plane RSS with every stream open (peak)", format!("{} ({})", mib(r.control_rss_kib), mib(r.control_peak_kib)));
     row("streams reopened (refused before publication, or broken)", r.reopened.to_string());
     row(
         &format!("one proxy's RSS, its own namespace in view ({} services)", r.proxy_narrow.1),
         mib(r.proxy_narrow.0),
     );
-    row(
-        &format!("one proxy's RSS, the whole mesh in view ({} services)", r.proxy_wide.1),
-        mib(r.proxy_wide.0),
-    );
+    row(&format!("one proxy's RSS, the whole mesh in view ({} services)", r.proxy_wide.1), mib(r.proxy_wide.0));
     out.push_str(
         "\nA change waits out the control plane's 100 ms settle time (a burst of events is \
          translated once) before it is translated and pushed.\n",
@@ -127,8 +118,7 @@ mod tests {
     fn a_new_section_replaces_the_old_one_and_keeps_the_rest() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("B.md");
-        std::fs::write(&path, format!("# B\n\n## One\n\nx\n\n{HEADING}\n\nold\n\n## Two\n\ny\n"))
-            .expect("write");
+        std::fs::write(&path, format!("# B\n\n## One\n\nx\n\n{HEADING}\n\nold\n\n## Two\n\ny\n")).expect("write");
         splice(&path, &format!("{HEADING}\n\nnew\n\n")).expect("splice");
         let text = std::fs::read_to_string(&path).expect("read");
         assert_eq!(text, format!("# B\n\n## One\n\nx\n\n{HEADING}\n\nnew\n\n## Two\n\ny\n"));

@@ -48,19 +48,14 @@ pub struct Watchers {
 impl Watchers {
     /// Opens one stream per `(workload, certificate directory)` to the control plane at `addr`,
     /// which must prove `control_identity`.
-    pub fn start(
-        addr: SocketAddr,
-        workloads: &[(String, PathBuf)],
-        control_identity: &SpiffeId,
-    ) -> Result<Self> {
+    pub fn start(addr: SocketAddr, workloads: &[(String, PathBuf)], control_identity: &SpiffeId) -> Result<Self> {
         let (tx, lines) = mpsc::unbounded_channel();
         let reopened = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::with_capacity(workloads.len());
         for (watcher, (workload, certs)) in workloads.iter().enumerate() {
             let credentials = Credentials::load(&CredentialPaths::in_dir(certs))
                 .with_context(|| format!("load {}", certs.display()))?;
-            let mut config =
-                (*tls::client_config(&CredentialStore::new(credentials), control_identity)?).clone();
+            let mut config = (*tls::client_config(&CredentialStore::new(credentials), control_identity)?).clone();
             config.alpn_protocols = vec![tls::ALPN_HTTP11.to_vec()];
             let stream = Stream {
                 addr,
