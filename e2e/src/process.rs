@@ -49,6 +49,16 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// `name` on `PATH`, or in the venv `venv` the setup scripts make under the tools cache
+/// (`$PILLION_TOOLS_DIR`, default `~/.cache/pillion/tools`) for tools that come from PyPI.
+pub fn find_venv_program(venv: &str, name: &str) -> Option<PathBuf> {
+    let tools = std::env::var_os("PILLION_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/pillion/tools")));
+    let in_venv = tools.map(|t| t.join(venv).join("bin").join(name));
+    find_program(name).or(in_venv.filter(|p| p.is_file()))
+}
+
 /// Debian's Python, where `scripts/setup.sh` installs python3-h2 and python3-grpcio (a pyenv
 /// shim first on `PATH` may lack them).
 pub fn python3() -> &'static str {

@@ -1,6 +1,7 @@
 //! The benchmark never rots: `bench --smoke` runs every configuration for about a second and
 //! writes its report. No speed is asserted here, ever: only that it ran, covered every
-//! configuration and that each passed its correctness check.
+//! configuration in each of its layouts (`proxy`, and `pod` for the single-hop ones) and that
+//! each passed its correctness check.
 
 use std::{
     path::Path,
@@ -10,8 +11,20 @@ use std::{
 
 use pillion_e2e::workspace_bin;
 
-/// Configurations every report has (the mTLS row depends on the mTLS issue).
-const CONFIGURATIONS: [&str; 5] = ["direct", "pillion", "nginx", "haproxy", "pillion x2 plain"];
+/// (configuration, layout) rows every report has (the mTLS row depends on the mTLS issue).
+const CONFIGURATIONS: [(&str, &str); 11] = [
+    ("direct", "proxy"),
+    ("direct", "pod"),
+    ("pillion", "proxy"),
+    ("pillion", "pod"),
+    ("nginx", "proxy"),
+    ("nginx", "pod"),
+    ("haproxy", "proxy"),
+    ("haproxy", "pod"),
+    ("envoy", "proxy"),
+    ("envoy", "pod"),
+    ("pillion x2 plain", "proxy"),
+];
 /// Longest a smoke run may take.
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -29,18 +42,19 @@ fn bench_smoke_measures_every_configuration_after_its_correctness_check() {
     let text = std::fs::read_to_string(&report).unwrap_or_default();
     assert!(status, "bench --smoke failed; report so far:\n{text}");
 
-    for name in CONFIGURATIONS {
-        assert!(text.lines().any(|l| l.starts_with(&format!("| {name} |"))), "no row for {name}:\n{text}");
+    for (name, layout) in CONFIGURATIONS {
+        let row = format!("| {name} | {layout} |");
+        assert!(text.lines().any(|l| l.starts_with(&row)), "no row for {name} ({layout}):\n{text}");
     }
     let correctness = text
         .split("## Correctness")
         .nth(1)
         .and_then(|s| s.split("\n## ").next())
         .expect("a Correctness section");
-    for name in CONFIGURATIONS {
+    for (name, layout) in CONFIGURATIONS {
         assert!(
-            correctness.contains(&format!("| {name} | passed |")),
-            "{name} did not pass its correctness check:\n{correctness}"
+            correctness.contains(&format!("| {name} | {layout} | passed |")),
+            "{name} ({layout}) did not pass its correctness check:\n{correctness}"
         );
     }
     assert!(!text.contains("FAILED"), "{text}");
@@ -69,7 +83,7 @@ fn run_bench(report: &Path) -> bool {
 }
 
 /// Runs `scripts/bench-setup.sh`, which installs what is missing when it can (as root): whether
-/// wrk, h2load, nginx and haproxy are there afterwards.
+/// wrk, h2load, nginx and haproxy are there afterwards (and Envoy, whose rows the test expects).
 fn tools_installed() -> bool {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench-setup.sh");
     Command::new("bash").arg(script).stdout(Stdio::null()).status().is_ok_and(|s| s.success())

@@ -22,7 +22,7 @@ use kube::{
     Api,
     api::{ApiResource, DynamicObject, GroupVersionKind, PostParams},
 };
-use pillion_e2e::{control::Control, kube::KubeApi, process::find_program};
+use pillion_e2e::{control::Control, kube::KubeApi, process::find_venv_program};
 use serde_json::{Value, json};
 
 fn deploy_dir() -> PathBuf {
@@ -31,11 +31,7 @@ fn deploy_dir() -> PathBuf {
 
 /// `kubernetes-validate` on `PATH`, or where `scripts/setup.sh` puts it.
 fn kubernetes_validate() -> Option<PathBuf> {
-    let tools = std::env::var_os("PILLION_TOOLS_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/pillion/tools")));
-    let venv = tools.map(|t| t.join("kubernetes-validate/bin/kubernetes-validate"));
-    find_program("kubernetes-validate").or(venv.filter(|p| p.is_file()))
+    find_venv_program("kubernetes-validate", "kubernetes-validate")
 }
 
 /// Every document of `deploy/kubernetes/control.yaml`, as JSON.

@@ -14,7 +14,7 @@ pub fn draw(rows: &[Row], rate: u32, png: &Path) -> Result<()> {
     let data = dir.path().join("bench.dat");
     std::fs::write(&data, data_file(rows))?;
     let mut last_err = String::new();
-    for terminal in ["pngcairo size 1200,520 font 'sans,10'", "png size 1200,520"] {
+    for terminal in ["pngcairo size 1600,560 font 'sans,10'", "png size 1600,560"] {
         let script = dir.path().join("bench.gp");
         std::fs::write(&script, script_text(terminal, &data, png, rate))?;
         let out = procs::run_bounded(Command::new(&gnuplot).arg(&script), Duration::from_secs(60))?;
@@ -31,7 +31,8 @@ fn data_file(rows: &[Row]) -> String {
     let mut s = String::from("# configuration h1_rps h2_rps p99_us\n");
     let v = |x: Option<f64>| x.map_or_else(|| "?".to_owned(), |x| format!("{x:.1}"));
     for r in rows {
-        let _ = writeln!(s, "\"{}\" {} {} {}", r.name, v(r.h1_rps()), v(r.h2_rps()), v(r.lat_us(|l| l.p99)));
+        let _ =
+            writeln!(s, "\"{}\" {} {} {}", r.label(), v(r.h1_rps()), v(r.h2_rps()), v(r.lat_us(|l| l.p99)));
     }
     s
 }
@@ -41,7 +42,7 @@ fn script_text(terminal: &str, data: &Path, png: &Path, rate: u32) -> String {
         r#"set terminal {terminal}
 set output '{png}'
 set datafile missing '?'
-set multiplot layout 1,2 title "Pillion vs nginx and haproxy (loopback, proxy pinned to 1 core)"
+set multiplot layout 1,2 title "Pillion vs nginx, haproxy and Envoy (loopback, proxy pinned to 1 core; pod: upstream on the proxy core)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1

@@ -59,6 +59,7 @@ impl Machine {
             ("h2load", version("h2load", &["--version"])),
             ("nginx", version_of_sbin("nginx", &["-v"])),
             ("haproxy", version_of_sbin("haproxy", &["-v"])),
+            ("envoy", envoy_version()),
             ("gnuplot", version("gnuplot", &["--version"])),
         ];
         Self {
@@ -78,6 +79,13 @@ impl Machine {
             tools,
         }
     }
+}
+
+/// Envoy's version line, without the path to the binary it starts with.
+fn envoy_version() -> String {
+    let Some(p) = super::envoy::program() else { return "not installed".into() };
+    let line = version(p.to_str().unwrap_or("envoy"), &["--version"]);
+    line.split_once("version: ").map_or(line.clone(), |(_, v)| format!("envoy {v}"))
 }
 
 fn version_of_sbin(name: &str, args: &[&str]) -> String {

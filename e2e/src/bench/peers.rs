@@ -4,7 +4,9 @@
 //!
 //! Every configuration offers two addresses: one for the HTTP/1.1 rows (wrk, latency) and one
 //! for the HTTP/2 rows (h2load, h2c with prior knowledge). Proxies run on core 1
-//! ([`PROXY_CORE`]); the upstream and every client on core 0 ([`CLIENT_CORE`]).
+//! ([`PROXY_CORE`]) and every client on core 0 ([`CLIENT_CORE`]); the upstream of the `proxy`
+//! layout runs on core 0, the one of the `pod` layout on core 1 beside the proxy
+//! ([`super::results::Layout`]).
 
 use std::{
     net::SocketAddr,
@@ -18,12 +20,12 @@ use pillion_e2e::{client, process::free_addr};
 
 use super::procs::{self, Pinned};
 
-/// Core of the proxy under test.
+/// Core of the proxy under test (and of the `pod` layout's upstream).
 pub const PROXY_CORE: usize = 1;
-/// Core of the upstream, the load generators and the bench itself.
+/// Core of the load generators, the bench itself and the `proxy` layout's upstream.
 pub const CLIENT_CORE: usize = 0;
 /// How long a server gets to start listening.
-const START_WAIT: Duration = Duration::from_secs(20);
+pub(crate) const START_WAIT: Duration = Duration::from_secs(20);
 
 /// Binaries of this workspace the bench runs, found next to the bench executable.
 pub struct Bins {
@@ -91,11 +93,13 @@ impl Target {
     }
 }
 
-/// Starts the upstream: `pillion-e2e-backend`, whose `/fixed` returns 1 KiB, on the client core.
-pub fn start_upstream(bins: &Bins, dir: &Path) -> Result<(Pinned, SocketAddr)> {
+/// Starts an upstream: `pillion-e2e-backend`, whose `/fixed` returns 1 KiB, on `core`.
+pub fn start_upstream(bins: &Bins, dir: &Path, core: usize) -> Result<(Pinned, SocketAddr)> {
     let addr = free_addr();
     let args = ["--listen", &addr.to_string(), "--name", "up", "--delay-ms", "0"].map(String::from);
-    let mut p = Pinned::spawn("upstream", CLIENT_CORE, &bins.backend, &args, &[], &dir.join("upstream.log"))?;
+    let name = format!("upstream-core{core}");
+    let log = dir.join(format!("{name}.log"));
+    let mut p = Pinned::spawn(&name, core, &bins.backend, &args, &[], &log)?;
     p.wait_for_port(addr, START_WAIT)?;
     Ok((p, addr))
 }

@@ -1,6 +1,7 @@
-//! The Markdown report (`BENCHMARKS.md`): a summary row per configuration, then one table per
-//! measure with each figure as a ratio to `direct` and to the best of nginx and haproxy, the
-//! correctness checks, the machine and the method.
+//! The Markdown report (`BENCHMARKS.md`): a summary row per configuration and layout, then one
+//! table per measure with each figure as a ratio to `direct` and to the best of nginx, haproxy
+//! and Envoy in the same layout; then the sections of [`super::method`] (mTLS, correctness, the
+//! machine and the method).
 
 use std::{fmt::Write as _, time::Duration};
 
@@ -8,15 +9,14 @@ use super::{
     client::Latency,
     env::Machine,
     load::Throughput,
-    results::{PEERS, Row, Settings},
+    method,
+    results::{Layout, PEERS, Row, Settings},
 };
 
 /// Reads one figure of a row.
 type Getter<'a> = Box<dyn Fn(&Row) -> Option<f64> + 'a>;
 /// Picks one percentile of a latency run.
 type Percentile = fn(&Latency) -> Duration;
-/// Reads one figure of a row, and formats it.
-type Figure = (&'static str, fn(&Row) -> Option<f64>, fn(f64) -> String);
 
 /// One measure of every row, with the direction that counts as better.
 struct Measure<'a> {
@@ -26,28 +26,28 @@ struct Measure<'a> {
 }
 
 impl Measure<'_> {
-    fn of(&self, name: &str) -> Option<f64> {
-        self.rows.iter().find(|r| r.name == name).and_then(|r| (self.get)(r))
+    fn of(&self, name: &str, layout: Layout) -> Option<f64> {
+        self.rows.iter().find(|r| r.name == name && r.layout == layout).and_then(|r| (self.get)(r))
     }
-    /// The best value among the peers that completed.
-    fn best_peer(&self) -> Option<f64> {
-        let peers = PEERS.iter().filter_map(|p| self.of(p));
+    /// The best value among the peers of `layout` that completed.
+    fn best_peer(&self, layout: Layout) -> Option<f64> {
+        let peers = PEERS.iter().filter_map(|p| self.of(p, layout));
         if self.higher_is_better { peers.reduce(f64::max) } else { peers.reduce(f64::min) }
     }
 }
 
-fn ratio(v: Option<f64>, base: Option<f64>) -> String {
+pub(crate) fn ratio(v: Option<f64>, base: Option<f64>) -> String {
     match (v, base) {
         (Some(v), Some(b)) if b.abs() > f64::EPSILON => format!("{:.2}x", v / b),
         _ => "-".into(),
     }
 }
 
-fn or_dash(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+pub(crate) fn or_dash(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "-".into(), f)
 }
 
-fn thousands(v: f64) -> String {
+pub(crate) fn thousands(v: f64) -> String {
     let s = format!("{:.0}", v.abs());
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -59,7 +59,7 @@ fn thousands(v: f64) -> String {
     if v < 0.0 { format!("-{out}") } else { out }
 }
 
-fn us(v: f64) -> String {
+pub(crate) fn us(v: f64) -> String {
     format!("{v:.0} µs")
 }
 
@@ -67,11 +67,11 @@ fn signed_us(v: f64) -> String {
     format!("{v:+.0} µs")
 }
 
-fn mib(kib: f64) -> String {
+pub(crate) fn mib(kib: f64) -> String {
     format!("{:.1} MiB", kib / 1024.0)
 }
 
-fn status(row: &Row) -> String {
+pub(crate) fn status(row: &Row) -> String {
     match (&row.failure, row.errors()) {
         (Some(_), _) => "**ABORTED**".into(),
         (None, 0) => "ok".into(),
@@ -89,10 +89,15 @@ pub fn markdown(rows: &[Row], s: &Settings, m: &Machine) -> String {
     latency(&mut out, rows, s);
     cpu(&mut out, rows);
     memory(&mut out, rows, s);
-    mtls(&mut out, rows, s);
-    correctness(&mut out, rows);
-    method(&mut out, rows, s, m);
+    method::mtls(&mut out, rows, s);
+    method::correctness(&mut out, rows);
+    method::method(&mut out, rows, s, m);
     out
+}
+
+/// The first two cells of a row: configuration and layout.
+fn cells(r: &Row) -> String {
+    format!("| {} | {} |", r.name, r.layout.name())
 }
 
 fn header(out: &mut String, s: &Settings, m: &Machine) {
@@ -111,16 +116,16 @@ fn header(out: &mut String, s: &Settings, m: &Machine) {
 fn summary(out: &mut String, rows: &[Row], s: &Settings) {
     let _ = writeln!(
         out,
-        "## Summary\n\n| configuration | HTTP/1.1 req/s | HTTP/2 req/s | p50 | p99 | p99.9 | \
+        "## Summary\n\n| configuration | layout | HTTP/1.1 req/s | HTTP/2 req/s | p50 | p99 | p99.9 | \
          proxy CPU s / 10k req (HTTP/1.1) | RSS idle | RSS with {} conns | status |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         thousands(s.idle_conns as f64)
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.name,
+            "{} {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cells(r),
             or_dash(r.h1_rps(), thousands),
             or_dash(r.h2_rps(), thousands),
             or_dash(r.lat_us(|l| l.p50), us),
@@ -136,7 +141,10 @@ fn summary(out: &mut String, rows: &[Row], s: &Settings) {
         out,
         "\nLatency is at a fixed {} req/s (open loop, coordinated omission corrected). \
          A FLAGGED row had non-2xx answers or failed requests under load; an ABORTED row failed \
-         its correctness check or a measurement (see Correctness).\n",
+         its correctness check or a measurement (see Correctness). Layout `proxy`: the proxy \
+         alone on its core, the upstream on the client's; `pod`: the proxy and an upstream of its \
+         own share one core, as a sidecar shares its pod's CPU with its app (see Machine and \
+         method).\n",
         thousands(f64::from(s.rate))
     );
 }
@@ -150,21 +158,22 @@ fn throughput(
     runs: fn(&Row) -> &Vec<Throughput>,
 ) {
     let m = Measure { rows, get: Box::new(get), higher_is_better: true };
-    let (direct, best) = (m.of("direct"), m.best_peer());
     let _ = writeln!(
         out,
-        "## {title}\n\n`{tool}`, requests/s (higher is better).\n\n\
-         | configuration | req/s | vs direct | vs best peer | non-2xx + errors | per round |\n\
-         |---|---:|---:|---:|---:|---|"
+        "## {title}\n\n`{tool}`, requests/s (higher is better); both ratios within the row's \
+         layout.\n\n\
+         | configuration | layout | req/s | vs direct | vs best peer | non-2xx + errors | per round |\n\
+         |---|---|---:|---:|---:|---:|---|"
     );
     for r in rows {
         let v = get(r);
+        let (direct, best) = (m.of("direct", r.layout), m.best_peer(r.layout));
         let rounds: Vec<String> = runs(r).iter().map(|t| thousands(t.rps)).collect();
         let errors: u64 = runs(r).iter().map(|t| t.errors).sum();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
-            r.name,
+            "{} {} | {} | {} | {} | {} |",
+            cells(r),
             or_dash(v, thousands),
             ratio(v, direct),
             ratio(v, best),
@@ -187,36 +196,37 @@ fn latency(out: &mut String, rows: &[Row], s: &Settings) {
          and p99.9 columns are medians over rounds. \"Added\" is paired by round: each round's \
          figure minus direct's figure in the same round, then the median of those differences \
          over rounds, so that a round the whole machine ran slow in counts against every \
-         configuration alike. \"vs best peer\" compares the added latency with the lower of \
-         nginx's and haproxy's. A negative added figure means the run's noise was larger than \
+         configuration alike; direct is the one of the same layout. \"vs best peer\" compares \
+         the added latency with the lowest of nginx's, haproxy's and Envoy's in the same layout. \
+         A negative added figure means the run's noise was larger than \
          the proxy's cost at that percentile.\n\n\
-         | configuration | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | \
+         | configuration | layout | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | \
          added p99 vs best peer | p99 vs direct | requests | errors |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         thousands(f64::from(s.rate)),
         s.latency_conns,
         s.secs
     );
-    let direct = rows.iter().find(|d| d.name == "direct");
-    let added = |r: &Row, p: Percentile| -> Option<f64> {
+    let direct = |layout: Layout| rows.iter().find(|d| d.name == "direct" && d.layout == layout);
+    let added = move |r: &Row, p: Percentile| -> Option<f64> {
         if r.name == "direct" {
             return None;
         }
-        r.added_us(direct?, p)
+        r.added_us(direct(r.layout)?, p)
     };
     let added_p99 =
         Measure { rows, get: Box::new(move |r: &Row| added(r, pick[1].1)), higher_is_better: false };
-    let best = added_p99.best_peer();
-    let direct_p99 = direct.and_then(|d| d.lat_us(pick[1].1));
     for r in rows {
+        let best = added_p99.best_peer(r.layout);
+        let direct_p99 = direct(r.layout).and_then(|d| d.lat_us(pick[1].1));
         let abs: Vec<String> = pick.iter().map(|(_, p)| or_dash(r.lat_us(*p), us)).collect();
         let add: Vec<String> = pick.iter().map(|(_, p)| or_dash(added(r, *p), signed_us)).collect();
         let errors: u64 = r.latency.iter().map(|l| l.errors).sum();
         let requests: u64 = r.latency.iter().map(|l| l.requests).sum();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {errors} |",
-            r.name,
+            "{} {} | {} | {} | {} | {} | {errors} |",
+            cells(r),
             abs.join(" | "),
             add.join(" | "),
             ratio(added(r, pick[1].1), best),
@@ -233,23 +243,24 @@ fn cpu(out: &mut String, rows: &[Row]) {
     let _ = writeln!(
         out,
         "## Proxy CPU per 10,000 requests\n\nuser + system CPU seconds of the proxy processes \
-         (all of them: nginx master and worker, both Pillion hops) read from `/proc/PID/stat` \
-         around each throughput run, divided by the requests served (lower is better). Direct \
+         (all of them: nginx master and worker, both Pillion hops; not the pod layout's \
+         upstream) read from `/proc/PID/stat` around each throughput run, divided by the \
+         requests served (lower is better); \"vs best peer\" within the same layout. Direct \
          has no proxy, so there is no ratio to direct.\n\n\
-         | configuration | HTTP/1.1 (wrk) | vs best peer | HTTP/2 (h2load) | vs best peer |\n\
-         |---|---:|---:|---:|---:|"
+         | configuration | layout | HTTP/1.1 (wrk) | vs best peer | HTTP/2 (h2load) | vs best peer |\n\
+         |---|---|---:|---:|---:|---:|"
     );
     let secs = |v: f64| format!("{v:.3} s");
     for r in rows.iter().filter(|r| r.proxied) {
         let (a, b) = (Row::h1_cpu(r), Row::h2_cpu(r));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
-            r.name,
+            "{} {} | {} | {} | {} |",
+            cells(r),
             or_dash(a, secs),
-            ratio(a, h1.best_peer()),
+            ratio(a, h1.best_peer(r.layout)),
             or_dash(b, secs),
-            ratio(b, h2.best_peer())
+            ratio(b, h2.best_peer(r.layout))
         );
     }
     out.push('\n');
@@ -265,111 +276,24 @@ fn memory(out: &mut String, rows: &[Row], s: &Settings) {
         out,
         "## Proxy resident memory\n\nVmRSS of the proxy processes (summed over nginx's master and \
          worker, and over both Pillion hops): idle right after start, and while the bench holds \
-         {n} idle keep-alive connections that have each served one request (lower is better).\n\n\
-         | configuration | idle | vs best peer | with {n} connections | vs best peer |\n\
-         |---|---:|---:|---:|---:|"
+         {n} idle keep-alive connections that have each served one request (lower is better). \
+         Each layout runs processes of its own, so each is read on its own.\n\n\
+         | configuration | layout | idle | vs best peer | with {n} connections | vs best peer |\n\
+         |---|---|---:|---:|---:|---:|"
     );
     for r in rows.iter().filter(|r| r.proxied) {
         let (a, b) = (r.rss_idle_kib.map(|v| v as f64), r.rss_conns_kib.map(|v| v as f64));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
-            r.name,
+            "{} {} | {} | {} | {} |",
+            cells(r),
             or_dash(a, mib),
-            ratio(a, idle.best_peer()),
+            ratio(a, idle.best_peer(r.layout)),
             or_dash(b, mib),
-            ratio(b, held.best_peer())
+            ratio(b, held.best_peer(r.layout))
         );
     }
     out.push('\n');
-}
-
-fn mtls(out: &mut String, rows: &[Row], s: &Settings) {
-    out.push_str("## The cost of mTLS between two Pillion hops\n\n");
-    let find = |n: &str| rows.iter().find(|r| r.name == n);
-    match (&s.mtls, find("pillion x2 plain"), find("pillion x2 mTLS")) {
-        (Err(why), _, _) => {
-            let _ = writeln!(
-                out,
-                "mTLS row: pending the mTLS issue (`pillion check` rejects a \
-                                   config with `tls:` and `inbound.mtls: strict`: {why}).\n"
-            );
-        }
-        (Ok(()), Some(plain), Some(tls)) => {
-            let _ = writeln!(
-                out,
-                "| measure | two hops, plaintext | two hops, mTLS | mTLS vs plaintext |\n|---|---:|---:|---:|"
-            );
-            let lines: [Figure; 5] = [
-                ("HTTP/1.1 req/s", Row::h1_rps, thousands),
-                ("HTTP/2 req/s", Row::h2_rps, thousands),
-                ("p99 latency", |r| r.lat_us(|l| l.p99), us),
-                ("CPU s / 10k req (HTTP/1.1)", Row::h1_cpu, |v| format!("{v:.3} s")),
-                ("RSS idle", |r| r.rss_idle_kib.map(|v| v as f64), mib),
-            ];
-            for (name, get, fmt) in lines {
-                let (a, b) = (get(plain), get(tls));
-                let _ =
-                    writeln!(out, "| {name} | {} | {} | {} |", or_dash(a, fmt), or_dash(b, fmt), ratio(b, a));
-            }
-            out.push('\n');
-        }
-        _ => out.push_str("mTLS row: not measured.\n\n"),
-    }
-}
-
-fn correctness(out: &mut String, rows: &[Row]) {
-    let _ = writeln!(
-        out,
-        "## Correctness\n\nBefore each configuration's throughput runs, in every round: 20 GETs of \
-         `/fixed` over HTTP/1.1 and 20 over h2c, each must answer 200 with a 1,024-byte body. For the mTLS row, hop B's metrics must also \
-         show that those requests arrived over TLS.\n\n\
-         | configuration | check | errors under load |\n|---|---|---:|"
-    );
-    for r in rows {
-        let check = match &r.failure {
-            None => "passed".to_owned(),
-            Some(e) => format!("FAILED: {}", e.replace('\n', " ").replace('|', "/")),
-        };
-        let _ = writeln!(out, "| {} | {check} | {} |", r.name, r.errors());
-    }
-    out.push('\n');
-}
-
-fn method(out: &mut String, rows: &[Row], s: &Settings, m: &Machine) {
-    let _ = writeln!(
-        out,
-        "## Machine and method\n\n| | |\n|---|---|\n| CPU | {} |\n| cores | {} |\n| kernel | {} |\n| date | {} |",
-        m.cpu, m.cores, m.kernel, m.date
-    );
-    for (tool, v) in &m.tools {
-        let _ = writeln!(out, "| {tool} | {v} |");
-    }
-    let _ = writeln!(
-        out,
-        "\n- Pinning (taskset): every proxy under test on core 1; the upstream \
-         (`pillion-e2e-backend`, `/fixed` = 1 KiB over HTTP/1.1 and h2c), wrk (`-t1`), h2load \
-         (`-t1`) and the bench's own latency and idle-connection clients on core 0. This machine \
-         has {} cores, so the client and the upstream share one core: absolute numbers are \
-         bounded by that core, and `direct` pays for the client and the upstream on one core too. \
-         Pillion sees one CPU under taskset and so runs a single-threaded runtime.\n\
-         - Each throughput run lasts {} s; rounds: {}. A round takes one measure at a time \
-         (HTTP/1.1 throughput, then HTTP/2, then latency in one-second slices taken in turn) \
-         over every configuration back to back, each round starting one configuration further \
-         along the list: the runs compared with each other are seconds apart, so that this \
-         machine's slow spells (tens of seconds in which the proxy core runs about a quarter \
-         slower) and order effects hit all alike.\n\
-         - Everything runs on 127.0.0.1.",
-        m.cores, s.secs, s.rounds
-    );
-    let _ = writeln!(out, "- Load average (1, 5, 15 min) when the run started: {}.", m.loadavg);
-    for note in &s.notes {
-        let _ = writeln!(out, "- {note}");
-    }
-    out.push_str("\n| configuration | how it is set up |\n|---|---|\n");
-    for r in rows {
-        let _ = writeln!(out, "| {} | {} |", r.name, r.note);
-    }
 }
 
 #[cfg(test)]
@@ -380,5 +304,29 @@ mod tests {
     fn thousands_are_separated() {
         assert_eq!(thousands(1234567.4), "1,234,567");
         assert_eq!(thousands(999.0), "999");
+    }
+
+    #[test]
+    fn best_peer_is_taken_within_the_layout() {
+        let row = |name, layout, kib| {
+            let mut r = Row::new(name, layout, String::new(), true);
+            r.rss_idle_kib = Some(kib);
+            r
+        };
+        let rows = [
+            row("nginx", Layout::Proxy, 100),
+            row("envoy", Layout::Proxy, 300),
+            row("nginx", Layout::Pod, 500),
+            row("envoy", Layout::Pod, 400),
+            row("pillion", Layout::Pod, 50),
+        ];
+        let m = Measure {
+            rows: &rows,
+            get: Box::new(|r| r.rss_idle_kib.map(|v| v as f64)),
+            higher_is_better: false,
+        };
+        assert_eq!(m.best_peer(Layout::Proxy), Some(100.0));
+        assert_eq!(m.best_peer(Layout::Pod), Some(400.0));
+        assert_eq!(m.of("nginx", Layout::Pod), Some(500.0));
     }
 }

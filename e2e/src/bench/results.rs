@@ -6,11 +6,33 @@ use std::time::Duration;
 use super::{client::Latency, load::Throughput};
 
 /// The peers Pillion is compared with.
-pub const PEERS: [&str; 2] = ["nginx", "haproxy"];
+pub const PEERS: [&str; 3] = ["nginx", "haproxy", "envoy"];
+
+/// Where a configuration's processes run. Every configuration runs in the `Proxy` layout; the
+/// single-hop ones run in the `Pod` layout too, as a second set of processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// The proxy alone on the proxy core; the upstream and the client on the client core.
+    Proxy,
+    /// The proxy and an upstream of its own share the proxy core, as a sidecar shares its
+    /// pod's CPU with the app it fronts; the client has the client core.
+    Pod,
+}
+
+impl Layout {
+    /// Its name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Proxy => "proxy",
+            Layout::Pod => "pod",
+        }
+    }
+}
 
 /// Everything measured for one configuration, over all rounds.
 pub struct Row {
     pub name: &'static str,
+    pub layout: Layout,
     pub note: String,
     /// Why the configuration was aborted (failed correctness check or measurement).
     pub failure: Option<String>,
@@ -24,9 +46,10 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(name: &'static str, note: String, proxied: bool) -> Self {
+    pub fn new(name: &'static str, layout: Layout, note: String, proxied: bool) -> Self {
         Self {
             name,
+            layout,
             note,
             failure: None,
             h1: Vec::new(),
@@ -38,6 +61,13 @@ impl Row {
         }
     }
 
+    /// Its name with its layout, for logs and the chart.
+    pub fn label(&self) -> String {
+        match self.layout {
+            Layout::Proxy => self.name.to_owned(),
+            Layout::Pod => format!("{} (pod)", self.name),
+        }
+    }
     pub fn h1_rps(&self) -> Option<f64> {
         median(self.h1.iter().map(|t| t.rps))
     }
@@ -111,7 +141,7 @@ mod tests {
     }
 
     fn with_p99s(name: &'static str, p99s_us: &[u64]) -> Row {
-        let mut row = Row::new(name, String::new(), true);
+        let mut row = Row::new(name, Layout::Proxy, String::new(), true);
         row.latency = p99s_us
             .iter()
             .map(|&us| Latency {

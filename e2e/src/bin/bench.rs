@@ -1,5 +1,6 @@
-//! `bench`: measures Pillion against no proxy (`direct`), nginx and haproxy on loopback, and
-//! writes `BENCHMARKS.md` and `benchmarks.png` at the workspace root (or next to `--out`).
+//! `bench`: measures Pillion against no proxy (`direct`), nginx, haproxy and Envoy on loopback,
+//! in two layouts (`proxy`: the proxy alone on its core; `pod`: the proxy sharing its core with
+//! an upstream of its own, as a sidecar shares its pod's CPU), and writes `BENCHMARKS.md` and `benchmarks.png` at the workspace root (or next to `--out`).
 //!
 //! ```text
 //! cargo build --release --workspace --bins && cargo run --release -p pillion-e2e --bin bench
@@ -7,8 +8,8 @@
 //! cargo run --release -p pillion-e2e --bin bench -- --only pillion,nginx --out /tmp/b/BENCHMARKS.md
 //! ```
 //!
-//! It installs missing tools (`scripts/bench-setup.sh`), starts one upstream and every
-//! configuration ([`peers`]), then runs rounds. A round takes one measure at a time over every
+//! It installs missing tools (`scripts/bench-setup.sh`), starts one upstream per layout and
+//! every configuration of each layout ([`peers`]), then runs rounds. A round takes one measure at a time over every
 //! configuration in turn (from a different first one each round): a correctness check
 //! ([`client::check`]) and wrk throughput with the proxy's CPU time ([`load`]), then h2load
 //! throughput, then fixed-rate latency ([`client::fixed_rate`]) in one-second slices that go
@@ -21,8 +22,12 @@ mod chart;
 mod client;
 #[path = "../bench/env.rs"]
 mod env;
+#[path = "../bench/envoy.rs"]
+mod envoy;
 #[path = "../bench/load.rs"]
 mod load;
+#[path = "../bench/method.rs"]
+mod method;
 #[path = "../bench/peers.rs"]
 mod peers;
 #[path = "../bench/procs.rs"]
@@ -39,9 +44,9 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use peers::{Bins, Target};
-use results::{Row, Settings};
+use results::{Layout, Row, Settings};
 
-/// Benchmark Pillion against direct, nginx and haproxy on loopback.
+/// Benchmark Pillion against direct, nginx, haproxy and Envoy on loopback.
 #[derive(Parser)]
 struct Cli {
     /// About a second per configuration and one round; writes to a temp dir unless --out.
@@ -55,7 +60,8 @@ struct Cli {
     /// between rounds, and a median of five shrugs off one or two bad ones; smoke 1).
     #[arg(long)]
     rounds: Option<u32>,
-    /// Seconds per measured run (default 10; smoke 1).
+    /// Seconds per measured run (default 8, which keeps the fifteen configurations of both
+    /// layouts at five rounds near half an hour on 2 cores; smoke 1).
     #[arg(long)]
     secs: Option<u64>,
     /// Request rate of the latency runs (default 2000; smoke 200).
@@ -105,7 +111,8 @@ fn run(cli: Cli) -> Result<usize> {
     procs::pin_self(peers::CLIENT_CORE)?;
 
     let upstream_dir = tempfile::tempdir()?;
-    let (_upstream, upstream) = peers::start_upstream(&bins, upstream_dir.path())?;
+    let (_upstream, upstream) = peers::start_upstream(&bins, upstream_dir.path(), peers::CLIENT_CORE)?;
+    let (_pod_upstream, pod_upstream) = peers::start_upstream(&bins, upstream_dir.path(), peers::PROXY_CORE)?;
     // The certificates' directory must outlive the mTLS proxies that read it.
     let certs = peers::Certs::make(&bins);
     settings.mtls = match &certs {
@@ -113,7 +120,8 @@ fn run(cli: Cli) -> Result<usize> {
         Err(e) => Err(format!("cannot make certificates: {e:#}")),
     };
     let mtls_certs = certs.as_ref().ok().filter(|_| settings.mtls.is_ok());
-    let mut configs = start_all(&bins, upstream, mtls_certs, &cli.only)?;
+    let upstreams = Upstreams { proxy: upstream, pod: pod_upstream };
+    let mut configs = start_all(&bins, upstreams, mtls_certs, &cli.only)?;
     for (target, row) in &mut configs {
         if let Some(t) = target {
             measure_memory(t, row, settings.idle_conns);
@@ -145,7 +153,7 @@ fn run(cli: Cli) -> Result<usize> {
 
 fn settings(cli: &Cli) -> Settings {
     let (rounds, secs, rate, conns, idle) =
-        if cli.smoke { (1, 1, 200, 4, 100) } else { (5, 10, 2000, 16, 1000) };
+        if cli.smoke { (1, 1, 200, 4, 100) } else { (5, 8, 2000, 16, 1000) };
     Settings {
         smoke: cli.smoke,
         rounds: cli.rounds.unwrap_or(rounds),
@@ -173,49 +181,68 @@ fn out_path(cli: &Cli) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Starts every configuration; one that cannot start is kept as an aborted row. Each proxy's
-/// idle memory is read right after it starts.
+/// The upstream of each layout.
+#[derive(Clone, Copy)]
+struct Upstreams {
+    proxy: SocketAddr,
+    pod: SocketAddr,
+}
+
+/// Starts every configuration, the single-hop ones in both layouts (the `pod` row right after
+/// its `proxy` row); one that cannot start is kept as an aborted row. Each proxy's idle memory
+/// is read right after it starts.
 fn start_all(
     bins: &Bins,
-    upstream: SocketAddr,
+    upstreams: Upstreams,
     mtls: Option<&peers::Certs>,
     only: &[String],
 ) -> Result<Vec<(Option<Target>, Row)>> {
-    type Start<'a> = Box<dyn Fn() -> Result<Target> + 'a>;
-    let mut starters: Vec<(&'static str, Start<'_>)> = vec![
-        ("direct", Box::new(move || Ok(peers::direct(upstream)))),
-        ("pillion", Box::new(move || peers::pillion(bins, upstream))),
-        ("nginx", Box::new(move || peers::nginx(upstream))),
-        ("haproxy", Box::new(move || peers::haproxy(upstream))),
-        ("pillion x2 plain", Box::new(move || peers::two_hop(bins, upstream, None))),
+    type Start<'a> = Box<dyn Fn(SocketAddr) -> Result<Target> + 'a>;
+    // (name, whether it also runs in the pod layout, how to start it in front of an upstream)
+    let mut starters: Vec<(&'static str, bool, Start<'_>)> = vec![
+        ("direct", true, Box::new(|up| Ok(peers::direct(up)))),
+        ("pillion", true, Box::new(|up| peers::pillion(bins, up))),
+        ("nginx", true, Box::new(peers::nginx)),
+        ("haproxy", true, Box::new(peers::haproxy)),
+        ("envoy", true, Box::new(envoy::envoy)),
+        ("pillion x2 plain", false, Box::new(|up| peers::two_hop(bins, up, None))),
     ];
     let sink = traced::start_sink()?;
     for sampling in [0.0, 0.01, 1.0] {
-        let start: Start<'_> = Box::new(move || traced::pillion_traced(bins, upstream, sampling, sink));
-        starters.push((traced::traced_name(sampling), start));
+        let start: Start<'_> = Box::new(move |up| traced::pillion_traced(bins, up, sampling, sink));
+        starters.push((traced::traced_name(sampling), false, start));
     }
     if let Some(certs) = mtls {
-        starters.push(("pillion x2 mTLS", Box::new(move || peers::two_hop(bins, upstream, Some(certs)))));
+        starters.push(("pillion x2 mTLS", false, Box::new(move |up| peers::two_hop(bins, up, Some(certs)))));
     }
-    if let Some(unknown) = only.iter().find(|o| !starters.iter().any(|(name, _)| name == o)) {
-        let names: Vec<_> = starters.iter().map(|(name, _)| *name).collect();
+    if let Some(unknown) = only.iter().find(|o| !starters.iter().any(|(name, ..)| name == o)) {
+        let names: Vec<_> = starters.iter().map(|(name, ..)| *name).collect();
         bail!("--only: no configuration `{unknown}` (there are: {})", names.join(", "));
     }
-    starters.retain(|(name, _)| only.is_empty() || *name == "direct" || only.iter().any(|o| o == name));
-    Ok(starters
-        .into_iter()
-        .map(|(name, start)| match start() {
-            Ok(t) => {
-                let proxied = !t.procs.is_empty();
-                let mut row = Row::new(t.name, t.note.clone(), proxied);
-                row.rss_idle_kib = proxied.then(|| procs::rss_kib(&t.pids()));
-                (Some(t), row)
-            }
-            Err(e) => {
-                eprintln!("bench: {name} did not start: {e:#}");
-                let mut row = Row::new(name, String::new(), name != "direct");
-                row.failure = Some(format!("did not start: {e:#}"));
-                (None, row)
+    starters.retain(|(name, ..)| only.is_empty() || *name == "direct" || only.iter().any(|o| o == name));
+    let runs = starters.iter().flat_map(|(name, pod, start)| {
+        let layouts: &[Layout] = if *pod { &[Layout::Proxy, Layout::Pod] } else { &[Layout::Proxy] };
+        layouts.iter().map(move |&layout| (*name, layout, start))
+    });
+    Ok(runs
+        .map(|(name, layout, start)| {
+            let upstream = match layout {
+                Layout::Proxy => upstreams.proxy,
+                Layout::Pod => upstreams.pod,
+            };
+            match start(upstream) {
+                Ok(t) => {
+                    let proxied = !t.procs.is_empty();
+                    let mut row = Row::new(t.name, layout, t.note.clone(), proxied);
+                    row.rss_idle_kib = proxied.then(|| procs::rss_kib(&t.pids()));
+                    (Some(t), row)
+                }
+                Err(e) => {
+                    eprintln!("bench: {name} ({}) did not start: {e:#}", layout.name());
+                    let mut row = Row::new(name, layout, String::new(), name != "direct");
+                    row.failure = Some(format!("did not start: {e:#}"));
+                    (None, row)
+                }
             }
         })
         .collect())
@@ -230,7 +257,7 @@ fn measure_memory(t: &Target, row: &mut Row, n: usize) {
     match client::with_idle_connections(t.h1, n, || procs::rss_kib(&pids)) {
         Ok(kib) => row.rss_conns_kib = Some(kib),
         Err(e) => {
-            eprintln!("bench: {}: holding {n} connections failed: {e:#}", row.name);
+            eprintln!("bench: {}: holding {n} connections failed: {e:#}", row.label());
             row.failure = Some(format!("holding {n} idle connections failed: {e:#}"));
         }
     }
@@ -248,7 +275,7 @@ enum Phase {
 /// Marks the configuration aborted if its measure failed.
 fn abort_on_error(row: &mut Row, measured: Result<()>) {
     if let Err(e) = measured {
-        eprintln!("bench: {} aborted: {e:#}", row.name);
+        eprintln!("bench: {} aborted: {e:#}", row.label());
         row.failure = Some(format!("{e:#}"));
     }
 }
@@ -259,7 +286,7 @@ fn abort_on_error(row: &mut Row, measured: Result<()>) {
 fn measure(t: &mut Target, row: &mut Row, s: &Settings, phase: Phase) -> Result<()> {
     t.alive()?;
     let pids = t.pids();
-    let name = row.name;
+    let name = row.label();
     match phase {
         Phase::Http1 => {
             client::check(t.h1, false).context("correctness check over HTTP/1.1")?;
@@ -268,12 +295,12 @@ fn measure(t: &mut Target, row: &mut Row, s: &Settings, phase: Phase) -> Result<
                 peers::expect_inbound_tls(admin)?;
             }
             let h1 = load::wrk(t.h1, s.secs, &pids)?;
-            eprintln!("bench:   {name:<18} http/1.1 {:>9.0} req/s  errors {}", h1.rps, h1.errors);
+            eprintln!("bench:   {name:<24} http/1.1 {:>9.0} req/s  errors {}", h1.rps, h1.errors);
             row.h1.push(h1);
         }
         Phase::Http2 => {
             let h2 = load::h2load(t.h2, s.secs, &pids)?;
-            eprintln!("bench:   {name:<18} h2       {:>9.0} req/s  errors {}", h2.rps, h2.errors);
+            eprintln!("bench:   {name:<24} h2       {:>9.0} req/s  errors {}", h2.rps, h2.errors);
             row.h2.push(h2);
         }
     }
@@ -306,7 +333,7 @@ fn measure_latency(configs: &mut [(Option<Target>, Row)], order: &[usize], s: &S
         match samples.latency() {
             Ok(l) => {
                 let p99 = l.p99.as_secs_f64() * 1e6;
-                eprintln!("bench:   {:<18} p99 {p99:>6.0} µs  errors {}", row.name, l.errors);
+                eprintln!("bench:   {:<24} p99 {p99:>6.0} µs  errors {}", row.label(), l.errors);
                 row.latency.push(l);
             }
             Err(e) => abort_on_error(row, Err(e)),
