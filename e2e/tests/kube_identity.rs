@@ -267,6 +267,8 @@ async fn with_the_api_server_down_a_token_request_is_retryable_and_succeeds_once
     kube.stop_apiserver();
     let renewed = proxy.log().matches("workload certificate renewed").count();
     until_logged(&proxy, "workload certificate renewed", renewed + 2);
+    // And it still serves.
+    proxy.wait_ready();
     let text = refused(&control, "token-review-failed", 503, "web.shop", &web_csr, &web);
     assert!(text.contains("could not review"), "{text}");
     kube.start_apiserver().await.expect("API server back");
