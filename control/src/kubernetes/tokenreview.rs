@@ -84,18 +84,23 @@ impl Reviewer {
             ..TokenReview::default()
         };
         let api = Api::<TokenReview>::all(self.client.clone());
-        let answer = api
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|e| ReviewError::Unavailable(e.to_string()))?;
+        let answer = api.create(&PostParams::default(), &review).await.map_err(unavailable)?;
         let reviewed = judge(answer.status.unwrap_or_default())?;
         let (pod, uid) = reviewed;
         let pods = Api::<Pod>::namespaced(self.client.clone(), &pod.namespace);
-        let found = pods.get_opt(&pod.pod).await.map_err(|e| ReviewError::Unavailable(e.to_string()))?;
+        let found = pods.get_opt(&pod.pod).await.map_err(unavailable)?;
         if found.and_then(|p| p.metadata.uid).is_none_or(|u| u != uid) {
             return Err(ReviewError::PodGone { namespace: pod.namespace, pod: pod.pod });
         }
         Ok(pod)
+    }
+}
+
+/// The API server's own message when it answered (e.g. RBAC's `forbidden`), else the error.
+fn unavailable(e: kube::Error) -> ReviewError {
+    match e {
+        kube::Error::Api(status) => ReviewError::Unavailable(status.message),
+        e => ReviewError::Unavailable(e.to_string()),
     }
 }
 
