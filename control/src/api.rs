@@ -1,12 +1,14 @@
 //! The HTTPS API (HTTP/2 and HTTP/1.1): accept, TLS with an optional client certificate, and one
 //! handler per path. Who may do what is decided per request from the client certificate's SPIFFE
-//! ID (or, for certificates only, a bootstrap token of the workload asked for):
+//! ID (or, for certificates only, a bootstrap token of the workload asked for, or with
+//! `--kubernetes` a projected ServiceAccount token of its ServiceAccount, see
+//! [`tokenreview`](crate::kubernetes::tokenreview)):
 //!
 //! | path | caller |
 //! |---|---|
 //! | `GET /v1/watch/{workload}` | a client cert of the workload's identity |
 //! | `POST /v1/ack` | a client cert of the acked workload's identity |
-//! | `POST /v1/certificates?workload=W` | a bootstrap token of W, or a valid cert of W's identity |
+//! | `POST /v1/certificates?workload=W` | a bootstrap token of W, W's ServiceAccount token, or a valid cert of W's identity |
 //! | `GET /v1/status`, `GET /metrics` | anyone who can reach the port |
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
@@ -24,7 +26,17 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 
-use crate::{State, ca::SignError, metrics::CertRefusal, snapshot::Channel, tokens::Verdict};
+use crate::{
+    State,
+    ca::SignError,
+    kubernetes::{
+        tokenreview::{ReviewError, Reviewer},
+        workloads,
+    },
+    metrics::CertRefusal,
+    snapshot::Channel,
+    tokens::Verdict,
+};
 
 /// Response body: a full buffer or a watch stream.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -210,9 +222,16 @@ async fn certificates(state: &State, peer: &Peer, req: Request<Incoming>) -> Res
         let msg = format!("unknown workload {workload:?}");
         return refuse(state, peer, &workload, CertRefusal::UnknownWorkload, StatusCode::NOT_FOUND, &msg);
     };
-    let how = match authenticate(state, peer, &workload, &channel.identity, authorization.as_ref()) {
+    let how = match authenticate(state, peer, &workload, &channel.identity, authorization.as_ref()).await {
         Ok(how) => how,
-        Err((reason, msg)) => return refuse(state, peer, &workload, reason, StatusCode::FORBIDDEN, &msg),
+        Err((reason, msg)) => {
+            // Only a review that could not be made is worth retrying.
+            let status = match reason {
+                CertRefusal::TokenReviewFailed => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::FORBIDDEN,
+            };
+            return refuse(state, peer, &workload, reason, status, &msg);
+        }
     };
     let Ok(csr) = std::str::from_utf8(&body) else {
         let msg = "bad CSR: not PEM text";
@@ -239,8 +258,9 @@ async fn certificates(state: &State, peer: &Peer, req: Request<Incoming>) -> Res
     }
 }
 
-/// How the caller proved it may have `identity` (`"certificate"` or `"token"`), or why not.
-fn authenticate(
+/// How the caller proved it may have `identity` (`"certificate"`, `"token"` or
+/// `"service-account"`), or why not.
+async fn authenticate(
     state: &State,
     peer: &Peer,
     workload: &str,
@@ -268,12 +288,47 @@ fn authenticate(
             let msg = format!("this bootstrap token does not enrol workload {workload:?}");
             Err((CertRefusal::WrongWorkload, msg))
         }
-        Some(Verdict::Unknown) => Err((CertRefusal::BadToken, "unknown bootstrap token".into())),
+        Some(Verdict::Unknown) => match (&state.reviewer, authorization.and_then(bearer)) {
+            (Some(reviewer), Some(token)) => {
+                review(reviewer, token, workload, identity, state.signer.trust_domain()).await
+            }
+            _ => Err((CertRefusal::BadToken, "unknown bootstrap token".into())),
+        },
         None => {
             let msg = format!("need a bootstrap token of {workload:?} or a valid certificate of {identity}");
             Err((CertRefusal::NoCredentials, msg))
         }
     }
+}
+
+/// The identity a ServiceAccount token proves, which must be `workload`'s.
+async fn review(
+    reviewer: &Reviewer,
+    token: &str,
+    workload: &str,
+    identity: &SpiffeId,
+    trust_domain: &str,
+) -> Result<&'static str, (CertRefusal, String)> {
+    let who = match reviewer.review(token).await {
+        Ok(who) => who,
+        Err(e @ ReviewError::Unavailable(_)) => return Err((CertRefusal::TokenReviewFailed, e.to_string())),
+        Err(e) => return Err((CertRefusal::BadToken, e.to_string())),
+    };
+    // The workload and identity are the review's; the query only has to agree with them.
+    let own = workloads::workload_name(&who.namespace, &who.service_account);
+    let own_identity = workloads::identity(trust_domain, &who.namespace, &who.service_account);
+    if own != workload || own_identity != identity.as_str() {
+        tracing::warn!(%workload, token_of = %own, pod = %who.pod, "a ServiceAccount token was presented for another workload");
+        let msg = format!("this ServiceAccount token enrols workload {own:?} only, not {workload:?}");
+        return Err((CertRefusal::WrongWorkload, msg));
+    }
+    tracing::debug!(%workload, pod = %who.pod, "ServiceAccount token reviewed");
+    Ok("service-account")
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header value.
+fn bearer(value: &HeaderValue) -> Option<&str> {
+    crate::tokens::bearer(value.as_bytes()).and_then(|t| std::str::from_utf8(t).ok())
 }
 
 /// Counts, logs and answers a refused certificate request.

@@ -47,6 +47,8 @@ pub struct State {
     pub keepalive: Duration,
     /// The last good mesh of each source.
     pub sources: compose::Sources,
+    /// With `--kubernetes`: who a ServiceAccount token presented for a certificate belongs to.
+    pub reviewer: Option<kubernetes::tokenreview::Reviewer>,
 }
 
 /// How `pillion-control serve` was asked to run.
@@ -74,6 +76,10 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     let store = CredentialStore::new(signer.serving_credentials()?);
     let tls = pillion_certs::tls::server_config(&store, ClientAuth::Optional)
         .context("cannot build the TLS server config")?;
+    let client = match &opts.kubernetes {
+        Some(k) => Some(kubernetes::client(k).await?),
+        None => None,
+    };
     let state = Arc::new(State {
         snapshots: snapshot::Snapshots::default(),
         status: status::Status::default(),
@@ -81,6 +87,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         signer: Arc::clone(&signer),
         keepalive: opts.keepalive,
         sources: compose::Sources::default(),
+        reviewer: client.clone().map(kubernetes::tokenreview::Reviewer::new),
     });
     if let Some(dir) = &opts.config_dir {
         // A bad directory at start-up is reported like any other; there is just no last good one
@@ -92,8 +99,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         // Nothing yet: workloads appear when the cluster is listed.
         compose::set_cluster(&state, source::Mesh::default());
     }
-    if let Some(k) = &opts.kubernetes {
-        let client = kubernetes::client(k).await?;
+    if let (Some(k), Some(client)) = (&opts.kubernetes, client) {
         let settings = kubernetes::translate::Settings {
             trust_domain: signer.trust_domain().to_owned(),
             cluster_domain: k.cluster_domain.clone(),

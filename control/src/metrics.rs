@@ -97,7 +97,8 @@ impl Metrics {
 pub enum CertRefusal {
     /// `no-credentials`: neither a client certificate nor a bearer token (403).
     NoCredentials,
-    /// `bad-token`: a bearer token that is in no line of the token file (403).
+    /// `bad-token`: a bearer token that is in no line of the token file and, with
+    /// `--kubernetes`, one the TokenReview refused (403).
     BadToken,
     /// `wrong-workload`: a bearer token of another workload (403).
     WrongWorkload,
@@ -114,11 +115,14 @@ pub enum CertRefusal {
     UnknownWorkload,
     /// `bad-request`: no `?workload=`, or a body too large or unreadable (400, 413).
     BadRequest,
+    /// `token-review-failed`: the API server could not be asked about a ServiceAccount token
+    /// (503: the proxy retries).
+    TokenReviewFailed,
 }
 
 impl CertRefusal {
     /// Every reason, in the order README.md lists them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::NoCredentials,
         Self::BadToken,
         Self::WrongWorkload,
@@ -128,6 +132,7 @@ impl CertRefusal {
         Self::BadCsr,
         Self::UnknownWorkload,
         Self::BadRequest,
+        Self::TokenReviewFailed,
     ];
 
     /// The label value.
@@ -142,6 +147,7 @@ impl CertRefusal {
             Self::BadCsr => "bad-csr",
             Self::UnknownWorkload => "unknown-workload",
             Self::BadRequest => "bad-request",
+            Self::TokenReviewFailed => "token-review-failed",
         }
     }
 }

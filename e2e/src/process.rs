@@ -170,6 +170,19 @@ impl Proxy {
 
     /// As `spawn`, with the open-file limit (`ulimit -n`) set to `nofile` when given.
     pub fn spawn_with_nofile(config: &str, args: &[&str], nofile: Option<u32>) -> Self {
+        let mut proxy = Self::launch(config, args, nofile);
+        let child = proxy.child.as_mut().expect("just spawned");
+        wait_for_port(proxy.admin, child, "pillion");
+        proxy
+    }
+
+    /// As `spawn`, without waiting for the admin port: for a proxy that is still enrolling
+    /// (which it does before it listens).
+    pub fn launch_enrolling(config: &str) -> Self {
+        Self::launch(config, &[], None)
+    }
+
+    fn launch(config: &str, args: &[&str], nofile: Option<u32>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin = free_addr();
         let config = with_outbound_bind(&config.replace("{admin}", &admin.to_string()));
@@ -183,7 +196,7 @@ impl Proxy {
             }
             None => Command::new(workspace_bin("pillion")),
         };
-        let mut child = cmd
+        let child = cmd
             .arg("run")
             .arg("--config")
             .arg(dir.path().join("config.yaml"))
@@ -195,7 +208,6 @@ impl Proxy {
             .stderr(log)
             .spawn()
             .expect("spawn pillion");
-        wait_for_port(admin, &mut child, "pillion");
         Self { admin, dir, child: Some(child) }
     }
 

@@ -1,8 +1,8 @@
 //! The install manifests in `deploy/kubernetes/`: every file passes `kubernetes-validate
 //! --strict`, and the control plane's RBAC is exactly enough: applied to a real API server,
 //! `pillion-control serve --kubernetes` running as its ServiceAccount (a token, no admin) lists
-//! and watches everything it needs and writes a route's status, and the ClusterRole grants
-//! nothing else.
+//! and watches everything it needs, writes a route's status and reviews a Pod's ServiceAccount
+//! token for its certificate, and the ClusterRole grants nothing else.
 
 use std::{
     path::{Path, PathBuf},
@@ -69,7 +69,7 @@ fn every_manifest_passes_kubernetes_validate_strict() {
 }
 
 #[test]
-fn the_control_plane_cluster_role_grants_its_watches_and_route_status_only() {
+fn the_control_plane_cluster_role_grants_its_watches_route_status_and_token_reviews_only() {
     let docs = control_manifest();
     let role = of_kind(&docs, "ClusterRole");
     let mut grants: Vec<String> = Vec::new();
@@ -91,8 +91,10 @@ fn the_control_plane_cluster_role_grants_its_watches_and_route_status_only() {
         grants,
         [
             "/namespaces list,watch",
+            "/pods get",
             "/pods list,watch",
             "/services list,watch",
+            "authentication.k8s.io/tokenreviews create",
             "discovery.k8s.io/endpointslices list,watch",
             "gateway.networking.k8s.io/grpcroutes list,watch",
             "gateway.networking.k8s.io/grpcroutes/status get,patch",
@@ -192,6 +194,28 @@ async fn the_control_plane_runs_on_its_own_rbac_and_nothing_more() {
     let log = control.log();
     assert!(!log.contains("watch failed"), "a watch was refused:\n{log}");
     assert!(!log.contains("cannot write"), "a status write was refused:\n{log}");
+
+    // A certificate for web-1's ServiceAccount token: a TokenReview, then a get of its Pod.
+    let pod_uid =
+        Api::<Pod>::namespaced(client.clone(), "shop").get("web-1").await.expect("pod").metadata.uid;
+    let request: TokenRequest = serde_json::from_value(json!({"spec": {"audiences": ["pillion"],
+        "expirationSeconds": 600, "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web-1", "uid": pod_uid}}}))
+    .unwrap();
+    let web_accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "shop");
+    let answer = web_accounts.create_token_request("web", &PostParams::default(), &request).await;
+    let web_token = answer.expect("TokenRequest").status.and_then(|s| s.token).expect("a token");
+    let csr_dir = control.dir.path().join("web-csr");
+    pillion_e2e::pki::certs(&[
+        "csr",
+        "--identity",
+        "spiffe://cluster.local/ns/shop/sa/web",
+        "--out",
+        csr_dir.to_str().unwrap(),
+    ]);
+    let header = format!("Authorization: Bearer {web_token}");
+    let (code, pem) =
+        control.post("/v1/certificates?workload=web.shop", None, &csr_dir.join("csr.pem"), &["-H", &header]);
+    assert_eq!(code, 200, "{pem}\n{}", control.log());
 }
 
 fn http_route_resource() -> ApiResource {

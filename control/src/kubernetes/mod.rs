@@ -10,6 +10,7 @@
 
 pub mod routes;
 pub mod services;
+pub mod tokenreview;
 pub mod translate;
 mod watch;
 pub mod workloads;

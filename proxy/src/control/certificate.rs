@@ -1,5 +1,6 @@
 //! The workload certificate from the control plane: fetched at start when there is no valid one
-//! (a CSR authenticated by the bootstrap token), and renewed at two thirds of its lifetime
+//! (a CSR authenticated by the token in `control.token_file`: a bootstrap token, or a projected
+//! ServiceAccount token), and renewed at two thirds of its lifetime
 //! (authenticated by the certificate itself). New files are written where `tls:` points, so the
 //! rotation path is the same as for certificates mounted by anything else.
 
@@ -26,7 +27,8 @@ pub struct Enrollment {
     pub identity: SpiffeId,
     /// Where the files go.
     pub paths: CredentialPaths,
-    /// The bootstrap token file, if any.
+    /// The token file (a bootstrap token, or a projected ServiceAccount token), if any; read
+    /// on every request.
     pub token_file: Option<std::path::PathBuf>,
 }
 
@@ -43,9 +45,10 @@ impl Enrollment {
                 tracing::info!(reason = %e, "no usable workload certificate; enrolling with the control plane")
             }
         }
+        let token = self.token_file.as_deref().map(read_token).transpose()?;
         let bundle = Arc::new(TrustBundle::load(&self.paths.trust)?);
         let tls = pillion_certs::tls::client_config_without_cert(bundle, &self.client.identity)?;
-        self.request(self.client.tls_config(&tls)).await
+        self.request(self.client.tls_config(&tls), token).await
     }
 
     /// Renews at two thirds of each certificate's lifetime, forever; retries failures with
@@ -63,8 +66,10 @@ impl Enrollment {
             tokio::time::sleep(Duration::from_secs(wait as u64)).await;
             let mut backoff = Duration::from_secs(1);
             loop {
+                // The certificate authenticates a renewal; the token only backs it up.
+                let token = self.token_file.as_deref().and_then(|p| read_token(p).ok());
                 let result = match pillion_certs::tls::client_config(&store, &self.client.identity) {
-                    Ok(tls) => self.request(self.client.tls_config(&tls)).await,
+                    Ok(tls) => self.request(self.client.tls_config(&tls), token).await,
                     Err(e) => Err(e.into()),
                 };
                 match result.and_then(|()| Credentials::load(&self.paths).map_err(ClientError::from)) {
@@ -84,13 +89,17 @@ impl Enrollment {
     }
 
     /// Sends a CSR and writes the key and the signed certificate.
-    async fn request(&self, tls: Arc<rustls::ClientConfig>) -> Result<(), ClientError> {
+    async fn request(
+        &self,
+        tls: Arc<rustls::ClientConfig>,
+        token: Option<String>,
+    ) -> Result<(), ClientError> {
         let kc = pillion_certs::create_csr(&self.identity)?;
         let mut req = Request::post(format!("/v1/certificates?workload={}", self.workload))
             .header(http::header::CONTENT_TYPE, "application/pkcs10")
             .body(Full::new(Bytes::from(kc.csr_pem)))
             .map_err(|e| ClientError::Address(e.to_string()))?;
-        if let Some(token) = self.token_file.as_deref().and_then(read_token) {
+        if let Some(token) = token {
             if let Ok(v) = format!("Bearer {token}").parse() {
                 req.headers_mut().insert(http::header::AUTHORIZATION, v);
             }
@@ -111,13 +120,17 @@ impl Enrollment {
     }
 }
 
-fn read_token(path: &Path) -> Option<String> {
+/// The token, read afresh for every request: a projected ServiceAccount token is rewritten by
+/// the kubelet as it rotates.
+fn read_token(path: &Path) -> Result<String, ClientError> {
+    let no_token = |reason: String| {
+        tracing::warn!(file = %path.display(), %reason, "no token in control.token_file");
+        ClientError::NoToken { path: path.display().to_string(), reason }
+    };
     match std::fs::read_to_string(path) {
-        Ok(t) => Some(t.trim().to_owned()),
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "cannot read the bootstrap token");
-            None
-        }
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
+        Ok(_) => Err(no_token("the file is empty".into())),
+        Err(e) => Err(no_token(format!("cannot read it: {e}"))),
     }
 }
 

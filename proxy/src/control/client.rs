@@ -42,6 +42,15 @@ pub enum ClientError {
         /// Its error text.
         body: String,
     },
+    /// `control.token_file` is missing or empty (the kubelet may not have written a projected
+    /// token yet): retried, since the file is read again on every attempt.
+    #[error("control.token_file {path}: {reason}")]
+    NoToken {
+        /// The file.
+        path: String,
+        /// Why there is no token in it.
+        reason: String,
+    },
     /// Our TLS material could not be set up.
     #[error("TLS setup for the control plane: {0}")]
     Tls(#[from] pillion_certs::Error),
