@@ -210,14 +210,7 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
         };
         plan.service.balancer.report(i, outcome);
 
-        // A stopping peer's GOAWAY may have caught the request unprocessed, or not: retried,
-        // policy or not, when sending it twice is harmless.
-        let closing = judged == TryResult::Failed(LocalError::UpstreamClosing) && retry::idempotent(&method);
-        let wanted = closing
-            || match plan.retry {
-                Some(p) => retry::should_retry(p, &method, plan.grpc, judged),
-                None => judged == TryResult::Failed(LocalError::ConnectFailed),
-            };
+        let wanted = retry::wanted(plan.retry, &method, plan.grpc, judged);
         if n >= max_tries || !wanted || !resend.possible() || !budget.try_withdraw(percent) {
             return Sent { result, tls: meshed };
         }
@@ -229,9 +222,7 @@ pub async fn send(shared: &Shared, plan: &Plan<'_>, parts: Parts, body: ClientBo
         shared.metrics.retries(plan.service_name).inc();
         tracing::debug!(service = plan.service_name, endpoint = %endpoint.addr, try_ = n, result = ?judged, "retrying");
         drop(result);
-        // A connect failure sent nothing, and a peer going away is no overload: go straight to
-        // the next endpoint.
-        if !closing && judged != TryResult::Failed(LocalError::ConnectFailed) {
+        if !retry::at_once(judged) {
             tokio::time::sleep(retry::backoff(n)).await;
         }
     }

@@ -30,6 +30,26 @@ pub enum TryResult {
     Failed(LocalError),
 }
 
+/// Whether a try that ended with `result` is tried again on another endpoint, under `policy`
+/// or with none: without one, only a connect failure (nothing was sent). A stopping peer's
+/// GOAWAY may have caught the request unprocessed, or not: it is retried, policy or not, when
+/// sending it twice is harmless.
+pub fn wanted(policy: Option<&RetryPolicy>, method: &Method, grpc: bool, result: TryResult) -> bool {
+    if result == TryResult::Failed(LocalError::UpstreamClosing) && idempotent(method) {
+        return true;
+    }
+    match policy {
+        Some(p) => should_retry(p, method, grpc, result),
+        None => result == TryResult::Failed(LocalError::ConnectFailed),
+    }
+}
+
+/// Whether a retry after `result` goes to the next endpoint at once: a connect failure sent
+/// nothing, and a peer going away is no overload to back off from.
+pub fn at_once(result: TryResult) -> bool {
+    matches!(result, TryResult::Failed(LocalError::ConnectFailed | LocalError::UpstreamClosing))
+}
+
 /// Whether `policy` retries a try that ended with `result`. A connect failure sent nothing, so
 /// any method may be retried after one. A gRPC call (always a POST) is retried on the gRPC codes
 /// the policy names, its HTTP status read as gRPC clients read it; anything else needs an
